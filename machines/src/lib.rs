@@ -1,1 +1,34 @@
-pub fn placeholder() {}
+//! The sans-IO core of mcp-remote.
+//!
+//! Everything here is pure: no sockets, no clock, no files, no randomness. Time
+//! comes in with events (`now`), seeds are passed in, and decisions come out as
+//! effects that the actors in the `actors` crate perform. The same inputs always
+//! give the same outputs, so the machines can be driven through generated
+//! schedules (proptest, fuzzing) without a network.
+//!
+//! - [`framing`]: newline-delimited stdin framing with a bounded line length.
+//! - [`jsonrpc`]: JSON-RPC envelopes read without re-serializing, errors, filters.
+//! - [`sse`]: the `text/event-stream` parser.
+//! - [`router`]: the Bridge's bookkeeping: one answer per host request.
+//! - [`link`]: the session machine (initialize, session expiry, shutdown).
+//! - [`stream`]: the reconnect/resume machine of an SSE stream.
+//! - [`transport`]: what Streamable HTTP answers mean.
+//! - [`backoff`]: seeded jittered exponential delays (backon).
+//! - [`cache_key`]: mcp-remote's per-server key for the config folder.
+//!
+//! Driving contract (as in str0m and quinn-proto): after every input, drain all
+//! the effects it produced, in order, before the next input.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod backoff;
+pub mod cache_key;
+pub mod framing;
+pub mod fuzzing;
+pub mod jsonrpc;
+pub mod link;
+pub mod router;
+pub mod sse;
+pub mod stream;
+pub mod transport;
