@@ -160,7 +160,7 @@ mod tests {
 
     #[test]
     fn oversized_line_is_reported_and_the_next_line_survives() {
-        let big = vec![b'x'; 50];
+        let big = [b'x'; 50];
         let out = frames(10, &[&big[..20], &big[20..], b"\nok\n"]);
         assert_eq!(out, vec![Frame::Oversized { len: 50 }, line("ok")]);
     }

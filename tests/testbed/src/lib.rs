@@ -1,1 +1,225 @@
-pub fn placeholder() {}
+//! A loopback MCP server that speaks Streamable HTTP, for `mcp-remote`'s black-box tests and
+//! its README demo.
+//!
+//! Driving contract: [`Testbed::start`] binds `127.0.0.1` on an ephemeral port and spawns the
+//! server on the current tokio runtime. It runs until [`Testbed::shutdown`] or until that
+//! runtime ends. A test points the proxy at [`Testbed::url`] and then inspects what the server
+//! saw with [`Testbed::requests`] or [`Testbed::wait_for`]. [`Testbed::set_config`],
+//! [`Testbed::expire_sessions`] and [`Testbed::push_notification`] change the server's
+//! behaviour while the proxy is talking to it.
+//!
+//! The behaviour follows the Streamable HTTP transport of MCP 2025-03-26 … 2025-11-25:
+//!
+//! - `POST /mcp` takes one JSON-RPC message (a batch only when the session negotiated
+//!   2025-03-26) and answers with `application/json` or `text/event-stream`, as
+//!   [`Config::response_mode`] says. Notifications and client responses get `202`.
+//! - `GET /mcp` opens the server→client SSE stream. With `Last-Event-ID` it resumes the stream
+//!   that id belongs to (a GET stream or a POST response stream).
+//! - `DELETE /mcp` ends the session.
+//! - `/redirect-elsewhere` answers `307` to a second listener on another port (another
+//!   origin), whose requests [`Testbed::elsewhere_requests`] returns.
+//!
+//! The tools it offers are fault injectors as much as tools: see [`TOOL_NAMES`].
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod http;
+mod mcp;
+mod record;
+mod sse;
+mod state;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use mcp::{SUPPORTED_PROTOCOL_VERSIONS, TOOL_NAMES};
+pub use record::Recorded;
+
+use state::{lock, Shared};
+
+/// How the server answers a POST that carries requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// One `application/json` body (an array for a batch).
+    Json,
+    /// A `text/event-stream` body with one event per response, plus whatever the request
+    /// makes the server send first (progress, server→client requests).
+    Sse,
+    /// `Json` and `Sse` in turn, one POST after another, starting with `Json`. Exercises a
+    /// client's support for both content types (checklist B4).
+    Alternate,
+}
+
+/// What the server does. Read afresh for every request, so [`Testbed::set_config`] takes
+/// effect on the next one.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The content type used to answer requests.
+    pub response_mode: ResponseMode,
+    /// Whether `initialize` issues an `Mcp-Session-Id` and later requests must carry it
+    /// (400 without it, 404 when it is unknown or expired). Off: the server is stateless
+    /// and ignores the header.
+    pub sessions: bool,
+    /// Whether `GET /mcp` opens an SSE stream; off, it answers 405 as servers without a
+    /// standalone stream do (checklist B12).
+    pub get_stream: bool,
+    /// Whether `DELETE /mcp` ends the session; off, it answers 405 (checklist B18).
+    pub allow_delete: bool,
+    /// The `retry:` value (milliseconds) sent in a priming event at the start of every SSE
+    /// stream, as 2025-11-25 servers do; `None` sends no priming event and no `retry:`.
+    pub sse_retry_ms: Option<u64>,
+    /// When set, every non-`initialize` request to `/mcp` is answered with `307` to the
+    /// other origin's `/mcp`, so a test can check what leaks across origins mid-session
+    /// (checklist B20).
+    pub redirect_mcp: bool,
+    /// When set, every non-`initialize` request to `/mcp` is answered with this HTTP status
+    /// and a JSON-RPC error body without `id` (checklist B6, B10).
+    pub fail_status: Option<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            response_mode: ResponseMode::Sse,
+            sessions: true,
+            get_stream: true,
+            allow_delete: true,
+            sse_retry_ms: Some(200),
+            redirect_mcp: false,
+            fail_status: None,
+        }
+    }
+}
+
+/// A handle on a running testbed. Cloning it gives another handle on the same server.
+#[derive(Clone)]
+pub struct Testbed {
+    /// Everything the server tasks share; the handle reads and steers it.
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Testbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Testbed").field("url", &self.url()).finish()
+    }
+}
+
+impl Testbed {
+    /// Binds `127.0.0.1` on an ephemeral port (and a second one for the "elsewhere" origin)
+    /// and spawns the server on the current tokio runtime.
+    pub async fn start(config: Config) -> std::io::Result<Testbed> {
+        Self::start_on_port(config, 0).await
+    }
+
+    /// Like [`Testbed::start`], on a given port of `127.0.0.1` (0 for an ephemeral one).
+    /// The "elsewhere" listener always takes an ephemeral port.
+    pub async fn start_on_port(config: Config, port: u16) -> std::io::Result<Testbed> {
+        let main = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+        let elsewhere = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let origin = format!("http://{}", main.local_addr()?);
+        let elsewhere_origin = format!("http://{}", elsewhere.local_addr()?);
+        let shared = Arc::new(Shared::new(config, origin, elsewhere_origin));
+        tokio::spawn(http::serve(main, shared.clone(), http::Role::Main));
+        tokio::spawn(http::serve(
+            elsewhere,
+            shared.clone(),
+            http::Role::Elsewhere,
+        ));
+        Ok(Testbed { shared })
+    }
+
+    /// The MCP endpoint, `http://127.0.0.1:PORT/mcp`.
+    pub fn url(&self) -> String {
+        format!("{}/mcp", self.shared.origin)
+    }
+
+    /// `http://127.0.0.1:PORT`, without a path.
+    pub fn origin(&self) -> String {
+        self.shared.origin.clone()
+    }
+
+    /// The port the MCP endpoint listens on.
+    pub fn port(&self) -> u16 {
+        self.shared
+            .origin
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A URL on the main server that answers every request with `307` to
+    /// [`Testbed::elsewhere_origin`]`/mcp`.
+    pub fn redirect_url(&self) -> String {
+        format!("{}/redirect-elsewhere", self.shared.origin)
+    }
+
+    /// The origin of the second listener, the target of every redirect.
+    pub fn elsewhere_origin(&self) -> String {
+        self.shared.elsewhere_origin.clone()
+    }
+
+    /// Every HTTP request the main server received, in arrival order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.log.snapshot()
+    }
+
+    /// Every HTTP request the "elsewhere" listener received, in arrival order.
+    pub fn elsewhere_requests(&self) -> Vec<Recorded> {
+        self.shared.elsewhere_log.snapshot()
+    }
+
+    /// Forgets the requests recorded so far (on both listeners).
+    pub fn clear_requests(&self) {
+        self.shared.log.clear();
+        self.shared.elsewhere_log.clear();
+    }
+
+    /// The ids of the sessions that are currently valid.
+    pub fn session_ids(&self) -> Vec<String> {
+        lock(&self.shared.registry).session_ids()
+    }
+
+    /// The protocol version a live session negotiated in `initialize`.
+    pub fn negotiated_version(&self, session_id: &str) -> Option<String> {
+        lock(&self.shared.registry).protocol_version(Some(session_id))
+    }
+
+    /// Makes every current session id unknown: its next use gets 404, as after a server
+    /// restart (checklist B9). Open streams of those sessions end.
+    pub fn expire_sessions(&self) {
+        lock(&self.shared.registry).expire_all();
+    }
+
+    /// A copy of the configuration in force.
+    pub fn config(&self) -> Config {
+        lock(&self.shared.config).clone()
+    }
+
+    /// Changes the configuration; the next request sees the change.
+    pub fn set_config(&self, f: impl FnOnce(&mut Config)) {
+        f(&mut lock(&self.shared.config));
+    }
+
+    /// Waits until `pred` holds for the main server's request log, or `timeout` passes.
+    /// Returns whether it held. `pred` runs with the log locked: it must not call back into
+    /// the testbed.
+    pub async fn wait_for(&self, pred: impl Fn(&[Recorded]) -> bool, timeout: Duration) -> bool {
+        self.shared.log.wait_for(pred, timeout).await
+    }
+
+    /// Sends a server→client message (a notification or a request) on each session's newest
+    /// open GET stream. When no GET stream is open, the message waits for the next one.
+    pub fn push_notification(&self, msg: serde_json::Value) {
+        lock(&self.shared.registry).push_everywhere(&msg);
+    }
+
+    /// Stops accepting connections, drops the open ones and ends every stream.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}
