@@ -1,1 +1,17 @@
-pub fn placeholder() {}
+//! The actors of mcp-remote: thin IO shells around the machines.
+//!
+//! ```text
+//! stdin ─► StdinReader ─ClientFrame─► Bridge ─Forward─► Session ══HTTP/SSE══► remote MCP server
+//! stdout ◄─ StdoutWriter ◄─ServerFrame─ Bridge ◄─Inbound── Session
+//! ```
+//!
+//! Each actor turns IO into machine events and performs the effects the
+//! machine returns; decisions live in the `machines` crate. All messages are in
+//! [`messages`]; actors hold `Recipient`s, so a test can stand in for any peer.
+
+pub mod bridge;
+pub mod http;
+pub mod messages;
+pub mod session;
+pub mod stdin_reader;
+pub mod stdout_writer;

@@ -1,0 +1,122 @@
+//! The HTTP client of the Session: TLS, proxies, time-outs and redirects, set up
+//! once from the command line.
+//!
+//! - TLS is rustls with the ring provider and the platform verifier (the OS trust
+//!   store), plus the PEM bundle of `NODE_EXTRA_CA_CERTS` / `--extra-ca-certs` when given.
+//! - Proxies from `HTTP(S)_PROXY`/`NO_PROXY` are used only with `--enable-proxy`, as in mcp-remote.
+//! - Redirects are followed only within the server's origin: a cross-origin hop would
+//!   carry `Mcp-Session-Id` and credentials to another host (MCP authorization §Token Handling).
+
+pub use reqwest::header;
+
+use machines::transport::same_origin;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the HTTP client is built.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Time allowed to open a TCP+TLS connection.
+    pub connect_timeout: Duration,
+    /// Longest silence while reading a body (`None`: no limit).
+    pub read_timeout: Option<Duration>,
+    /// Use the proxy environment variables.
+    pub enable_proxy: bool,
+    /// Connect over IPv4 only.
+    pub ipv4: bool,
+    /// Extra CA certificates to trust, as a PEM bundle file.
+    pub extra_ca_certs: Option<PathBuf>,
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpSetupError {
+    /// The extra CA file could not be read or parsed.
+    #[error("could not load extra CA certificates from {path}: {reason}")]
+    ExtraCa {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// reqwest refused the configuration.
+    #[error("could not set up the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Build the client.
+pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
+    // Several calls are fine: only the first installs the provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("mcp-remote-rs/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(options.connect_timeout)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| same_origin(first, attempt.url()));
+            if !same {
+                attempt.stop()
+            } else if attempt.previous().len() >= 5 {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        }))
+        .tcp_nodelay(true);
+    if let Some(t) = options.read_timeout {
+        builder = builder.read_timeout(t);
+    }
+    if !options.enable_proxy {
+        builder = builder.no_proxy();
+    }
+    if options.ipv4 {
+        builder = builder.local_address(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    if let Some(path) = &options.extra_ca_certs {
+        let fail = |reason: String| HttpSetupError::ExtraCa {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(fail("no certificate found in the file".into()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| HttpSetupError::Client(e.without_url().to_string()))
+}
+
+/// Describe a reqwest error for a user, without the URL (it may carry a secret in its query).
+pub fn describe_error(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_redirect() {
+        "redirect refused"
+    } else if error.is_body() || error.is_decode() {
+        "the response broke off"
+    } else {
+        "request failed"
+    };
+    let error = error.without_url();
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    for _ in 0..4 {
+        let Some(s) = source else { break };
+        let text = s.to_string();
+        if !detail.contains(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        source = s.source();
+    }
+    format!("{kind}: {detail}")
+}

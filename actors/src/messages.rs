@@ -1,0 +1,139 @@
+//! Every message the actors exchange. Commands are imperative (`Shutdown`,
+//! `Flush`), events are past tense (`HostClosed`, `ExchangeEnded`).
+
+use actix::Message;
+use machines::jsonrpc::{IdKey, Incoming, Malformed, Message as RpcMessage};
+use machines::router::Outbound;
+
+/// StdinReader → Bridge: one line from the host, parsed once.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum ClientFrame {
+    /// A message or a batch.
+    Incoming(Incoming),
+    /// A line that is not JSON-RPC.
+    Garbage(Malformed),
+    /// A line longer than the limit (its content was dropped).
+    Oversized {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in force.
+        max: usize,
+    },
+}
+
+/// StdinReader → Bridge: stdin reached end of file (the host is gone).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct HostClosed;
+
+/// Bridge → StdoutWriter: one JSON-RPC message to write as one line.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ServerFrame(pub Vec<u8>);
+
+/// → StdoutWriter: answer once everything written before it is flushed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Bridge → Session: a message for the server.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Forward(pub Outbound);
+
+/// Session → Bridge: a message from the server.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Inbound(pub RpcMessage);
+
+/// Session → Bridge: the request `id_key` will get no answer from the server.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RequestFailed {
+    /// Which request.
+    pub id_key: IdKey,
+    /// Why, in words for the host (never a secret).
+    pub reason: String,
+}
+
+/// → Session: stop (stdin closed, SIGINT, SIGTERM): DELETE the session, then end the process.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// What triggered it, for the log.
+    pub reason: &'static str,
+}
+
+/// Which exchange with the server a message or an end belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The POST of the host's message `seq`.
+    Post {
+        /// The Session's handle on the message.
+        seq: u64,
+    },
+    /// The POST of the proxy's replayed `initialize`.
+    Reinit,
+    /// A POST the proxy makes on its own behalf (`notifications/initialized` after a re-init).
+    Own,
+    /// A GET stream: 0 is the standalone stream, others resume a POST's stream.
+    Get {
+        /// The Session's handle on the stream.
+        stream: u64,
+    },
+}
+
+/// Session task → Session: one message arrived on an exchange.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ServerMessage {
+    /// Where it came from.
+    pub origin: Origin,
+    /// The message.
+    pub message: RpcMessage,
+    /// `Mcp-Session-Id` of the HTTP response that carried it.
+    pub session_id: Option<String>,
+}
+
+/// How an exchange with the server ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeEnd {
+    /// 202 (or 2xx without a body): taken.
+    Accepted,
+    /// A GET stream opened (more messages follow, then `Done`).
+    StreamOpened,
+    /// The body was read to its end, or broke (`broken`).
+    Done {
+        /// The last SSE event id seen, for resumption.
+        last_event_id: Option<String>,
+        /// The server's `retry:` hint in milliseconds.
+        retry_ms: Option<u64>,
+        /// Why reading stopped early, if it did.
+        broken: Option<String>,
+    },
+    /// 404 to a POST that carried `Mcp-Session-Id`.
+    Expired,
+    /// The server refused with this HTTP status.
+    Refused {
+        /// The status.
+        status: u16,
+        /// A short description for the host.
+        detail: String,
+    },
+    /// The request could not be completed (network, time-out, oversized body).
+    Failed {
+        /// A short description (no URL, no secret).
+        detail: String,
+    },
+}
+
+/// Session task → Session: an exchange ended.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ExchangeEnded {
+    /// Which exchange.
+    pub origin: Origin,
+    /// How.
+    pub end: ExchangeEnd,
+}

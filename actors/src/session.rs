@@ -1,0 +1,865 @@
+//! Session: the link to the remote MCP server over Streamable HTTP
+//! (MCP 2025-03-26 … 2025-11-25, basic/transports §Streamable HTTP).
+//!
+//! Every message from the host becomes one POST (both `Accept` types, the
+//! session id and the negotiated `MCP-Protocol-Version` once known). The answer
+//! is a JSON body, an SSE stream, or 202. Server messages are handed to the
+//! Bridge in the order they arrive; server→client requests and notifications
+//! travel the same way, and the host's answers go back as POSTs.
+//!
+//! Decisions are the machines': [`Link`] says what happens to each message and
+//! when the session is re-initialized (404 with a session id), [`StreamLink`]
+//! says when the standalone GET stream and broken response streams are
+//! (re)opened and with which `Last-Event-ID`. This actor only performs them:
+//! `dispatch(event)` → machine → effects → `perform(effect)`.
+//!
+//! Each HTTP exchange runs as a future owned by this actor; it reports back
+//! with [`ServerMessage`] (one per message, in order) and then
+//! [`ExchangeEnded`], so the actor's state changes only in its own handlers.
+
+use crate::http::describe_error;
+use crate::messages::{
+    ExchangeEnd, ExchangeEnded, Flush, Forward, Inbound, Origin, RequestFailed, ServerMessage,
+    Shutdown,
+};
+use actix::prelude::*;
+use bytes::Bytes;
+use machines::backoff::BackoffPolicy;
+use machines::jsonrpc::{self, IdKey, Incoming, Kind};
+use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox};
+use machines::sse::SseParser;
+use machines::stream::{StreamEffect, StreamEvent, StreamLink, StreamOutbox};
+use machines::transport::{self, GetOutcome, PostOutcome};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
+use statig::blocking::StateMachine;
+use statig::prelude::IntoStateMachineExt;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// The standalone GET stream's handle among the streams.
+const GET_STREAM: u64 = 0;
+/// Longest wait for the DELETE at shutdown.
+const DELETE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How much of an error body is read to look for a JSON-RPC error in it.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the Session needs to know.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The MCP endpoint.
+    pub url: Url,
+    /// `--header` values, already expanded, sent on every request.
+    pub headers: HeaderMap,
+    /// Longest wait for response headers (`--headers-timeout`; `None`: no limit).
+    pub headers_timeout: Option<Duration>,
+    /// Largest message accepted from the server, in bytes.
+    pub max_message_bytes: usize,
+    /// Seed for the reconnection jitter.
+    pub seed: u64,
+}
+
+/// A host message the Session still holds.
+#[derive(Debug)]
+struct Pending {
+    /// The body (cheap to clone for a re-send).
+    bytes: Bytes,
+    /// Request, notification or response.
+    kind: Kind,
+    /// For requests: the id, to report failures against.
+    id_key: Option<IdKey>,
+    /// Whether it was already re-sent after a re-initialization.
+    retried: bool,
+}
+
+/// A GET stream being kept open or resumed.
+struct Tracked {
+    /// Its reconnect machine.
+    machine: StateMachine<StreamLink>,
+    /// The exchange in progress, to abort it.
+    task: Option<SpawnHandle>,
+    /// For a resumption: the host request whose answer it waits for.
+    awaiting: Option<IdKey>,
+}
+
+/// The Session actor.
+pub struct Session {
+    /// Settings.
+    config: SessionConfig,
+    /// The HTTP client.
+    http: reqwest::Client,
+    /// Where server messages go.
+    bridge: Recipient<Inbound>,
+    /// Where failures of host requests are reported.
+    failures: Recipient<RequestFailed>,
+    /// Flushed before the process exits (none for the diagnostic client).
+    stdout: Option<Recipient<Flush>>,
+    /// The session machine.
+    link: StateMachine<Link>,
+    /// Next message handle.
+    next_seq: u64,
+    /// Messages the link has not released yet (held during a re-initialization).
+    unsent: HashMap<u64, Pending>,
+    /// Messages whose POST is in progress (kept for a re-send after a 404).
+    posted: HashMap<u64, Pending>,
+    /// Host requests still owed an answer, by id.
+    awaiting: HashMap<IdKey, u64>,
+    /// The host's `initialize` as sent, replayed when the session expires.
+    initialize: Option<Bytes>,
+    /// The id of the host's `initialize` while its answer is awaited.
+    host_initialize: Option<IdKey>,
+    /// The reserved id of the replayed `initialize` in progress.
+    reinit_id: Option<String>,
+    /// GET streams: the standalone one and resumptions.
+    streams: HashMap<u64, Tracked>,
+    /// Next stream handle.
+    next_stream: u64,
+    /// The server refused the GET stream once: it is not asked again.
+    get_refused: bool,
+    /// Shutdown has begun.
+    exiting: bool,
+}
+
+impl Session {
+    /// A session to `config.url`.
+    pub fn new(
+        config: SessionConfig,
+        http: reqwest::Client,
+        bridge: Recipient<Inbound>,
+        failures: Recipient<RequestFailed>,
+        stdout: Option<Recipient<Flush>>,
+    ) -> Self {
+        Self {
+            config,
+            http,
+            bridge,
+            failures,
+            stdout,
+            link: Link::default().state_machine(),
+            next_seq: 0,
+            unsent: HashMap::new(),
+            posted: HashMap::new(),
+            awaiting: HashMap::new(),
+            initialize: None,
+            host_initialize: None,
+            reinit_id: None,
+            streams: HashMap::new(),
+            next_stream: GET_STREAM + 1,
+            get_refused: false,
+            exiting: false,
+        }
+    }
+
+    fn dispatch(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
+        let mut out = LinkOutbox::default();
+        self.link.handle_with_context(&event, &mut out);
+        for effect in out.0 {
+            self.perform(effect, ctx);
+        }
+    }
+
+    fn perform(&mut self, effect: LinkEffect, ctx: &mut Context<Self>) {
+        match effect {
+            LinkEffect::Post { seq, retry } => {
+                let Some(mut pending) = self.unsent.remove(&seq) else {
+                    return;
+                };
+                pending.retried = retry;
+                let (request, with_session) = self.post(pending.bytes.clone(), true);
+                self.posted.insert(seq, pending);
+                self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
+            }
+            LinkEffect::Fail { seq, reason } => {
+                if let Some(pending) = self
+                    .unsent
+                    .remove(&seq)
+                    .or_else(|| self.posted.remove(&seq))
+                {
+                    self.fail(&pending, reason);
+                }
+            }
+            LinkEffect::PostReinitialize { id } => {
+                let replay = self.initialize.as_ref().and_then(|bytes| {
+                    let message = jsonrpc::Message::parse(bytes.to_vec()).ok()?;
+                    jsonrpc::with_id(&message, &id)
+                });
+                match replay {
+                    Some(bytes) => {
+                        tracing::info!("session expired (HTTP 404): re-initializing with the host's initialize");
+                        self.reinit_id = Some(id);
+                        let (request, _) = self.post(Bytes::from(bytes), false);
+                        self.spawn_exchange(Origin::Reinit, request, false, false, ctx);
+                    }
+                    None => self.dispatch(
+                        LinkEvent::ReinitFailed {
+                            reason: "no initialize to replay".into(),
+                        },
+                        ctx,
+                    ),
+                }
+            }
+            LinkEffect::PostInitialized => {
+                let bytes =
+                    jsonrpc::notification("notifications/initialized", &serde_json::json!({}));
+                let (request, with_session) = self.post(Bytes::from(bytes), true);
+                self.spawn_exchange(Origin::Own, request, with_session, false, ctx);
+            }
+            LinkEffect::OpenGetStream => {
+                if self.get_refused || self.streams.contains_key(&GET_STREAM) {
+                    return;
+                }
+                let machine =
+                    StreamLink::new(BackoffPolicy::STREAM, self.config.seed).state_machine();
+                self.streams.insert(
+                    GET_STREAM,
+                    Tracked {
+                        machine,
+                        task: None,
+                        awaiting: None,
+                    },
+                );
+                self.drive_stream(GET_STREAM, StreamEvent::Started, ctx);
+            }
+            LinkEffect::CloseGetStream => {
+                self.drive_stream(GET_STREAM, StreamEvent::Closed, ctx);
+                self.streams.remove(&GET_STREAM);
+            }
+            LinkEffect::DeleteSession => self.delete_then_exit(ctx),
+        }
+    }
+
+    /// Build a POST of `bytes`; with `with_session`, the session headers are added.
+    fn post(&self, bytes: Bytes, with_session: bool) -> (reqwest::RequestBuilder, bool) {
+        let mut request = self
+            .http
+            .post(self.config.url.clone())
+            .headers(self.config.headers.clone())
+            .header(ACCEPT, transport::POST_ACCEPT)
+            .header(CONTENT_TYPE, "application/json");
+        let mut sent_session = false;
+        if with_session {
+            (request, sent_session) = self.session_headers(request);
+        }
+        (request.body(bytes), sent_session)
+    }
+
+    fn session_headers(
+        &self,
+        mut request: reqwest::RequestBuilder,
+    ) -> (reqwest::RequestBuilder, bool) {
+        let mut sent_session = false;
+        if let Some(id) = self
+            .link
+            .session_id()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            request = request.header(transport::SESSION_HEADER, id);
+            sent_session = true;
+        }
+        if let Some(v) = self
+            .link
+            .protocol_version()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            request = request.header(transport::VERSION_HEADER, v);
+        }
+        (request, sent_session)
+    }
+
+    fn spawn_exchange(
+        &mut self,
+        origin: Origin,
+        request: reqwest::RequestBuilder,
+        sent_session: bool,
+        is_get: bool,
+        ctx: &mut Context<Self>,
+    ) -> SpawnHandle {
+        let exchange = Exchange {
+            origin,
+            session: ctx.address(),
+            max: self.config.max_message_bytes,
+            headers_timeout: self.config.headers_timeout,
+            sent_session,
+            is_get,
+        };
+        ctx.spawn(exchange.run(request).into_actor(self))
+    }
+
+    fn fail(&mut self, pending: &Pending, reason: String) {
+        match (&pending.kind, &pending.id_key) {
+            (Kind::Request, Some(key)) => {
+                self.awaiting.remove(key);
+                self.failures.do_send(RequestFailed {
+                    id_key: key.clone(),
+                    reason,
+                });
+            }
+            _ => tracing::warn!("a message to the server was lost: {reason}"),
+        }
+    }
+
+    fn fail_key(&mut self, key: IdKey, reason: String) {
+        if self.awaiting.remove(&key).is_some() {
+            self.failures.do_send(RequestFailed {
+                id_key: key,
+                reason,
+            });
+        }
+    }
+
+    fn drive_stream(&mut self, id: u64, event: StreamEvent, ctx: &mut Context<Self>) {
+        let Some(tracked) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let mut out = StreamOutbox::default();
+        tracked.machine.handle_with_context(&event, &mut out);
+        for effect in out.0 {
+            match effect {
+                StreamEffect::Open { last_event_id } => {
+                    let mut request = self
+                        .http
+                        .get(self.config.url.clone())
+                        .headers(self.config.headers.clone());
+                    request = request.header(ACCEPT, transport::GET_ACCEPT);
+                    let (mut request, sent_session) = self.session_headers(request);
+                    if let Some(last) = last_event_id
+                        .as_deref()
+                        .and_then(|s| HeaderValue::from_str(s).ok())
+                    {
+                        request = request.header("last-event-id", last);
+                    }
+                    tracing::debug!(
+                        stream = id,
+                        resuming = last_event_id.is_some(),
+                        "opening GET stream"
+                    );
+                    let handle = self.spawn_exchange(
+                        Origin::Get { stream: id },
+                        request,
+                        sent_session,
+                        true,
+                        ctx,
+                    );
+                    if let Some(t) = self.streams.get_mut(&id) {
+                        t.task = Some(handle);
+                    }
+                }
+                StreamEffect::ScheduleRetry(delay) => {
+                    tracing::debug!(stream = id, ?delay, "stream reconnects after a delay");
+                    ctx.run_later(delay, move |act, ctx| {
+                        act.drive_stream(id, StreamEvent::RetryTimerFired, ctx)
+                    });
+                }
+                StreamEffect::Abort => {
+                    if let Some(handle) = self.streams.get_mut(&id).and_then(|t| t.task.take()) {
+                        ctx.cancel_future(handle);
+                    }
+                }
+                StreamEffect::GiveUp { refused } => {
+                    let tracked = self.streams.remove(&id);
+                    if id == GET_STREAM {
+                        if refused {
+                            self.get_refused = true;
+                            tracing::info!("the server offers no GET stream; server messages come with responses only");
+                        } else {
+                            tracing::warn!("the GET stream could not be re-established");
+                        }
+                    } else if let Some(key) = tracked.and_then(|t| t.awaiting) {
+                        self.fail_key(
+                            key,
+                            "the response stream broke and could not be resumed".into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_resume(
+        &mut self,
+        key: IdKey,
+        last_event_id: Option<String>,
+        retry_ms: Option<u64>,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = self.next_stream;
+        self.next_stream += 1;
+        tracing::info!("response stream for id={key} broke; resuming with Last-Event-ID");
+        let machine = StreamLink::new(BackoffPolicy::RESUME, self.config.seed.wrapping_add(id))
+            .state_machine();
+        self.streams.insert(
+            id,
+            Tracked {
+                machine,
+                task: None,
+                awaiting: Some(key),
+            },
+        );
+        self.drive_stream(
+            id,
+            StreamEvent::Ended {
+                now: Instant::now(),
+                last_event_id,
+                retry_ms,
+            },
+            ctx,
+        );
+    }
+
+    fn delete_then_exit(&mut self, ctx: &mut Context<Self>) {
+        let Some(session_id) = self
+            .link
+            .session_id()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        else {
+            self.exit(ctx);
+            return;
+        };
+        let mut request = self
+            .http
+            .delete(self.config.url.clone())
+            .headers(self.config.headers.clone())
+            .header(transport::SESSION_HEADER, session_id)
+            .timeout(DELETE_TIMEOUT);
+        if let Some(v) = self
+            .link
+            .protocol_version()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            request = request.header(transport::VERSION_HEADER, v);
+        }
+        ctx.wait(
+            async move {
+                match request.send().await {
+                    Ok(r) => tracing::debug!("session DELETE answered {}", r.status()),
+                    Err(e) => tracing::debug!("session DELETE failed: {}", describe_error(e)),
+                }
+            }
+            .into_actor(self)
+            .map(|_, act, ctx| act.exit(ctx)),
+        );
+    }
+
+    fn exit(&mut self, ctx: &mut Context<Self>) {
+        for (_, tracked) in self.streams.drain() {
+            if let Some(handle) = tracked.task {
+                ctx.cancel_future(handle);
+            }
+        }
+        let stdout = self.stdout.clone();
+        ctx.spawn(
+            async move {
+                if let Some(stdout) = stdout {
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(500), stdout.send(Flush)).await;
+                }
+                System::current().stop_with_code(0);
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+}
+
+impl Handler<Forward> for Session {
+    type Result = ();
+
+    fn handle(&mut self, Forward(outbound): Forward, ctx: &mut Context<Self>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let bytes = Bytes::from(outbound.bytes);
+        if outbound.method.as_deref() == Some("initialize") {
+            self.initialize = Some(bytes.clone());
+            self.host_initialize = outbound.id_key.clone();
+        }
+        if let (Kind::Request, Some(key)) = (outbound.kind, &outbound.id_key) {
+            self.awaiting.insert(key.clone(), seq);
+        }
+        self.unsent.insert(
+            seq,
+            Pending {
+                bytes,
+                kind: outbound.kind,
+                id_key: outbound.id_key,
+                retried: false,
+            },
+        );
+        self.dispatch(
+            LinkEvent::HostSent {
+                seq,
+                kind: outbound.kind,
+                method: outbound.method,
+            },
+            ctx,
+        );
+    }
+}
+
+impl Handler<ServerMessage> for Session {
+    type Result = ();
+
+    fn handle(&mut self, incoming: ServerMessage, ctx: &mut Context<Self>) {
+        let ServerMessage {
+            message,
+            session_id,
+            ..
+        } = incoming;
+        if message.kind == Kind::Response {
+            if let Some(key) = message.id_key.clone() {
+                if key.is_reserved() {
+                    if self
+                        .reinit_id
+                        .as_deref()
+                        .is_some_and(|id| key == IdKey::Str(id.to_owned()))
+                    {
+                        self.reinit_id = None;
+                        let event = if message.is_error {
+                            LinkEvent::ReinitFailed {
+                                reason: "the server refused the replayed initialize".into(),
+                            }
+                        } else {
+                            LinkEvent::ReinitAnswered {
+                                session_id,
+                                protocol_version: jsonrpc::negotiated_version(&message),
+                            }
+                        };
+                        self.dispatch(event, ctx);
+                    }
+                    return; // the proxy's own request: never shown to the host
+                }
+                if self.host_initialize.as_ref() == Some(&key) {
+                    self.host_initialize = None;
+                    let event = if message.is_error {
+                        LinkEvent::InitializeFailed
+                    } else {
+                        LinkEvent::InitializeAnswered {
+                            session_id,
+                            protocol_version: jsonrpc::negotiated_version(&message),
+                        }
+                    };
+                    self.dispatch(event, ctx);
+                }
+                if self.awaiting.remove(&key).is_some() {
+                    let resuming: Vec<u64> = self
+                        .streams
+                        .iter()
+                        .filter(|(_, t)| t.awaiting.as_ref() == Some(&key))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in resuming {
+                        self.drive_stream(id, StreamEvent::Closed, ctx);
+                        self.streams.remove(&id);
+                    }
+                }
+            }
+        }
+        self.bridge.do_send(Inbound(message));
+    }
+}
+
+impl Handler<ExchangeEnded> for Session {
+    type Result = ();
+
+    fn handle(&mut self, ended: ExchangeEnded, ctx: &mut Context<Self>) {
+        let ExchangeEnded { origin, end } = ended;
+        match origin {
+            Origin::Post { seq } => {
+                let Some(pending) = self.posted.remove(&seq) else {
+                    return;
+                };
+                match end {
+                    ExchangeEnd::Expired => {
+                        let retried = pending.retried;
+                        self.unsent.insert(seq, pending);
+                        self.dispatch(LinkEvent::SessionExpired { seq, retried }, ctx);
+                    }
+                    ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } => {
+                        if pending.id_key.is_some() && pending.id_key == self.host_initialize {
+                            self.host_initialize = None;
+                            self.dispatch(LinkEvent::InitializeFailed, ctx);
+                        }
+                        self.fail(&pending, detail);
+                    }
+                    ExchangeEnd::Done {
+                        last_event_id,
+                        retry_ms,
+                        broken,
+                    } => {
+                        let Some(key) = pending.id_key.filter(|k| self.awaiting.contains_key(k))
+                        else {
+                            return;
+                        };
+                        match (last_event_id, broken) {
+                            (Some(last), _) => self.start_resume(key, Some(last), retry_ms, ctx),
+                            (None, Some(why)) => self.fail_key(
+                                key,
+                                format!("the response stream broke before the answer ({why})"),
+                            ),
+                            (None, None) => self.fail_key(
+                                key,
+                                "the server ended the response without answering".into(),
+                            ),
+                        }
+                    }
+                    ExchangeEnd::Accepted | ExchangeEnd::StreamOpened => {
+                        if let Some(key) = pending.id_key.filter(|k| self.awaiting.contains_key(k))
+                        {
+                            tracing::debug!("request id={key} was accepted without an answer; it may come on the GET stream");
+                        }
+                    }
+                }
+            }
+            Origin::Reinit => {
+                if self.reinit_id.take().is_some() {
+                    let reason = match end {
+                        ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } => {
+                            detail
+                        }
+                        ExchangeEnd::Expired => "HTTP 404".into(),
+                        _ => "the server did not answer the replayed initialize".into(),
+                    };
+                    self.dispatch(LinkEvent::ReinitFailed { reason }, ctx);
+                }
+            }
+            Origin::Own => {
+                if let ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } = end {
+                    tracing::warn!(
+                        "notifications/initialized after re-initialization failed: {detail}"
+                    );
+                }
+            }
+            Origin::Get { stream } => {
+                let now = Instant::now();
+                let event = match end {
+                    ExchangeEnd::StreamOpened => StreamEvent::Connected { now },
+                    ExchangeEnd::Done {
+                        last_event_id,
+                        retry_ms,
+                        broken,
+                    } => {
+                        if let Some(why) = broken {
+                            tracing::debug!(stream, "GET stream broke: {why}");
+                        }
+                        StreamEvent::Ended {
+                            now,
+                            last_event_id,
+                            retry_ms,
+                        }
+                    }
+                    ExchangeEnd::Refused { status, .. } => StreamEvent::Refused { status },
+                    ExchangeEnd::Failed { detail } => {
+                        tracing::debug!(stream, "GET stream failed: {detail}");
+                        StreamEvent::Failed { now }
+                    }
+                    ExchangeEnd::Accepted | ExchangeEnd::Expired => StreamEvent::Failed { now },
+                };
+                self.drive_stream(stream, event, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for Session {
+    type Result = ();
+
+    fn handle(&mut self, shutdown: Shutdown, ctx: &mut Context<Self>) {
+        if self.exiting {
+            return;
+        }
+        self.exiting = true;
+        tracing::info!("shutting down: {}", shutdown.reason);
+        let had_session = self.link.session_id().is_some();
+        self.dispatch(LinkEvent::ShutdownRequested, ctx);
+        if !had_session {
+            self.exit(ctx);
+        }
+    }
+}
+
+/// One HTTP exchange, run as a future of the Session.
+struct Exchange {
+    /// Which exchange this is.
+    origin: Origin,
+    /// Where to report.
+    session: Addr<Session>,
+    /// Largest message accepted.
+    max: usize,
+    /// Longest wait for response headers.
+    headers_timeout: Option<Duration>,
+    /// Whether the request carried `Mcp-Session-Id` (a 404 then means expiry).
+    sent_session: bool,
+    /// A GET stream rather than a POST.
+    is_get: bool,
+}
+
+impl Exchange {
+    async fn run(self, request: reqwest::RequestBuilder) {
+        let end = self.exchange(request).await;
+        self.session.do_send(ExchangeEnded {
+            origin: self.origin,
+            end,
+        });
+    }
+
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> ExchangeEnd {
+        let sent = match self.headers_timeout {
+            Some(limit) => match tokio::time::timeout(limit, request.send()).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    return ExchangeEnd::Failed {
+                        detail: format!(
+                            "no response from the server within {} s (--headers-timeout)",
+                            limit.as_secs()
+                        ),
+                    }
+                }
+            },
+            None => request.send().await,
+        };
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return ExchangeEnd::Failed {
+                    detail: describe_error(e),
+                }
+            }
+        };
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let session_id = response
+            .headers()
+            .get(transport::SESSION_HEADER)
+            .filter(|v| transport::valid_session_id(v.as_bytes()))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let code = status.as_u16();
+        let describe = || match status.canonical_reason() {
+            Some(reason) => format!("the server answered HTTP {code} {reason}"),
+            None => format!("the server answered HTTP {code}"),
+        };
+        if self.is_get {
+            return match transport::classify_get(code, content_type.as_deref()) {
+                GetOutcome::Stream => {
+                    self.session.do_send(ExchangeEnded {
+                        origin: self.origin,
+                        end: ExchangeEnd::StreamOpened,
+                    });
+                    self.read_sse(&mut response, session_id).await
+                }
+                GetOutcome::Refused | GetOutcome::Unauthorized => ExchangeEnd::Refused {
+                    status: code,
+                    detail: describe(),
+                },
+                GetOutcome::Retry => ExchangeEnd::Failed { detail: describe() },
+            };
+        }
+        match transport::classify_post(code, content_type.as_deref(), self.sent_session) {
+            PostOutcome::Accepted => ExchangeEnd::Accepted,
+            PostOutcome::Json => match read_limited(&mut response, self.max).await {
+                Ok(body) => {
+                    self.deliver(body, &session_id);
+                    ExchangeEnd::Done { last_event_id: None, retry_ms: None, broken: None }
+                }
+                Err(detail) => ExchangeEnd::Failed { detail },
+            },
+            PostOutcome::EventStream => self.read_sse(&mut response, session_id).await,
+            PostOutcome::SessionExpired => ExchangeEnd::Expired,
+            PostOutcome::Unauthorized => ExchangeEnd::Refused {
+                status: code,
+                detail: "the server requires authorization (HTTP 401); signing in is not supported by this version yet".into(),
+            },
+            PostOutcome::Failed { status } => {
+                // The body MAY be a JSON-RPC error for the request (transports §Sending Messages item 4).
+                if let Ok(body) = read_limited(&mut response, ERROR_BODY_LIMIT).await {
+                    if jsonrpc::is_json(&body) {
+                        self.deliver(body, &session_id);
+                    }
+                }
+                ExchangeEnd::Refused { status, detail: describe() }
+            }
+        }
+    }
+
+    async fn read_sse(
+        &self,
+        response: &mut reqwest::Response,
+        session_id: Option<String>,
+    ) -> ExchangeEnd {
+        let mut parser = SseParser::new(self.max);
+        let mut broken = None;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if let Err(e) = parser.push(&chunk) {
+                        broken = Some(e.to_string());
+                        break;
+                    }
+                    while let Some(event) = parser.next_event() {
+                        // Priming events have no data; other event types are not MCP messages.
+                        if event.data.is_empty()
+                            || !matches!(event.event.as_deref(), None | Some("message"))
+                        {
+                            continue;
+                        }
+                        self.deliver(event.data.into_bytes(), &session_id);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(describe_error(e));
+                    break;
+                }
+            }
+        }
+        ExchangeEnd::Done {
+            last_event_id: parser.last_event_id().map(str::to_owned),
+            retry_ms: parser.retry(),
+            broken,
+        }
+    }
+
+    fn deliver(&self, body: Vec<u8>, session_id: &Option<String>) {
+        let send = |message| {
+            self.session.do_send(ServerMessage {
+                origin: self.origin,
+                message,
+                session_id: session_id.clone(),
+            })
+        };
+        match jsonrpc::parse_incoming(jsonrpc::compact(body)) {
+            Ok(Incoming::Single(message)) => send(message),
+            Ok(Incoming::Batch(items)) => {
+                for item in items {
+                    match item {
+                        Ok(message) => send(message),
+                        Err(e) => {
+                            tracing::warn!("the server sent a message that is not JSON-RPC: {e}")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("the server sent a message that is not JSON-RPC: {e}"),
+        }
+    }
+}
+
+/// Read a whole body, refusing more than `max` bytes.
+async fn read_limited(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe_error)? {
+        if body.len() + chunk.len() > max {
+            return Err(format!(
+                "the server's response is larger than {max} bytes (--max-message-bytes)"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

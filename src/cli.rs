@@ -1,0 +1,312 @@
+//! The command line, compatible with mcp-remote 0.15: `mcp-remote <server-url>
+//! [callback-port] [flags]`. Every flag of mcp-remote is accepted; those whose
+//! feature comes in a later version fail with a clear "not supported yet".
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  mcp-remote https://remote.example.com/mcp
+  mcp-remote https://remote.example.com/mcp --header \"Authorization: Bearer ${API_TOKEN}\"
+  mcp-remote http://127.0.0.1:8080/mcp --ignore-tool 'delete*' --debug
+
+In an MCP client's config (Claude Desktop, Cursor, Windsurf):
+  { \"mcpServers\": { \"remote\": { \"command\": \"mcp-remote\",
+      \"args\": [\"https://remote.example.com/mcp\"] } } }
+
+stdout carries only JSON-RPC; logs go to stderr (and, with --debug, to
+<config dir>/<key>_debug.log). Config dir: $MCP_REMOTE_CONFIG_DIR or ~/.mcp-auth,
+inside it mcp-remote-v1/.";
+
+/// `mcp-remote`: bridge a stdio MCP client to a remote MCP server.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "mcp-remote",
+    version,
+    about = "Bridge a stdio MCP client (Claude Desktop, Cursor, Windsurf…) to a remote MCP server over Streamable HTTP.",
+    long_about = "Bridge a stdio MCP client (Claude Desktop, Cursor, Windsurf…) to a remote MCP server over \
+Streamable HTTP. It reads JSON-RPC messages on stdin, one per line, sends each to the server, and \
+writes the server's messages to stdout. A drop-in replacement for the Node package mcp-remote: same \
+arguments, same environment variables, same config folder.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// URL of the remote MCP server. Must be https://, except for loopback hosts
+    /// (localhost, 127.0.0.1, [::1]) or with --allow-http.
+    #[arg(value_name = "SERVER_URL")]
+    pub server_url: String,
+
+    /// Port of the local OAuth callback listener (used by sign-in).
+    #[arg(value_name = "CALLBACK_PORT")]
+    pub callback_port: Option<u16>,
+
+    /// Add a header to every request to the server, as "Name: value". Repeatable.
+    /// ${VAR} in the value is replaced by the environment variable VAR (an unset
+    /// variable is an error). Values are never logged.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Read headers from a file: one "Name: value" per line, # starts a comment.
+    /// Values are taken literally.
+    #[arg(long = "header-file", value_name = "FILE")]
+    pub header_files: Vec<PathBuf>,
+
+    /// Allow plain http:// to a host that is not loopback (traffic and tokens unencrypted).
+    #[arg(long)]
+    pub allow_http: bool,
+
+    /// Verbose logs on stderr, also written to <config dir>/<key>_debug.log.
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Only errors on stderr (--debug still logs to its file).
+    #[arg(long)]
+    pub silent: bool,
+
+    /// How to reach the server. Until the legacy SSE transport lands, http-first
+    /// behaves as http-only.
+    #[arg(long, value_enum, default_value_t = TransportStrategy::HttpFirst, value_name = "STRATEGY")]
+    pub transport: TransportStrategy,
+
+    /// Hide tools whose name matches this pattern (* wildcard, case-insensitive):
+    /// removed from tools/list, and tools/call is refused. Repeatable.
+    #[arg(long = "ignore-tool", value_name = "PATTERN")]
+    pub ignore_tools: Vec<String>,
+
+    /// Seconds allowed to open a connection to the server.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub connect_timeout: u64,
+
+    /// Seconds to wait for the server's response headers (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub headers_timeout: u64,
+
+    /// Seconds of silence allowed while reading a response body or stream (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub body_timeout: u64,
+
+    /// Seconds a request from the client may wait for the server's answer; then
+    /// the client gets an error and the server a notifications/cancelled (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub request_timeout: u64,
+
+    /// Largest message accepted from either side, in bytes; a longer stdin line is
+    /// answered with an error and skipped.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Use HTTP_PROXY / HTTPS_PROXY / NO_PROXY from the environment.
+    #[arg(long)]
+    pub enable_proxy: bool,
+
+    /// Connect over IPv4 only.
+    #[arg(long)]
+    pub ipv4: bool,
+
+    /// Extra CA certificates (PEM bundle) to trust besides the system store.
+    #[arg(long, env = "NODE_EXTRA_CA_CERTS", value_name = "PEM_FILE")]
+    pub extra_ca_certs: Option<PathBuf>,
+
+    /// Protocol era: legacy (default) or auto (2026-07-28 bridging).
+    #[arg(long, value_name = "MODE", help_heading = "Not supported yet")]
+    pub protocol: Option<String>,
+
+    /// Send keep-alive pings.
+    #[arg(long, help_heading = "Not supported yet")]
+    pub keep_alive: bool,
+
+    /// Seconds between keep-alive pings.
+    #[arg(long, value_name = "SECONDS", help_heading = "Not supported yet")]
+    pub ping_interval: Option<u64>,
+
+    /// Turn off the per-origin cookie jar.
+    #[arg(long, help_heading = "Not supported yet")]
+    pub disable_cookies: bool,
+
+    /// Host name in the OAuth redirect URI.
+    #[arg(
+        long,
+        value_name = "HOST",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub host: Option<String>,
+
+    /// Path of the OAuth callback.
+    #[arg(
+        long,
+        value_name = "PATH",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub callback_path: Option<String>,
+
+    /// Seconds to wait for the browser sign-in.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub auth_timeout: Option<u64>,
+
+    /// Where the browser goes after a successful sign-in.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub auth_success_url: Option<String>,
+
+    /// Client metadata for dynamic registration (JSON or @file).
+    #[arg(
+        long,
+        value_name = "JSON",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub static_oauth_client_metadata: Option<String>,
+
+    /// Pre-registered client (JSON or @file).
+    #[arg(
+        long,
+        value_name = "JSON",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub static_oauth_client_info: Option<String>,
+
+    /// Client ID metadata document URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub client_metadata_url: Option<String>,
+
+    /// RFC 8707 resource indicator.
+    #[arg(
+        long,
+        value_name = "URI",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub resource: Option<String>,
+
+    /// Omit the resource parameter.
+    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    pub disable_resource_parameter: bool,
+
+    /// Extra authorization request parameter, key=value.
+    #[arg(
+        long = "authorize-param",
+        value_name = "KEY=VALUE",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub authorize_params: Vec<String>,
+
+    /// Use the OIDC id_token as the bearer token.
+    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    pub use_id_token: bool,
+
+    /// Sign in with the device authorization grant.
+    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    pub device_code: bool,
+
+    /// Use the client credentials grant.
+    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    pub client_credentials: bool,
+
+    /// Token endpoint for --client-credentials.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Sign-in (OAuth): not supported yet"
+    )]
+    pub token_endpoint: Option<String>,
+
+    /// Forget this server's stored credentials, then sign in anew.
+    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    pub clean: bool,
+}
+
+/// `--transport`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportStrategy {
+    /// Streamable HTTP, falling back to legacy SSE.
+    HttpFirst,
+    /// Legacy SSE, falling back to Streamable HTTP.
+    SseFirst,
+    /// Streamable HTTP only.
+    HttpOnly,
+    /// Legacy SSE only.
+    SseOnly,
+}
+
+impl Cli {
+    /// The flags given that belong to features not built yet, with the feature's name.
+    pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
+        const SIGN_IN: &str = "sign-in (OAuth)";
+        let mut out = Vec::new();
+        let mut check = |given: bool, flag: &'static str, feature: &'static str| {
+            if given {
+                out.push((flag, feature));
+            }
+        };
+        check(
+            matches!(
+                self.transport,
+                TransportStrategy::SseFirst | TransportStrategy::SseOnly
+            ),
+            "--transport sse-*",
+            "the legacy HTTP+SSE transport",
+        );
+        check(
+            self.protocol.as_deref().is_some_and(|p| p != "legacy"),
+            "--protocol",
+            "2026-07-28 era bridging",
+        );
+        check(self.keep_alive, "--keep-alive", "keep-alive pings");
+        check(
+            self.ping_interval.is_some(),
+            "--ping-interval",
+            "keep-alive pings",
+        );
+        check(self.disable_cookies, "--disable-cookies", "the cookie jar");
+        check(self.host.is_some(), "--host", SIGN_IN);
+        check(self.callback_path.is_some(), "--callback-path", SIGN_IN);
+        check(self.auth_timeout.is_some(), "--auth-timeout", SIGN_IN);
+        check(
+            self.auth_success_url.is_some(),
+            "--auth-success-url",
+            SIGN_IN,
+        );
+        check(
+            self.static_oauth_client_metadata.is_some(),
+            "--static-oauth-client-metadata",
+            SIGN_IN,
+        );
+        check(
+            self.static_oauth_client_info.is_some(),
+            "--static-oauth-client-info",
+            SIGN_IN,
+        );
+        check(
+            self.client_metadata_url.is_some(),
+            "--client-metadata-url",
+            SIGN_IN,
+        );
+        check(self.resource.is_some(), "--resource", SIGN_IN);
+        check(
+            self.disable_resource_parameter,
+            "--disable-resource-parameter",
+            SIGN_IN,
+        );
+        check(
+            !self.authorize_params.is_empty(),
+            "--authorize-param",
+            SIGN_IN,
+        );
+        check(self.use_id_token, "--use-id-token", SIGN_IN);
+        check(self.device_code, "--device-code", SIGN_IN);
+        check(self.client_credentials, "--client-credentials", SIGN_IN);
+        check(self.token_endpoint.is_some(), "--token-endpoint", SIGN_IN);
+        check(self.clean, "--clean", SIGN_IN);
+        out
+    }
+}

@@ -1,0 +1,8 @@
+//! The `mcp-remote` and `mcp-remote-client` binaries' shared parts: the command
+//! line, settings, logging and the wiring of the actors. No protocol logic lives
+//! here: it is in the `machines` crate, performed by the `actors` crate.
+
+pub mod cli;
+pub mod logging;
+pub mod settings;
+pub mod wiring;

@@ -1,0 +1,268 @@
+//! From the command line to validated settings: the URL policy, headers with
+//! `${VAR}` expansion, the config folder and its per-server key, time-outs.
+//! Every error says what is wrong and how to fix it, and never shows a header value.
+
+use crate::cli::Cli;
+use actors::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actors::http::HttpOptions;
+use machines::cache_key::{cache_key, CacheKeyInput};
+use machines::router::RouterConfig;
+use machines::transport::is_loopback_host;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Everything the wiring needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The server's MCP endpoint.
+    pub url: Url,
+    /// Headers for every request, expanded.
+    pub headers: HeaderMap,
+    /// The HTTP client's options.
+    pub http: HttpOptions,
+    /// The router's options.
+    pub router: RouterConfig,
+    /// Wait for response headers.
+    pub headers_timeout: Option<Duration>,
+    /// Largest message either way.
+    pub max_message_bytes: usize,
+    /// mcp-remote's config folder (`<base>/mcp-remote-v1`).
+    pub config_dir: PathBuf,
+    /// The per-server key of files in the config folder.
+    pub key: String,
+    /// `--debug`.
+    pub debug: bool,
+    /// `--silent`.
+    pub silent: bool,
+}
+
+/// A command line that cannot be used as given.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// The server URL does not parse or is not http(s).
+    #[error("invalid server URL {0:?}: {1}")]
+    Url(String, String),
+    /// Plain http to a remote host without `--allow-http`.
+    #[error("refusing plain http:// to {0}: use https://, or pass --allow-http if you accept unencrypted traffic")]
+    InsecureHttp(String),
+    /// A `--header` argument is not `Name: value`.
+    #[error("--header {0:?} is not in \"Name: value\" form")]
+    HeaderSyntax(String),
+    /// A header name or value is not valid in HTTP.
+    #[error("header {0:?} has an invalid name or value")]
+    HeaderInvalid(String),
+    /// `${VAR}` names an unset variable.
+    #[error("environment variable {var} used in the {header} header is not set")]
+    UnsetVariable {
+        /// The variable.
+        var: String,
+        /// The header that uses it.
+        header: String,
+    },
+    /// A header file could not be read.
+    #[error("could not read the header file {0}: {1}")]
+    HeaderFile(String, String),
+    /// A flag whose feature is not built yet.
+    #[error("{flag} is not supported yet: {feature} comes in a later version of mcp-remote-rs")]
+    NotSupportedYet {
+        /// The flag.
+        flag: &'static str,
+        /// The feature.
+        feature: &'static str,
+    },
+    /// No home folder and no `MCP_REMOTE_CONFIG_DIR`.
+    #[error("cannot find the config folder: set MCP_REMOTE_CONFIG_DIR")]
+    NoConfigDir,
+}
+
+impl Settings {
+    /// Check a command line.
+    pub fn from_cli(cli: &Cli) -> Result<Settings, SettingsError> {
+        if let Some((flag, feature)) = cli.unsupported().into_iter().next() {
+            return Err(SettingsError::NotSupportedYet { flag, feature });
+        }
+        let url = Url::parse(&cli.server_url)
+            .map_err(|e| SettingsError::Url(cli.server_url.clone(), e.to_string()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if cli.allow_http || is_loopback_host(&url) => {}
+            "http" => {
+                return Err(SettingsError::InsecureHttp(
+                    url.host_str().unwrap_or_default().to_owned(),
+                ))
+            }
+            other => {
+                return Err(SettingsError::Url(
+                    cli.server_url.clone(),
+                    format!("scheme {other}: is not http(s)"),
+                ))
+            }
+        }
+        // Raw headers in order; a later one with the same name wins (as in mcp-remote).
+        let mut raw: BTreeMap<String, String> = BTreeMap::new();
+        for arg in &cli.headers {
+            let (name, value) =
+                parse_header_line(arg).ok_or_else(|| SettingsError::HeaderSyntax(redact(arg)))?;
+            raw.insert(name.to_owned(), value.to_owned());
+        }
+        let mut literal: BTreeMap<String, String> = BTreeMap::new();
+        for file in &cli.header_files {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                SettingsError::HeaderFile(file.display().to_string(), e.to_string())
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match parse_header_line(line) {
+                    Some((name, value)) => {
+                        raw.insert(name.to_owned(), value.to_owned());
+                        literal.insert(name.to_owned(), value.to_owned());
+                    }
+                    None => eprintln!(
+                        "mcp-remote: ignoring line {} of {}, which is not in \"Name: value\" form",
+                        n + 1,
+                        file.display()
+                    ),
+                }
+            }
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &raw {
+            let expanded = if literal.get(name) == Some(value) {
+                value.clone()
+            } else {
+                expand_env(value, name, |v| std::env::var(v).ok())?
+            };
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SettingsError::HeaderInvalid(name.clone()))?;
+            let mut header_value = HeaderValue::from_str(&expanded)
+                .map_err(|_| SettingsError::HeaderInvalid(name.clone()))?;
+            header_value.set_sensitive(true);
+            headers.insert(header_name, header_value);
+        }
+        let base = match std::env::var_os("MCP_REMOTE_CONFIG_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::home_dir()
+                .ok_or(SettingsError::NoConfigDir)?
+                .join(".mcp-auth"),
+        };
+        let key = cache_key(&CacheKeyInput {
+            server_url: &cli.server_url,
+            headers: raw,
+            ..Default::default()
+        });
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        Ok(Settings {
+            url,
+            headers,
+            http: HttpOptions {
+                connect_timeout: Duration::from_secs(cli.connect_timeout.max(1)),
+                read_timeout: seconds(cli.body_timeout),
+                enable_proxy: cli.enable_proxy,
+                ipv4: cli.ipv4,
+                extra_ca_certs: cli
+                    .extra_ca_certs
+                    .clone()
+                    .filter(|p| !p.as_os_str().is_empty()),
+            },
+            router: RouterConfig {
+                request_timeout: seconds(cli.request_timeout),
+                ignore_tools: cli.ignore_tools.clone(),
+                client_tag: Some(format!("via mcp-remote-rs {}", env!("CARGO_PKG_VERSION"))),
+            },
+            headers_timeout: seconds(cli.headers_timeout),
+            max_message_bytes: cli.max_message_bytes.max(1024),
+            config_dir: base.join("mcp-remote-v1"),
+            key,
+            debug: cli.debug,
+            silent: cli.silent,
+        })
+    }
+}
+
+/// `Name: value` with mcp-remote's rule: `^([A-Za-z0-9_-]+):\s*(.*)$`.
+pub fn parse_header_line(line: &str) -> Option<(&str, &str)> {
+    let (name, value) = line.split_once(':')?;
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    valid.then(|| (name, value.trim_start()))
+}
+
+/// Replace each `${VAR}`; an unset variable is an error naming it and the header.
+pub fn expand_env(
+    value: &str,
+    header: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, SettingsError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        let var = &rest[start + 2..start + 2 + len];
+        out.push_str(&rest[..start]);
+        match lookup(var) {
+            Some(v) => out.push_str(&v),
+            None => {
+                return Err(SettingsError::UnsetVariable {
+                    var: var.to_owned(),
+                    header: header.to_owned(),
+                })
+            }
+        }
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A header argument for an error message: the name only.
+fn redact(arg: &str) -> String {
+    match arg.split_once(':') {
+        Some((name, _)) => format!("{name}: …"),
+        None if arg.len() > 24 => "…".into(),
+        None => arg.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_follow_mcp_remote() {
+        assert_eq!(
+            parse_header_line("Authorization: Bearer x"),
+            Some(("Authorization", "Bearer x"))
+        );
+        assert_eq!(parse_header_line("X-Key:abc"), Some(("X-Key", "abc")));
+        assert_eq!(parse_header_line("Bad Name: x"), None);
+        assert_eq!(parse_header_line("novalue"), None);
+    }
+
+    #[test]
+    fn expansion_names_the_unset_variable() {
+        let env = |v: &str| (v == "SET").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand_env("Bearer ${SET}!", "Authorization", env).unwrap(),
+            "Bearer s3cret!"
+        );
+        let err = expand_env("Bearer ${MISSING}", "Authorization", env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("MISSING") && err.contains("Authorization"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"));
+        assert_eq!(expand_env("no vars ${", "X", env).unwrap(), "no vars ${");
+    }
+}
