@@ -41,6 +41,8 @@ use url::Url;
 const GET_STREAM: u64 = 0;
 /// Longest wait for the DELETE at shutdown.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Longest wait for `notifications/initialized` to be delivered before held messages go anyway.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an error body is read to look for a JSON-RPC error in it.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -110,6 +112,8 @@ pub struct Session {
     host_initialize: Option<IdKey>,
     /// The reserved id of the replayed `initialize` in progress.
     reinit_id: Option<String>,
+    /// The handle of the host's `notifications/initialized` while its POST is in progress.
+    initialized_seq: Option<u64>,
     /// GET streams: the standalone one and resumptions.
     streams: HashMap<u64, Tracked>,
     /// Next stream handle.
@@ -143,6 +147,7 @@ impl Session {
             initialize: None,
             host_initialize: None,
             reinit_id: None,
+            initialized_seq: None,
             streams: HashMap::new(),
             next_stream: GET_STREAM + 1,
             get_refused: false,
@@ -203,6 +208,7 @@ impl Session {
                     jsonrpc::notification("notifications/initialized", &serde_json::json!({}));
                 let (request, with_session) = self.post(Bytes::from(bytes), true);
                 self.spawn_exchange(Origin::Own, request, with_session, false, ctx);
+                self.confirm_deadline(ctx);
             }
             LinkEffect::OpenGetStream => {
                 if self.get_refused || self.streams.contains_key(&GET_STREAM) {
@@ -283,6 +289,13 @@ impl Session {
             is_get,
         };
         ctx.spawn(exchange.run(request).into_actor(self))
+    }
+
+    /// Held messages are not held for ever behind a slow `notifications/initialized`.
+    fn confirm_deadline(&self, ctx: &mut Context<Self>) {
+        ctx.run_later(CONFIRM_TIMEOUT, |act, ctx| {
+            act.dispatch(LinkEvent::InitializedDelivered, ctx)
+        });
     }
 
     fn fail(&mut self, pending: &Pending, reason: String) {
@@ -478,6 +491,12 @@ impl Handler<Forward> for Session {
         if let (Kind::Request, Some(key)) = (outbound.kind, &outbound.id_key) {
             self.awaiting.insert(key.clone(), seq);
         }
+        if outbound.kind == Kind::Notification
+            && outbound.method.as_deref() == Some("notifications/initialized")
+        {
+            self.initialized_seq = Some(seq);
+            self.confirm_deadline(ctx);
+        }
         self.unsent.insert(
             seq,
             Pending {
@@ -567,6 +586,10 @@ impl Handler<ExchangeEnded> for Session {
         let ExchangeEnded { origin, end } = ended;
         match origin {
             Origin::Post { seq } => {
+                if self.initialized_seq == Some(seq) {
+                    self.initialized_seq = None;
+                    self.dispatch(LinkEvent::InitializedDelivered, ctx);
+                }
                 let Some(pending) = self.posted.remove(&seq) else {
                     return;
                 };
@@ -630,6 +653,7 @@ impl Handler<ExchangeEnded> for Session {
                         "notifications/initialized after re-initialization failed: {detail}"
                     );
                 }
+                self.dispatch(LinkEvent::InitializedDelivered, ctx);
             }
             Origin::Get { stream } => {
                 let now = Instant::now();

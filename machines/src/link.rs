@@ -2,11 +2,16 @@
 //!
 //! ```text
 //! idle ──host initialize──► negotiating ──InitializeAnswered──► live
-//!                              │ InitializeFailed ─► idle          │ SessionExpired (404)
-//!                              ▼                                   ▼
-//!                                            live ◄──ReinitAnswered── reinitializing
+//!                              │ InitializeFailed ─► idle          │ host's notifications/initialized
+//!                                                                  ▼
+//!        live ◄──InitializedDelivered── confirming ◄──ReinitAnswered── reinitializing
+//!                                                   live ──SessionExpired (404)──► reinitializing
 //! any ──ShutdownRequested──► closed
 //! ```
+//!
+//! `confirming` and `reinitializing` hold new messages back: a request must not
+//! overtake the `notifications/initialized` that opens the session (separate
+//! POSTs may reach the server in any order), nor go out while there is no session.
 //!
 //! The link decides what happens to each message the host sends (post it now,
 //! hold it while the session is being re-established, or fail it), and when the
@@ -70,6 +75,9 @@ pub enum LinkEvent {
         /// Why, for the errors given to the held requests.
         reason: String,
     },
+    /// The POST of `notifications/initialized` (the host's, or the proxy's after a
+    /// re-initialization) ended, or waiting for it took too long.
+    InitializedDelivered,
     /// The host went away or a signal arrived.
     ShutdownRequested,
 }
@@ -121,8 +129,10 @@ pub struct Link {
     host_initialized: bool,
     /// Whether the host's `initialize` was seen (so a re-initialization is possible).
     has_initialize: bool,
-    /// Messages held while re-initializing, in arrival order, with their retry flag.
+    /// Messages held while re-initializing or confirming, in arrival order, with their retry flag.
     held: Vec<(u64, bool)>,
+    /// Whether the GET stream is to be (re)opened when the session is confirmed.
+    open_get_when_confirmed: bool,
     /// How many re-initializations were started, for unique reserved ids.
     reinit_count: u64,
 }
@@ -211,6 +221,21 @@ impl Link {
                 });
                 Handled
             }
+            LinkEvent::HostSent {
+                seq,
+                method,
+                kind: Kind::Notification,
+            } if method.as_deref() == Some("notifications/initialized")
+                && !self.host_initialized =>
+            {
+                self.host_initialized = true;
+                self.open_get_when_confirmed = true;
+                context.0.push(LinkEffect::Post {
+                    seq: *seq,
+                    retry: false,
+                });
+                Transition(State::confirming())
+            }
             LinkEvent::HostSent { seq, method, .. } if method.as_deref() == Some("initialize") => {
                 // A host that initializes again starts a new session from scratch.
                 self.session_id = None;
@@ -228,8 +253,55 @@ impl Link {
     }
 
     /// The session expired: the host's `initialize` is being replayed, new messages wait.
-    #[state(superstate = "open")]
+    #[state(superstate = "holding")]
     fn reinitializing(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
+        match event {
+            LinkEvent::ReinitAnswered {
+                session_id,
+                protocol_version,
+            } => {
+                self.session_id = session_id.clone();
+                self.protocol_version = protocol_version.clone();
+                self.open_get_when_confirmed = self.host_initialized;
+                context.0.push(LinkEffect::PostInitialized);
+                Transition(State::confirming())
+            }
+            LinkEvent::ReinitFailed { reason } => {
+                for (seq, _) in std::mem::take(&mut self.held) {
+                    context.0.push(LinkEffect::Fail {
+                        seq,
+                        reason: format!(
+                            "the session expired and could not be re-established: {reason}"
+                        ),
+                    });
+                }
+                Transition(State::live())
+            }
+            _ => Super,
+        }
+    }
+
+    /// `notifications/initialized` is on its way; what comes after it waits.
+    #[state(superstate = "holding")]
+    fn confirming(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
+        match event {
+            LinkEvent::InitializedDelivered => {
+                if std::mem::take(&mut self.open_get_when_confirmed) {
+                    // The optional GET stream (transports §Listening for Messages from the Server).
+                    context.0.push(LinkEffect::OpenGetStream);
+                }
+                for (seq, retry) in std::mem::take(&mut self.held) {
+                    context.0.push(LinkEffect::Post { seq, retry });
+                }
+                Transition(State::live())
+            }
+            _ => Super,
+        }
+    }
+
+    /// Messages wait here until the session is usable again.
+    #[superstate(superstate = "open")]
+    fn holding(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
             LinkEvent::HostSent { seq, .. } => {
                 self.hold(*seq, false);
@@ -246,32 +318,6 @@ impl Link {
                     self.hold(*seq, true);
                 }
                 Handled
-            }
-            LinkEvent::ReinitAnswered {
-                session_id,
-                protocol_version,
-            } => {
-                self.session_id = session_id.clone();
-                self.protocol_version = protocol_version.clone();
-                context.0.push(LinkEffect::PostInitialized);
-                if self.host_initialized {
-                    context.0.push(LinkEffect::OpenGetStream);
-                }
-                for (seq, retry) in std::mem::take(&mut self.held) {
-                    context.0.push(LinkEffect::Post { seq, retry });
-                }
-                Transition(State::live())
-            }
-            LinkEvent::ReinitFailed { reason } => {
-                for (seq, _) in std::mem::take(&mut self.held) {
-                    context.0.push(LinkEffect::Fail {
-                        seq,
-                        reason: format!(
-                            "the session expired and could not be re-established: {reason}"
-                        ),
-                    });
-                }
-                Transition(State::live())
             }
             _ => Super,
         }
@@ -360,33 +406,27 @@ mod tests {
     #[test]
     fn happy_path_then_session_expiry_replays_and_retries() {
         let mut sm = Link::default().state_machine();
-        assert_eq!(
-            step(&mut sm, sent(1, "initialize")),
-            vec![LinkEffect::Post {
-                seq: 1,
-                retry: false
-            }]
-        );
-        step(
-            &mut sm,
-            LinkEvent::InitializeAnswered {
-                session_id: Some("s1".into()),
-                protocol_version: Some("2025-06-18".into()),
-            },
-        );
+        let post = |seq, retry| LinkEffect::Post { seq, retry };
+        assert_eq!(step(&mut sm, sent(1, "initialize")), vec![post(1, false)]);
+        let answered = LinkEvent::InitializeAnswered {
+            session_id: Some("s1".into()),
+            protocol_version: Some("2025-06-18".into()),
+        };
+        step(&mut sm, answered);
         assert_eq!(sm.state(), &State::live());
         assert_eq!(sm.session_id(), Some("s1"));
         assert_eq!(
             step(&mut sm, sent(2, "notifications/initialized")),
-            vec![
-                LinkEffect::Post {
-                    seq: 2,
-                    retry: false
-                },
-                LinkEffect::OpenGetStream
-            ]
+            vec![post(2, false)]
         );
-        step(&mut sm, sent(3, "tools/list"));
+        assert!(
+            step(&mut sm, sent(3, "tools/list")).is_empty(),
+            "waits for initialized to be delivered"
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::InitializedDelivered),
+            vec![LinkEffect::OpenGetStream, post(3, false)]
+        );
         let e = step(
             &mut sm,
             LinkEvent::SessionExpired {
@@ -394,15 +434,10 @@ mod tests {
                 retried: false,
             },
         );
-        assert_eq!(
-            e,
-            vec![
-                LinkEffect::CloseGetStream,
-                LinkEffect::PostReinitialize {
-                    id: "mcp-remote-reinit-1".into()
-                }
-            ]
-        );
+        let reinit = LinkEffect::PostReinitialize {
+            id: "mcp-remote-reinit-1".into(),
+        };
+        assert_eq!(e, vec![LinkEffect::CloseGetStream, reinit]);
         assert_eq!(
             sm.session_id(),
             None,
@@ -412,26 +447,22 @@ mod tests {
             step(&mut sm, sent(4, "ping")).is_empty(),
             "held while re-initializing"
         );
-        let e = step(
-            &mut sm,
-            LinkEvent::ReinitAnswered {
-                session_id: Some("s2".into()),
-                protocol_version: Some("2025-06-18".into()),
-            },
+        let answered = LinkEvent::ReinitAnswered {
+            session_id: Some("s2".into()),
+            protocol_version: Some("2025-06-18".into()),
+        };
+        assert_eq!(step(&mut sm, answered), vec![LinkEffect::PostInitialized]);
+        assert!(
+            step(&mut sm, sent(5, "ping")).is_empty(),
+            "held until initialized is delivered"
         );
         assert_eq!(
-            e,
+            step(&mut sm, LinkEvent::InitializedDelivered),
             vec![
-                LinkEffect::PostInitialized,
                 LinkEffect::OpenGetStream,
-                LinkEffect::Post {
-                    seq: 3,
-                    retry: true
-                },
-                LinkEffect::Post {
-                    seq: 4,
-                    retry: false
-                }
+                post(3, true),
+                post(4, false),
+                post(5, false)
             ]
         );
         assert_eq!(sm.session_id(), Some("s2"));
@@ -518,6 +549,7 @@ mod tests {
                 protocol_version: None
             }),
             Just(LinkEvent::ReinitFailed { reason: "x".into() }),
+            Just(LinkEvent::InitializedDelivered),
             Just(LinkEvent::ShutdownRequested),
         ]
     }
@@ -544,7 +576,7 @@ mod tests {
                 }
                 if let LinkEvent::HostSent { seq, .. } = e {
                     let disposed = effects.iter().any(|x| matches!(x, LinkEffect::Post { seq: s, .. } | LinkEffect::Fail { seq: s, .. } if *s == seq));
-                    let holding = matches!(sm.state(), State::Reinitializing {});
+                    let holding = matches!(sm.state(), State::Reinitializing {} | State::Confirming {});
                     prop_assert!(disposed || holding);
                 }
             }

@@ -4,12 +4,12 @@
 //! URL, headers and network before putting them in an MCP client's config.
 
 use actix::{Actor, Context, Handler, Message, Recipient, System};
+use actors::messages::{ClientFrame, ServerFrame, Shutdown};
 use clap::Parser;
+use machines::jsonrpc::{parse_incoming, Incoming};
 use mcp_remote::cli::Cli;
 use mcp_remote::settings::Settings;
 use mcp_remote::{logging, wiring};
-use actors::messages::{ClientFrame, ServerFrame, Shutdown};
-use machines::jsonrpc::{parse_incoming, Incoming};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -17,7 +17,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 static EXIT_CODE: AtomicI32 = AtomicI32::new(1);
 
 /// The listing steps, in order: method and the capability that must be present.
-const STEPS: [(&str, &str); 3] = [("tools/list", "tools"), ("resources/list", "resources"), ("prompts/list", "prompts")];
+const STEPS: [(&str, &str); 3] = [
+    ("tools/list", "tools"),
+    ("resources/list", "resources"),
+    ("prompts/list", "prompts"),
+];
 
 /// Plays the host: sends initialize and the list requests, prints the answers.
 struct Probe {
@@ -55,24 +59,36 @@ impl Probe {
     fn finish(&mut self, code: i32) {
         EXIT_CODE.store(code, Ordering::SeqCst);
         if let Some(session) = self.session.take() {
-            session.do_send(Shutdown { reason: "mcp-remote-client is done" });
+            session.do_send(Shutdown {
+                reason: "mcp-remote-client is done",
+            });
         }
     }
 
     fn on_message(&mut self, message: Value) {
         // Server → client requests: answer what a listing client can.
-        if let (Some(method), Some(id)) = (message.get("method").and_then(Value::as_str), message.get("id")) {
+        if let (Some(method), Some(id)) = (
+            message.get("method").and_then(Value::as_str),
+            message.get("id"),
+        ) {
             let answer = match method {
                 "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
                 "roots/list" => json!({"jsonrpc": "2.0", "id": id, "result": {"roots": []}}),
-                _ => json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "mcp-remote-client does not support this request"}}),
+                _ => {
+                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "mcp-remote-client does not support this request"}})
+                }
             };
             self.send(answer);
             return;
         }
-        let Some(id) = message.get("id").and_then(Value::as_u64) else { return };
+        let Some(id) = message.get("id").and_then(Value::as_u64) else {
+            return;
+        };
         if let Some(error) = message.get("error") {
-            let text = error.get("message").and_then(Value::as_str).unwrap_or("unknown error");
+            let text = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error");
             if id == 0 {
                 eprintln!("mcp-remote-client: the server did not initialize: {text}");
                 return self.finish(1);
@@ -151,7 +167,13 @@ fn main() {
     let guard = logging::init(&settings);
     let system = System::new();
     let started = system.block_on(async {
-        let probe = Probe { bridge: None, session: None, capabilities: Value::Null, step: 0 }.start();
+        let probe = Probe {
+            bridge: None,
+            session: None,
+            capabilities: Value::Null,
+            step: 0,
+        }
+        .start();
         let core = wiring::start_core(&settings, probe.clone().recipient(), None, wiring::seed())?;
         wiring::watch_signals(core.session.clone().recipient());
         let bridge = core.bridge.recipient();

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Install the pinned Node tooling used by the interop tests into $REPO/.interop
+# (gitignored). Idempotent: does nothing when every pinned version is already
+# installed. Prints where things are.
+#
+#   tests/interop/setup.sh            # install if needed, print locations
+#   tests/interop/setup.sh --env      # same, but print only KEY=VALUE lines
+#                                     # (for `eval "$(tests/interop/setup.sh --env)"`)
+#
+# Needs: node (any >= 18) and npm on PATH, and the npm registry.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+PREFIX="${INTEROP_PREFIX:-$REPO/.interop}"
+
+# ---- pinned versions (exact) ------------------------------------------------
+SERVER_EVERYTHING_VERSION="2026.8.31"   # @modelcontextprotocol/server-everything
+CONFORMANCE_VERSION="0.1.16"            # @modelcontextprotocol/conformance (needs Node >= 22)
+NODE22_VERSION="22.23.3"                # npm package `node` -> a Node 22 binary
+SDK_VERSION="1.32.2"                    # @modelcontextprotocol/sdk (conformance driver)
+MCP_REMOTE_VERSION="0.15.1"             # mcp-remote (Node reference proxy / stand-in)
+
+PKGS=(
+  "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
+  "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+  "node@$NODE22_VERSION"
+  "@modelcontextprotocol/sdk@$SDK_VERSION"
+  "mcp-remote@$MCP_REMOTE_VERSION"
+)
+
+ENV_ONLY=0
+[[ "${1:-}" == "--env" ]] && ENV_ONLY=1
+log() { if [[ $ENV_ONLY == 0 ]]; then echo "$@"; else echo "$@" >&2; fi; }
+
+NM="$PREFIX/node_modules"
+NODE22="$NM/node/bin/node"
+
+installed_version() { # $1 = package name; prints version or nothing
+  local pj="$NM/$1/package.json"
+  [[ -f "$pj" ]] || return 0
+  node -e 'process.stdout.write(String(require(process.argv[1]).version||""))' "$pj" 2>/dev/null || true
+}
+
+node22_ok() {
+  [[ -x "$NODE22" ]] && [[ "$("$NODE22" --version 2>/dev/null)" == "v$NODE22_VERSION" ]]
+}
+
+need_install() {
+  local spec name want
+  for spec in "${PKGS[@]}"; do
+    name="${spec%@*}"; want="${spec##*@}"
+    [[ "$(installed_version "$name")" == "$want" ]] || { log "setup: $name is not at $want"; return 0; }
+  done
+  node22_ok || { log "setup: Node $NODE22_VERSION binary missing"; return 0; }
+  return 1
+}
+
+if need_install; then
+  mkdir -p "$PREFIX"
+  # A private package.json keeps npm from walking up to the repo.
+  [[ -f "$PREFIX/package.json" ]] || echo '{"name":"mcp-remote-interop","private":true}' > "$PREFIX/package.json"
+  log "setup: npm install --prefix $PREFIX ${PKGS[*]}"
+  # EBADENGINE warnings (packages asking for Node >= 22 while npm runs on 20) are expected.
+  npm install --prefix "$PREFIX" --no-audit --no-fund --save-exact --loglevel=error "${PKGS[@]}" >&2
+  # The `node` package fetches its platform binary in a preinstall script; if
+  # scripts were disabled it is missing, so install the platform package directly.
+  if ! node22_ok; then
+    plat="node-$(node -p process.platform)-$(node -p process.arch)"
+    log "setup: node preinstall did not provide a binary; installing $plat@$NODE22_VERSION"
+    npm install --prefix "$PREFIX" --no-audit --no-fund --no-save --loglevel=error "$plat@$NODE22_VERSION" >&2
+    mkdir -p "$NM/node/bin"
+    ln -f "$NM/$plat/bin/node" "$NODE22"
+  fi
+  need_install && { echo "setup: install incomplete" >&2; exit 1; }
+else
+  log "setup: already installed (nothing to do)"
+fi
+
+SE_JS="$NM/@modelcontextprotocol/server-everything/dist/index.js"
+CONF_JS="$NM/@modelcontextprotocol/conformance/dist/index.js"
+MCP_REMOTE_JS="$NM/mcp-remote/dist/proxy.js"
+
+if [[ $ENV_ONLY == 1 ]]; then
+  echo "INTEROP_PREFIX=$PREFIX"
+  echo "NODE22=$NODE22"
+  echo "SERVER_EVERYTHING_JS=$SE_JS"
+  echo "CONFORMANCE_JS=$CONF_JS"
+  echo "MCP_REMOTE_NODE=$NM/.bin/mcp-remote"
+else
+  cat <<EOF
+interop tooling in $PREFIX
+  node 22 ($("$NODE22" --version)):  $NODE22
+  server-everything $SERVER_EVERYTHING_VERSION: $SE_JS
+      start: PORT=<port> node $SE_JS streamableHttp   -> http://127.0.0.1:<port>/mcp
+  conformance $CONFORMANCE_VERSION:        $NODE22 $CONF_JS --help
+  sdk $SDK_VERSION:                 $NM/@modelcontextprotocol/sdk
+  mcp-remote $MCP_REMOTE_VERSION (Node reference): $NM/.bin/mcp-remote  ($MCP_REMOTE_JS)
+      e.g. MCP_REMOTE_BIN=$NM/.bin/mcp-remote
+EOF
+fi
