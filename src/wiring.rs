@@ -12,6 +12,7 @@ use actors::http::{build_client, HttpSetupError};
 use actors::messages::{Flush, ServerFrame, Shutdown};
 use actors::session::{Session, SessionConfig};
 use actors::stdin_reader::StdinReader;
+
 use actors::stdout_writer::StdoutWriter;
 
 /// The started core: a Bridge and a Session wired to each other.
@@ -67,7 +68,7 @@ pub fn start_proxy(settings: &Settings, seed: u64) -> Result<Core, HttpSetupErro
         seed,
     )?;
     StdinReader::new(
-        tokio::io::stdin(),
+        actors::stdin_reader::spawn_stdin_thread(),
         core.bridge.clone().recipient(),
         core.bridge.clone().recipient(),
         settings.max_message_bytes,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// How often request deadlines are checked.
 const TICK: Duration = Duration::from_millis(100);
 /// How long in-flight requests may still be answered after stdin closed.
-const DRAIN_AFTER_EOF: Duration = Duration::from_millis(1000);
+const DRAIN_AFTER_EOF: Duration = Duration::from_millis(700);
 
 /// The Bridge actor.
 pub struct Bridge {

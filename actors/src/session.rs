@@ -40,7 +40,10 @@ use url::Url;
 /// The standalone GET stream's handle among the streams.
 const GET_STREAM: u64 = 0;
 /// Longest wait for the DELETE at shutdown.
-const DELETE_TIMEOUT: Duration = Duration::from_millis(1000);
+const DELETE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Whatever happens, the process ends this long after shutdown began (with the
+/// Bridge's drain of at most 0.7 s, within 2 s of stdin closing).
+const EXIT_DEADLINE: Duration = Duration::from_millis(1200);
 /// Longest wait for `notifications/initialized` to be delivered before held messages go anyway.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an error body is read to look for a JSON-RPC error in it.
@@ -441,7 +444,7 @@ impl Session {
         {
             request = request.header(transport::VERSION_HEADER, v);
         }
-        ctx.wait(
+        ctx.spawn(
             async move {
                 match request.send().await {
                     Ok(r) => tracing::debug!("session DELETE answered {}", r.status()),
@@ -464,7 +467,7 @@ impl Session {
             async move {
                 if let Some(stdout) = stdout {
                     let _ =
-                        tokio::time::timeout(Duration::from_millis(500), stdout.send(Flush)).await;
+                        tokio::time::timeout(Duration::from_millis(300), stdout.send(Flush)).await;
                 }
                 System::current().stop_with_code(0);
             }
@@ -695,6 +698,7 @@ impl Handler<Shutdown> for Session {
         }
         self.exiting = true;
         tracing::info!("shutting down: {}", shutdown.reason);
+        ctx.run_later(EXIT_DEADLINE, |_, _| System::current().stop_with_code(0));
         let had_session = self.link.session_id().is_some();
         self.dispatch(LinkEvent::ShutdownRequested, ctx);
         if !had_session {

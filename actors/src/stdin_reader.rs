@@ -6,17 +6,57 @@
 //! route (memory stays bounded). An oversized line is reported and skipped,
 //! the lines after it are served (the framer never ends the stream on it).
 //! End of file is announced with `HostClosed`.
+//!
+//! The process's stdin is read by a plain thread ([`spawn_stdin_thread`]), not
+//! by tokio's blocking pool: a runtime waits for its blocking tasks when it
+//! shuts down, and a read on a pipe the host keeps open never ends, so a
+//! SIGTERM would never end the process.
 
 use crate::messages::{ClientFrame, HostClosed};
 use actix::prelude::*;
 use machines::framing::{Frame, LineFramer};
 use machines::jsonrpc;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::io::Read;
+use tokio::sync::mpsc;
+
+/// Chunks of input; `None` (the channel closing) is end of file.
+pub type Chunks = mpsc::Receiver<Vec<u8>>;
+
+/// Read this process's stdin on a detached thread, chunk by chunk. The thread
+/// blocks when the channel is full (backpressure) and ends at end of file.
+pub fn spawn_stdin_thread() -> Chunks {
+    let (tx, rx) = mpsc::channel(4);
+    let spawned = std::thread::Builder::new()
+        .name("mcp-remote-stdin".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::warn!("reading stdin failed: {e}; treating it as closed");
+                        break;
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the stdin reader: {e}");
+    }
+    rx
+}
 
 /// The stdin actor. It owns nothing but the task that reads.
-pub struct StdinReader<R> {
+pub struct StdinReader {
     /// The input, taken by the reading task when the actor starts.
-    input: Option<R>,
+    input: Option<Chunks>,
     /// Where frames go.
     bridge: Recipient<ClientFrame>,
     /// Who hears about end of file.
@@ -25,10 +65,10 @@ pub struct StdinReader<R> {
     max_line: usize,
 }
 
-impl<R: AsyncRead + Unpin + 'static> StdinReader<R> {
+impl StdinReader {
     /// A reader of `input` feeding `bridge`.
     pub fn new(
-        input: R,
+        input: Chunks,
         bridge: Recipient<ClientFrame>,
         closed: Recipient<HostClosed>,
         max_line: usize,
@@ -42,7 +82,7 @@ impl<R: AsyncRead + Unpin + 'static> StdinReader<R> {
     }
 }
 
-impl<R: AsyncRead + Unpin + 'static> Actor for StdinReader<R> {
+impl Actor for StdinReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -56,25 +96,15 @@ impl<R: AsyncRead + Unpin + 'static> Actor for StdinReader<R> {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut input: R,
+async fn read_loop(
+    mut input: Chunks,
     bridge: Recipient<ClientFrame>,
     closed: Recipient<HostClosed>,
     max_line: usize,
 ) {
     let mut framer = LineFramer::new(max_line);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match input.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!("reading stdin failed: {e}; treating it as closed");
-                break;
-            }
-        };
-        framer.push(&buf[..n]);
+    while let Some(chunk) = input.recv().await {
+        framer.push(&chunk);
         if !deliver(&mut framer, &bridge).await {
             return;
         }
