@@ -9,11 +9,16 @@ use testbed::{Config, Testbed};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(common::binary());
-    cmd.args(args).env("MCP_REMOTE_CONFIG_DIR", std::env::temp_dir().join("mcp-remote-cli-tests"));
+    cmd.args(args).env(
+        "MCP_REMOTE_CONFIG_DIR",
+        std::env::temp_dir().join("mcp-remote-cli-tests"),
+    );
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(std::process::Stdio::null()).output().expect("run mcp-remote")
+    cmd.stdin(std::process::Stdio::null())
+        .output()
+        .expect("run mcp-remote")
 }
 
 fn stderr(o: &Output) -> String {
@@ -26,12 +31,37 @@ fn help_explains_every_flag_and_version_works() {
     assert!(o.status.success());
     let help = String::from_utf8_lossy(&o.stdout);
     for flag in [
-        "--header", "--header-file", "--allow-http", "--debug", "--silent", "--transport", "--ignore-tool",
-        "--connect-timeout", "--headers-timeout", "--body-timeout", "--request-timeout", "--max-message-bytes",
-        "--enable-proxy", "--ipv4", "--extra-ca-certs", "NODE_EXTRA_CA_CERTS", "--host", "--callback-path",
-        "--auth-timeout", "--auth-success-url", "--static-oauth-client-metadata", "--static-oauth-client-info",
-        "--client-metadata-url", "--resource", "--disable-resource-parameter", "--authorize-param", "--keep-alive",
-        "--ping-interval", "--clean", "CALLBACK_PORT", "MCP_REMOTE_CONFIG_DIR",
+        "--header",
+        "--header-file",
+        "--allow-http",
+        "--debug",
+        "--silent",
+        "--transport",
+        "--ignore-tool",
+        "--connect-timeout",
+        "--headers-timeout",
+        "--body-timeout",
+        "--request-timeout",
+        "--max-message-bytes",
+        "--enable-proxy",
+        "--ipv4",
+        "--extra-ca-certs",
+        "NODE_EXTRA_CA_CERTS",
+        "--host",
+        "--callback-path",
+        "--auth-timeout",
+        "--auth-success-url",
+        "--static-oauth-client-metadata",
+        "--static-oauth-client-info",
+        "--client-metadata-url",
+        "--resource",
+        "--disable-resource-parameter",
+        "--authorize-param",
+        "--keep-alive",
+        "--ping-interval",
+        "--clean",
+        "CALLBACK_PORT",
+        "MCP_REMOTE_CONFIG_DIR",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
@@ -58,11 +88,19 @@ fn flags_of_later_features_say_so() {
         &["https://example.com/mcp", "--auth-timeout", "30"][..],
         &["https://example.com/mcp", "--transport", "sse-only"],
         &["https://example.com/mcp", "--keep-alive"],
-        &["https://example.com/mcp", "--static-oauth-client-info", "{}"],
+        &[
+            "https://example.com/mcp",
+            "--static-oauth-client-info",
+            "{}",
+        ],
     ] {
         let o = run(args, &[]);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&o).contains("not supported yet"), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("not supported yet"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -80,11 +118,24 @@ fn plain_http_needs_loopback_or_allow_http() {
 
 #[test]
 fn an_unset_header_variable_is_named_and_values_are_never_shown() {
-    let o = run(&["https://example.com/mcp", "--header", "Authorization: Bearer ${NOT_SET_ANYWHERE_42}"], &[]);
+    let o = run(
+        &[
+            "https://example.com/mcp",
+            "--header",
+            "Authorization: Bearer ${NOT_SET_ANYWHERE_42}",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("NOT_SET_ANYWHERE_42") && e.contains("Authorization"), "{e}");
-    let o = run(&["https://example.com/mcp", "--header", "Bad Name: hunter2"], &[]);
+    assert!(
+        e.contains("NOT_SET_ANYWHERE_42") && e.contains("Authorization"),
+        "{e}"
+    );
+    let o = run(
+        &["https://example.com/mcp", "--header", "Bad Name: hunter2"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
 }
@@ -100,21 +151,53 @@ async fn header_file_is_read_and_debug_log_is_private_and_secret_free() {
     let config = dir.join("config");
     let config_str = config.to_str().unwrap().to_owned();
     let mut p = Proxy::spawn_with_env(
-        &[&tb.url(), "--debug", "--header-file", headers.to_str().unwrap(), "--header", "Authorization: Bearer ${TOK}"],
-        &[("MCP_REMOTE_CONFIG_DIR", &config_str), ("TOK", "tok-secret-999")],
+        &[
+            &tb.url(),
+            "--debug",
+            "--header-file",
+            headers.to_str().unwrap(),
+            "--header",
+            "Authorization: Bearer ${TOK}",
+        ],
+        &[
+            ("MCP_REMOTE_CONFIG_DIR", &config_str),
+            ("TOK", "tok-secret-999"),
+        ],
     );
     p.initialize("2025-11-25").await;
-    p.send(common::call(1, "echo", serde_json::json!({"text": "body-text-not-for-logs"}))).await;
+    p.send(common::call(
+        1,
+        "echo",
+        serde_json::json!({"text": "body-text-not-for-logs"}),
+    ))
+    .await;
     p.recv_response(&serde_json::json!(1)).await;
     let (code, stderr) = p.close().await;
     assert_eq!(code, Some(0));
-    assert!(tb.requests().iter().all(|r| r.header("x-from-file") == Some("file-secret-777")));
+    assert!(tb
+        .requests()
+        .iter()
+        .all(|r| r.header("x-from-file") == Some("file-secret-777")));
     let store = config.join("mcp-remote-v1");
-    let log = std::fs::read_dir(&store).unwrap().filter_map(Result::ok).find(|e| e.file_name().to_string_lossy().ends_with("_debug.log")).expect("debug log");
+    let log = std::fs::read_dir(&store)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with("_debug.log"))
+        .expect("debug log");
     let text = std::fs::read_to_string(log.path()).unwrap();
-    assert!(text.contains("tools/call id=1"), "one line per message: {text}");
-    for secret in ["file-secret-777", "tok-secret-999", "body-text-not-for-logs"] {
-        assert!(!text.contains(secret) && !stderr.contains(secret), "{secret} leaked");
+    assert!(
+        text.contains("tools/call id=1"),
+        "one line per message: {text}"
+    );
+    for secret in [
+        "file-secret-777",
+        "tok-secret-999",
+        "body-text-not-for-logs",
+    ] {
+        assert!(
+            !text.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked"
+        );
     }
     let session = tb.session_ids();
     for s in session {
@@ -123,8 +206,14 @@ async fn header_file_is_read_and_debug_log_is_private_and_secret_free() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
-        assert_eq!(std::fs::metadata(log.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(log.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     assert!(stderr.contains("DEBUG"), "--debug adds detail on stderr");
     let _ = std::fs::remove_dir_all(&dir);
@@ -144,21 +233,38 @@ async fn client_lists_tools_resources_and_prompts() {
     let tb = Testbed::start(Config::default()).await.unwrap();
     let url = tb.url();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_mcp-remote-client")).arg(url).stdin(std::process::Stdio::null()).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_mcp-remote-client"))
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Connected to mcp-testbed"), "{text}");
     for name in testbed::TOOL_NAMES {
         assert!(text.contains(name), "tool {name} missing: {text}");
     }
-    assert!(text.contains("test://static/hello") && text.contains("greeting"), "{text}");
-    assert!(tb.requests().iter().any(|r| r.method == "DELETE"), "the client closes its session");
+    assert!(
+        text.contains("test://static/hello") && text.contains("greeting"),
+        "{text}"
+    );
+    assert!(
+        tb.requests().iter().any(|r| r.method == "DELETE"),
+        "the client closes its session"
+    );
 
     let out = tokio::task::spawn_blocking(|| {
-        Command::new(env!("CARGO_BIN_EXE_mcp-remote-client")).arg("http://127.0.0.1:9/mcp").output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_mcp-remote-client"))
+            .arg("http://127.0.0.1:9/mcp")
+            .output()
+            .unwrap()
     })
     .await
     .unwrap();

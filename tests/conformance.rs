@@ -18,8 +18,16 @@ fn conformance_client_scenarios_pass_without_warnings() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "conformance failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "conformance failed:\n{stdout}\n{stderr}"
+    );
     for scenario in ["initialize", "tools_call", "sse-retry"] {
-        assert!(stdout.lines().any(|l| l.starts_with("PASS") && l.contains(scenario)), "{scenario} did not pass:\n{stdout}");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("PASS") && l.contains(scenario)),
+            "{scenario} did not pass:\n{stdout}"
+        );
     }
 }

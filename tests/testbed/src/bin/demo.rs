@@ -37,18 +37,28 @@ async fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .with_file_name(format!("mcp-remote{}", std::env::consts::EXE_SUFFIX)),
     };
-    let tb = Testbed::start(Config::default()).await.map_err(|e| format!("cannot start the testbed: {e}"))?;
+    let tb = Testbed::start(Config::default())
+        .await
+        .map_err(|e| format!("cannot start the testbed: {e}"))?;
     println!("testbed MCP server listening on {}", tb.url());
     println!("host ⇄ {} {}\n", proxy.display(), tb.url());
     let mut child = Command::new(&proxy)
         .arg(tb.url())
-        .env("MCP_REMOTE_CONFIG_DIR", std::env::temp_dir().join("mcp-remote-demo"))
+        .env(
+            "MCP_REMOTE_CONFIG_DIR",
+            std::env::temp_dir().join("mcp-remote-demo"),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e} (build it first: cargo build --release)", proxy.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it first: cargo build --release)",
+                proxy.display()
+            )
+        })?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
 
@@ -64,8 +74,13 @@ async fn run() -> Result<(), String> {
     for message in script {
         let line = message.to_string();
         println!("host  → {}", shorten(&line));
-        stdin.write_all(format!("{line}\n").as_bytes()).await.map_err(|e| e.to_string())?;
-        let Some(id) = message.get("id").cloned() else { continue };
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(id) = message.get("id").cloned() else {
+            continue;
+        };
         // Read until this request's answer; answer the server's own requests on the way.
         loop {
             let line = tokio::time::timeout(WAIT, stdout.next_line())
@@ -74,11 +89,15 @@ async fn run() -> Result<(), String> {
                 .map_err(|e| e.to_string())?
                 .ok_or("the proxy closed its stdout")?;
             println!("proxy ← {}", shorten(&line));
-            let v: Value = serde_json::from_str(&line).map_err(|e| format!("stdout is not JSON: {e}"))?;
+            let v: Value =
+                serde_json::from_str(&line).map_err(|e| format!("stdout is not JSON: {e}"))?;
             if v.get("method").and_then(Value::as_str) == Some("sampling/createMessage") {
                 let answer = json!({"jsonrpc":"2.0","id":v["id"],"result":{"role":"assistant","model":"demo","content":{"type":"text","text":"a sample from the host"}}});
                 println!("host  → {}", shorten(&answer.to_string()));
-                stdin.write_all(format!("{answer}\n").as_bytes()).await.map_err(|e| e.to_string())?;
+                stdin
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             if v.get("method").is_none() && v["id"] == id {
                 break;
@@ -86,7 +105,10 @@ async fn run() -> Result<(), String> {
         }
     }
     drop(stdin);
-    let status = tokio::time::timeout(WAIT, child.wait()).await.map_err(|_| "the proxy did not exit")?.map_err(|e| e.to_string())?;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .map_err(|_| "the proxy did not exit")?
+        .map_err(|e| e.to_string())?;
     let seen = tb.requests();
     println!(
         "\nproxy exited with {status}; the server saw {} POSTs, {} GET stream(s), {} DELETE",
