@@ -12,6 +12,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use tracing::level_filters::LevelFilter;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -57,11 +58,7 @@ pub fn init(settings: &Settings) -> LogGuard {
         .with_writer(stderr)
         .with_ansi(false)
         .with_target(false)
-        .with_filter(if settings.debug {
-            LevelFilter::DEBUG
-        } else {
-            level
-        });
+        .with_filter(ours(level));
 
     let file_layer = if settings.debug {
         match open_debug_log(settings) {
@@ -77,7 +74,7 @@ pub fn init(settings: &Settings) -> LogGuard {
                     fmt::layer()
                         .with_writer(writer)
                         .with_ansi(false)
-                        .with_filter(LevelFilter::DEBUG),
+                        .with_filter(ours(LevelFilter::DEBUG)),
                 )
             }
             Err(e) => {
@@ -99,6 +96,17 @@ pub fn init(settings: &Settings) -> LogGuard {
         _guards: guards,
         dropped,
     }
+}
+
+/// Our crates at `level`; other crates (HTTP, TLS) only at warnings, so their
+/// debug output (URLs, connection details) never reaches the logs.
+fn ours(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::WARN.min(level))
+        .with_target("mcp_remote", level)
+        .with_target("mcp_remote_client", level)
+        .with_target("actors", level)
+        .with_target("machines", level)
 }
 
 /// `<config dir>/<key>_debug.log`, the folder 0700 and the file 0600.

@@ -557,3 +557,40 @@ async fn batches_follow_the_negotiated_version() {
     );
     p.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_cancellation_is_forwarded_as_a_notification() {
+    let tb = testbed(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(call(11, "never", json!({}))).await;
+    assert!(
+        tb.wait_for(
+            |r| r
+                .iter()
+                .any(|r| r.rpc_method().as_deref() == Some("tools/call")),
+            common::WAIT
+        )
+        .await
+    );
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":11,"reason":"user"}})).await;
+    let cancelled = |r: &[testbed::Recorded]| {
+        r.iter().any(|r| {
+            r.json().is_some_and(|j| {
+                j["method"] == "notifications/cancelled" && j["params"]["requestId"] == 11
+            })
+        })
+    };
+    assert!(
+        tb.wait_for(cancelled, common::WAIT).await,
+        "B5: the host's cancel is POSTed"
+    );
+    let count = tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("notifications/cancelled"))
+        .count();
+    assert_eq!(count, 1, "the proxy adds no cancel of its own");
+    p.assert_quiet(Duration::from_millis(300)).await;
+    p.close().await;
+}
