@@ -64,8 +64,10 @@ pub struct Cli {
     #[arg(long)]
     pub silent: bool,
 
-    /// How to reach the server. Until the legacy SSE transport lands, http-first
-    /// behaves as http-only.
+    /// How to reach the server: http-first (Streamable HTTP, falling back to the
+    /// legacy HTTP+SSE transport when the server answers 400/404/405), sse-first
+    /// (the reverse), http-only or sse-only. What a server turned out to speak is
+    /// remembered in the config folder and tried first next time.
     #[arg(long, value_enum, default_value_t = TransportStrategy::HttpFirst, value_name = "STRATEGY")]
     pub transport: TransportStrategy,
 
@@ -248,14 +250,6 @@ impl Cli {
                 out.push((flag, feature));
             }
         };
-        check(
-            matches!(
-                self.transport,
-                TransportStrategy::SseFirst | TransportStrategy::SseOnly
-            ),
-            "--transport sse-*",
-            "the legacy HTTP+SSE transport",
-        );
         check(
             self.protocol.as_deref().is_some_and(|p| p != "legacy"),
             "--protocol",

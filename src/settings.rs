@@ -2,10 +2,11 @@
 //! `${VAR}` expansion, the config folder and its per-server key, time-outs.
 //! Every error says what is wrong and how to fix it, and never shows a header value.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, TransportStrategy};
 use actors::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actors::http::HttpOptions;
 use machines::cache_key::{cache_key, CacheKeyInput};
+use machines::link::Strategy;
 use machines::router::RouterConfig;
 use machines::transport::is_loopback_host;
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub struct Settings {
     pub debug: bool,
     /// `--silent`.
     pub silent: bool,
+    /// `--transport`.
+    pub strategy: Strategy,
 }
 
 /// A command line that cannot be used as given.
@@ -79,6 +82,11 @@ pub enum SettingsError {
 }
 
 impl Settings {
+    /// The file remembering which transport this server speaks.
+    pub fn transport_memory(&self) -> PathBuf {
+        self.config_dir.join(format!("{}_transport.json", self.key))
+    }
+
     /// Check a command line.
     pub fn from_cli(cli: &Cli) -> Result<Settings, SettingsError> {
         if let Some((flag, feature)) = cli.unsupported().into_iter().next() {
@@ -181,6 +189,12 @@ impl Settings {
             key,
             debug: cli.debug,
             silent: cli.silent,
+            strategy: match cli.transport {
+                TransportStrategy::HttpFirst => Strategy::HttpFirst,
+                TransportStrategy::SseFirst => Strategy::SseFirst,
+                TransportStrategy::HttpOnly => Strategy::HttpOnly,
+                TransportStrategy::SseOnly => Strategy::SseOnly,
+            },
         })
     }
 }

@@ -41,6 +41,8 @@ pub fn start_core(
             headers_timeout: settings.headers_timeout,
             max_message_bytes: settings.max_message_bytes,
             seed,
+            strategy: settings.strategy,
+            transport_memory: Some(settings.transport_memory()),
         },
         http,
         bridge_addr.clone().recipient(),

@@ -86,7 +86,6 @@ fn unknown_flags_are_errors_with_a_suggestion() {
 fn flags_of_later_features_say_so() {
     for args in [
         &["https://example.com/mcp", "--auth-timeout", "30"][..],
-        &["https://example.com/mcp", "--transport", "sse-only"],
         &["https://example.com/mcp", "--keep-alive"],
         &[
             "https://example.com/mcp",

@@ -15,3 +15,4 @@ pub mod messages;
 pub mod session;
 pub mod stdin_reader;
 pub mod stdout_writer;
+pub mod store;

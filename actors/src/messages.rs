@@ -137,3 +137,13 @@ pub struct ExchangeEnded {
     /// How.
     pub end: ExchangeEnd,
 }
+
+/// Session task → Session: the legacy stream's `endpoint` event, resolved.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct LegacyEndpoint {
+    /// Which legacy stream it came on.
+    pub generation: u64,
+    /// The absolute endpoint, or why it cannot be used.
+    pub endpoint: Result<url::Url, machines::transport::EndpointError>,
+}

@@ -19,14 +19,14 @@
 
 use crate::http::describe_error;
 use crate::messages::{
-    ExchangeEnd, ExchangeEnded, Flush, Forward, Inbound, Origin, RequestFailed, ServerMessage,
-    Shutdown,
+    ExchangeEnd, ExchangeEnded, Flush, Forward, Inbound, LegacyEndpoint, Origin, RequestFailed,
+    ServerMessage, Shutdown,
 };
 use actix::prelude::*;
 use bytes::Bytes;
 use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Incoming, Kind};
-use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox};
+use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
 use machines::sse::SseParser;
 use machines::stream::{StreamEffect, StreamEvent, StreamLink, StreamOutbox};
 use machines::transport::{self, GetOutcome, PostOutcome};
@@ -34,11 +34,16 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use url::Url;
 
 /// The standalone GET stream's handle among the streams.
 const GET_STREAM: u64 = 0;
+/// The legacy (HTTP+SSE) event stream's handle among the streams.
+const LEGACY_STREAM: u64 = u64::MAX;
+/// How long a new legacy stream may take to send its `endpoint` event.
+const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the DELETE at shutdown.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(800);
 /// Whatever happens, the process ends this long after shutdown began (with the
@@ -62,6 +67,10 @@ pub struct SessionConfig {
     pub max_message_bytes: usize,
     /// Seed for the reconnection jitter.
     pub seed: u64,
+    /// `--transport`.
+    pub strategy: Strategy,
+    /// The file remembering which transport this server speaks (`<key>_transport.json`).
+    pub transport_memory: Option<PathBuf>,
 }
 
 /// A host message the Session still holds.
@@ -75,6 +84,8 @@ struct Pending {
     id_key: Option<IdKey>,
     /// Whether it was already re-sent after a re-initialization.
     retried: bool,
+    /// The legacy stream generation it was posted under (a newer one means its stream died).
+    generation: u64,
 }
 
 /// A GET stream being kept open or resumed.
@@ -125,6 +136,10 @@ pub struct Session {
     get_refused: bool,
     /// Shutdown has begun.
     exiting: bool,
+    /// Counts legacy streams opened; messages and timers of an older one are stale.
+    legacy_generation: u64,
+    /// The generation whose `endpoint` arrived.
+    endpoint_generation: Option<u64>,
 }
 
 impl Session {
@@ -136,13 +151,15 @@ impl Session {
         failures: Recipient<RequestFailed>,
         stdout: Option<Recipient<Flush>>,
     ) -> Self {
+        let remembered = crate::store::read_transport(config.transport_memory.as_deref());
+        let link = Link::new(config.strategy, remembered).state_machine();
         Self {
             config,
             http,
             bridge,
             failures,
             stdout,
-            link: Link::default().state_machine(),
+            link,
             next_seq: 0,
             unsent: HashMap::new(),
             posted: HashMap::new(),
@@ -155,6 +172,8 @@ impl Session {
             next_stream: GET_STREAM + 1,
             get_refused: false,
             exiting: false,
+            legacy_generation: 0,
+            endpoint_generation: None,
         }
     }
 
@@ -173,6 +192,7 @@ impl Session {
                     return;
                 };
                 pending.retried = retry;
+                pending.generation = self.legacy_generation;
                 let (request, with_session) = self.post(pending.bytes.clone(), true);
                 self.posted.insert(seq, pending);
                 self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
@@ -193,7 +213,7 @@ impl Session {
                 });
                 match replay {
                     Some(bytes) => {
-                        tracing::info!("session expired (HTTP 404): re-initializing with the host's initialize");
+                        tracing::info!("re-initializing the session with the host's initialize");
                         self.reinit_id = Some(id);
                         let (request, _) = self.post(Bytes::from(bytes), false);
                         self.spawn_exchange(Origin::Reinit, request, false, false, ctx);
@@ -234,17 +254,76 @@ impl Session {
                 self.streams.remove(&GET_STREAM);
             }
             LinkEffect::DeleteSession => self.delete_then_exit(ctx),
+            LinkEffect::FailAccepted { reason } => {
+                // Requests neither held nor being posted were accepted by the server;
+                // their answers were to come on the stream that is gone.
+                let accepted: Vec<IdKey> = self
+                    .awaiting
+                    .iter()
+                    .filter(|(_, seq)| {
+                        !self.unsent.contains_key(seq) && !self.posted.contains_key(seq)
+                    })
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in accepted {
+                    self.fail_key(key, reason.clone());
+                }
+            }
+            LinkEffect::OpenLegacyStream => {
+                self.legacy_generation += 1;
+                self.endpoint_generation = None;
+                if let Some(old) = self.streams.remove(&LEGACY_STREAM).and_then(|t| t.task) {
+                    ctx.cancel_future(old);
+                }
+                let seed = self.config.seed.wrapping_add(self.legacy_generation);
+                let machine = StreamLink::new(BackoffPolicy::STREAM, seed).state_machine();
+                self.streams.insert(
+                    LEGACY_STREAM,
+                    Tracked {
+                        machine,
+                        task: None,
+                        awaiting: None,
+                    },
+                );
+                tracing::info!("opening the server's event stream (legacy HTTP+SSE transport)");
+                self.drive_stream(LEGACY_STREAM, StreamEvent::Started, ctx);
+            }
+            LinkEffect::CloseLegacyStream => {
+                self.drive_stream(LEGACY_STREAM, StreamEvent::Closed, ctx);
+                self.streams.remove(&LEGACY_STREAM);
+            }
+            LinkEffect::RememberTransport(transport) => {
+                if let Some(path) = &self.config.transport_memory {
+                    crate::store::write_transport(path, transport);
+                }
+            }
+            LinkEffect::ForgetTransport => {
+                if let Some(path) = &self.config.transport_memory {
+                    crate::store::forget_transport(path);
+                }
+            }
         }
     }
 
-    /// Build a POST of `bytes`; with `with_session`, the session headers are added.
+    /// Build a POST of `bytes` on the current transport; with `with_session`, the
+    /// Streamable HTTP session headers are added. The second value tells whether
+    /// a 404 means "session gone" (a session id was sent, or a legacy endpoint).
     fn post(&self, bytes: Bytes, with_session: bool) -> (reqwest::RequestBuilder, bool) {
+        let legacy = self.link.transport() == Some(Transport::Legacy);
+        let target = match self.link.endpoint().filter(|_| legacy) {
+            Some(endpoint) => endpoint.to_owned(),
+            None => self.config.url.to_string(),
+        };
         let mut request = self
             .http
-            .post(self.config.url.clone())
+            .post(target)
             .headers(self.config.headers.clone())
             .header(ACCEPT, transport::POST_ACCEPT)
             .header(CONTENT_TYPE, "application/json");
+        if legacy {
+            // The endpoint names the session; a 404 there means it is gone.
+            return (request.body(bytes), true);
+        }
         let mut sent_session = false;
         if with_session {
             (request, sent_session) = self.session_headers(request);
@@ -290,6 +369,7 @@ impl Session {
             headers_timeout: self.config.headers_timeout,
             sent_session,
             is_get,
+            legacy: None,
         };
         ctx.spawn(exchange.run(request).into_actor(self))
     }
@@ -331,6 +411,27 @@ impl Session {
         tracked.machine.handle_with_context(&event, &mut out);
         for effect in out.0 {
             match effect {
+                StreamEffect::Open { .. } if id == LEGACY_STREAM => {
+                    // MCP 2024-11-05 §HTTP with SSE: GET the server URL for the event stream.
+                    let request = self
+                        .http
+                        .get(self.config.url.clone())
+                        .headers(self.config.headers.clone())
+                        .header(ACCEPT, transport::GET_ACCEPT);
+                    let exchange = Exchange {
+                        origin: Origin::Get { stream: id },
+                        session: ctx.address(),
+                        max: self.config.max_message_bytes,
+                        headers_timeout: self.config.headers_timeout,
+                        sent_session: false,
+                        is_get: true,
+                        legacy: Some((self.legacy_generation, self.config.url.clone())),
+                    };
+                    let handle = ctx.spawn(exchange.run(request).into_actor(self));
+                    if let Some(t) = self.streams.get_mut(&id) {
+                        t.task = Some(handle);
+                    }
+                }
                 StreamEffect::Open { last_event_id } => {
                     let mut request = self
                         .http
@@ -373,7 +474,9 @@ impl Session {
                 }
                 StreamEffect::GiveUp { refused } => {
                     let tracked = self.streams.remove(&id);
-                    if id == GET_STREAM {
+                    if id == LEGACY_STREAM {
+                        // The link heard about the refusal or failure already.
+                    } else if id == GET_STREAM {
                         if refused {
                             self.get_refused = true;
                             tracing::info!("the server offers no GET stream; server messages come with responses only");
@@ -507,6 +610,7 @@ impl Handler<Forward> for Session {
                 kind: outbound.kind,
                 id_key: outbound.id_key,
                 retried: false,
+                generation: self.legacy_generation,
             },
         );
         self.dispatch(
@@ -602,6 +706,20 @@ impl Handler<ExchangeEnded> for Session {
                         self.unsent.insert(seq, pending);
                         self.dispatch(LinkEvent::SessionExpired { seq, retried }, ctx);
                     }
+                    ExchangeEnd::Refused { status, detail }
+                        if pending.id_key.is_some() && pending.id_key == self.host_initialize =>
+                    {
+                        // The link decides: fall back to the other transport, or fail.
+                        self.unsent.insert(seq, pending);
+                        self.dispatch(
+                            LinkEvent::InitializeRefused {
+                                seq,
+                                status,
+                                reason: detail,
+                            },
+                            ctx,
+                        );
+                    }
                     ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } => {
                         if pending.id_key.is_some() && pending.id_key == self.host_initialize {
                             self.host_initialize = None;
@@ -631,9 +749,17 @@ impl Handler<ExchangeEnded> for Session {
                         }
                     }
                     ExchangeEnd::Accepted | ExchangeEnd::StreamOpened => {
-                        if let Some(key) = pending.id_key.filter(|k| self.awaiting.contains_key(k))
+                        let Some(key) = pending.id_key.filter(|k| self.awaiting.contains_key(k))
+                        else {
+                            return;
+                        };
+                        if self.link.transport() == Some(Transport::Legacy)
+                            && pending.generation != self.legacy_generation
                         {
-                            tracing::debug!("request id={key} was accepted without an answer; it may come on the GET stream");
+                            // Accepted by the server, but its answer was to come on a stream that died meanwhile.
+                            self.fail_key(key, "the connection to the server dropped".into());
+                        } else {
+                            tracing::debug!("request id={key} was accepted; its answer comes on the event stream");
                         }
                     }
                 }
@@ -658,6 +784,9 @@ impl Handler<ExchangeEnded> for Session {
                 }
                 self.dispatch(LinkEvent::InitializedDelivered, ctx);
             }
+            Origin::Get {
+                stream: LEGACY_STREAM,
+            } => self.legacy_stream_ended(end, ctx),
             Origin::Get { stream } => {
                 let now = Instant::now();
                 let event = match end {
@@ -684,6 +813,121 @@ impl Handler<ExchangeEnded> for Session {
                     ExchangeEnd::Accepted | ExchangeEnd::Expired => StreamEvent::Failed { now },
                 };
                 self.drive_stream(stream, event, ctx);
+            }
+        }
+    }
+}
+
+impl Session {
+    /// The legacy event stream answered, ended or failed: tell the link, then the stream machine.
+    fn legacy_stream_ended(&mut self, end: ExchangeEnd, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let generation = self.legacy_generation;
+        let (link_event, stream_event) = match end {
+            ExchangeEnd::StreamOpened => {
+                ctx.run_later(ENDPOINT_TIMEOUT, move |act, ctx| {
+                    if act.legacy_generation == generation
+                        && act.endpoint_generation != Some(generation)
+                    {
+                        let reason =
+                            format!("no endpoint event within {} s", ENDPOINT_TIMEOUT.as_secs());
+                        act.dispatch(LinkEvent::LegacyFailed { reason }, ctx);
+                        if let Some(handle) = act
+                            .streams
+                            .get_mut(&LEGACY_STREAM)
+                            .and_then(|t| t.task.take())
+                        {
+                            ctx.cancel_future(handle);
+                        }
+                        act.drive_stream(
+                            LEGACY_STREAM,
+                            StreamEvent::Failed {
+                                now: Instant::now(),
+                            },
+                            ctx,
+                        );
+                    }
+                });
+                (None, StreamEvent::Connected { now })
+            }
+            ExchangeEnd::Done {
+                last_event_id,
+                retry_ms,
+                broken,
+            } => {
+                if let Some(why) = &broken {
+                    tracing::info!("the server's event stream broke: {why}");
+                } else {
+                    tracing::info!("the server closed its event stream");
+                }
+                let link_event = if self.endpoint_generation == Some(generation) {
+                    LinkEvent::LegacyStreamLost
+                } else {
+                    LinkEvent::LegacyFailed {
+                        reason: "the event stream ended before its endpoint event".into(),
+                    }
+                };
+                (
+                    Some(link_event),
+                    StreamEvent::Ended {
+                        now,
+                        last_event_id,
+                        retry_ms,
+                    },
+                )
+            }
+            ExchangeEnd::Refused { status, detail } => (
+                Some(LinkEvent::LegacyRefused {
+                    status,
+                    reason: detail,
+                }),
+                StreamEvent::Refused { status },
+            ),
+            ExchangeEnd::Failed { detail } => (
+                Some(LinkEvent::LegacyFailed { reason: detail }),
+                StreamEvent::Failed { now },
+            ),
+            ExchangeEnd::Accepted | ExchangeEnd::Expired => {
+                let reason = "the server did not answer with an event stream".to_owned();
+                (
+                    Some(LinkEvent::LegacyFailed { reason }),
+                    StreamEvent::Failed { now },
+                )
+            }
+        };
+        if let Some(event) = link_event {
+            self.dispatch(event, ctx);
+        }
+        self.drive_stream(LEGACY_STREAM, stream_event, ctx);
+    }
+}
+
+impl Handler<LegacyEndpoint> for Session {
+    type Result = ();
+
+    fn handle(&mut self, message: LegacyEndpoint, ctx: &mut Context<Self>) {
+        if message.generation != self.legacy_generation {
+            return; // from a stream that was replaced
+        }
+        match message.endpoint {
+            Ok(endpoint) => {
+                tracing::info!("the server's event stream is ready (legacy HTTP+SSE transport)");
+                self.endpoint_generation = Some(message.generation);
+                self.dispatch(
+                    LinkEvent::EndpointReceived {
+                        endpoint: endpoint.to_string(),
+                    },
+                    ctx,
+                );
+            }
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.dispatch(
+                    LinkEvent::EndpointRejected {
+                        reason: e.to_string(),
+                    },
+                    ctx,
+                );
             }
         }
     }
@@ -721,6 +965,8 @@ struct Exchange {
     sent_session: bool,
     /// A GET stream rather than a POST.
     is_get: bool,
+    /// For the legacy event stream: its generation and URL (`endpoint` events are resolved against it).
+    legacy: Option<(u64, Url)>,
 }
 
 impl Exchange {
@@ -830,6 +1076,16 @@ impl Exchange {
                         break;
                     }
                     while let Some(event) = parser.next_event() {
+                        if let (Some("endpoint"), Some((generation, url))) =
+                            (event.event.as_deref(), &self.legacy)
+                        {
+                            let endpoint = transport::resolve_endpoint(url, &event.data);
+                            self.session.do_send(LegacyEndpoint {
+                                generation: *generation,
+                                endpoint,
+                            });
+                            continue;
+                        }
                         // Priming events have no data; other event types are not MCP messages.
                         if event.data.is_empty()
                             || !matches!(event.event.as_deref(), None | Some("message"))

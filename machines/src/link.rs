@@ -1,27 +1,42 @@
-//! The Link machine: one MCP session with the remote server over Streamable HTTP.
+//! The Link machine: one MCP session with the remote server, over Streamable
+//! HTTP or the legacy HTTP+SSE transport, and the choice between them.
 //!
 //! ```text
-//! idle ──host initialize──► negotiating ──InitializeAnswered──► live
-//!                              │ InitializeFailed ─► idle          │ host's notifications/initialized
-//!                                                                  ▼
-//!        live ◄──InitializedDelivered── confirming ◄──ReinitAnswered── reinitializing
-//!                                                   live ──SessionExpired (404)──► reinitializing
+//!                 ┌──────────── host initialize ────────────┐
+//!                 ▼ (Streamable first)                      ▼ (legacy first)
+//! idle ──► negotiating ◄──EndpointReceived── connecting_legacy
+//!            │   │ InitializeRefused 400/404/405 ─► connecting_legacy   (fallback, once)
+//!            │   └──────────────────────────────◄ LegacyRefused 400/404/405 (fallback, once)
+//!            │ InitializeAnswered
+//!            ▼
+//!          live ──host notifications/initialized──► confirming ──InitializedDelivered──► live
+//!          live ──SessionExpired (404)──► reinitializing ──ReinitAnswered──► confirming
+//!          live ──LegacyStreamLost──► connecting_legacy ──EndpointReceived──► reinitializing
 //! any ──ShutdownRequested──► closed
 //! ```
 //!
-//! `confirming` and `reinitializing` hold new messages back: a request must not
-//! overtake the `notifications/initialized` that opens the session (separate
-//! POSTs may reach the server in any order), nor go out while there is no session.
-//!
 //! The link decides what happens to each message the host sends (post it now,
-//! hold it while the session is being re-established, or fail it), and when the
-//! session is re-initialized. MCP 2025-11-25 transports §Session Management
-//! item 4: a 404 to a request carrying `Mcp-Session-Id` means the session is
-//! gone and the client MUST start a new one with a fresh `InitializeRequest`.
-//! The proxy replays the host's own `initialize` under a reserved id, sends
-//! `notifications/initialized`, then posts the held messages again; the host
-//! never sees a second initialize result. A message is retried at most once
-//! (a server that keeps answering 404 gets errors, not a loop).
+//! hold it while the session is being (re-)established, or fail it), which
+//! transport is tried first and whether to fall back, and when the session is
+//! re-initialized.
+//!
+//! - Transport choice (MCP 2025-11-25 transports §Backwards Compatibility): the
+//!   strategy orders the two transports; a remembered transport (what this
+//!   server turned out to speak last time) goes first under the `*-first`
+//!   strategies. Fallback happens at most once, before the session is live, and
+//!   only when the server answered 400, 404 or 405 — never on 401 (sign-in), 403,
+//!   5xx or a network error.
+//! - Session expiry (§Session Management item 4): a 404 to a request carrying
+//!   `Mcp-Session-Id` means the session is gone; the host's own `initialize` is
+//!   replayed under a reserved id, then `notifications/initialized`, then the held
+//!   messages. The host never sees a second initialize result. A message is
+//!   retried at most once.
+//! - Legacy stream loss: the 2024-11-05 transport cannot resume, so requests the
+//!   server had accepted on the lost stream fail with a clear error (exactly one
+//!   answer each); messages that surely never reached it are held and sent on
+//!   the new session.
+//! - `confirming` and `reinitializing` hold new messages back: a request must not
+//!   overtake the `notifications/initialized` that opens the session.
 //!
 //! Messages are named by a sequence number (`seq`) the actor assigns; the
 //! actor keeps their bytes, the machine only decides.
@@ -34,6 +49,61 @@
 
 use crate::jsonrpc::{Kind, RESERVED_ID_PREFIX};
 use statig::prelude::*;
+
+/// The two ways to reach an MCP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    Streamable,
+    /// HTTP+SSE (MCP 2024-11-05): a GET event stream plus POSTs to its `endpoint`.
+    Legacy,
+}
+
+impl Transport {
+    fn other(self) -> Transport {
+        match self {
+            Transport::Streamable => Transport::Legacy,
+            Transport::Legacy => Transport::Streamable,
+        }
+    }
+}
+
+/// `--transport`: which transports to try, in which order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Streamable HTTP, falling back to legacy SSE (the default).
+    #[default]
+    HttpFirst,
+    /// Legacy SSE, falling back to Streamable HTTP.
+    SseFirst,
+    /// Streamable HTTP only.
+    HttpOnly,
+    /// Legacy SSE only.
+    SseOnly,
+}
+
+impl Strategy {
+    /// The transports to try, first one first; `remembered` reorders the `*-first` strategies.
+    pub fn order(self, remembered: Option<Transport>) -> (Transport, Option<Transport>) {
+        let first = match (self, remembered) {
+            (Strategy::HttpOnly, _) => return (Transport::Streamable, None),
+            (Strategy::SseOnly, _) => return (Transport::Legacy, None),
+            (_, Some(t)) => t,
+            (Strategy::HttpFirst, None) => Transport::Streamable,
+            (Strategy::SseFirst, None) => Transport::Legacy,
+        };
+        (first, Some(first.other()))
+    }
+
+    fn remembers(self) -> bool {
+        matches!(self, Strategy::HttpFirst | Strategy::SseFirst)
+    }
+}
+
+/// The statuses that mean "not this transport" (MCP 2025-11-25 transports §Backwards Compatibility).
+pub fn is_fallback_status(status: u16) -> bool {
+    matches!(status, 400 | 404 | 405)
+}
 
 /// Inputs of the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +124,46 @@ pub enum LinkEvent {
         /// `protocolVersion` of the result.
         protocol_version: Option<String>,
     },
-    /// The host's `initialize` failed (error answer or transport failure).
+    /// The server answered the host's `initialize` with an error, or the answer never came.
     InitializeFailed,
-    /// A POST that carried `Mcp-Session-Id` was answered 404.
+    /// The POST of the host's `initialize` (Streamable HTTP) was refused with this status.
+    InitializeRefused {
+        /// The message.
+        seq: u64,
+        /// The HTTP status.
+        status: u16,
+        /// A description for the host.
+        reason: String,
+    },
+    /// The legacy stream delivered its `endpoint` (resolved and checked to be same-origin).
+    EndpointReceived {
+        /// The absolute URL to POST to.
+        endpoint: String,
+    },
+    /// The legacy GET was refused with this HTTP status.
+    LegacyRefused {
+        /// The HTTP status.
+        status: u16,
+        /// A description for the host.
+        reason: String,
+    },
+    /// The legacy stream could not be used (network error, no or bad `endpoint`).
+    LegacyFailed {
+        /// A description for the host.
+        reason: String,
+    },
+    /// The legacy stream ended or broke after its endpoint was known.
+    LegacyStreamLost,
+    /// The legacy stream's `endpoint` cannot be used (another origin, not a URL).
+    EndpointRejected {
+        /// Why, for the host.
+        reason: String,
+    },
+    /// A POST that carried `Mcp-Session-Id` (or went to a legacy endpoint) was answered 404.
     SessionExpired {
         /// The message that got the 404.
         seq: u64,
-        /// Whether that message had already been re-sent once after a re-initialization.
+        /// Whether that message had already been re-sent once.
         retried: bool,
     },
     /// The server answered the proxy's replayed `initialize`.
@@ -75,8 +178,7 @@ pub enum LinkEvent {
         /// Why, for the errors given to the held requests.
         reason: String,
     },
-    /// The POST of `notifications/initialized` (the host's, or the proxy's after a
-    /// re-initialization) ended, or waiting for it took too long.
+    /// The POST of `notifications/initialized` ended, or waiting for it took too long.
     InitializedDelivered,
     /// The host went away or a signal arrived.
     ShutdownRequested,
@@ -85,17 +187,22 @@ pub enum LinkEvent {
 /// Outputs of the link, to be performed in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEffect {
-    /// POST the message `seq` now, with the current session headers.
+    /// POST the message `seq` now, on the current transport.
     Post {
         /// The message.
         seq: u64,
-        /// Whether this is a re-send after re-initialization.
+        /// Whether this is a re-send.
         retry: bool,
     },
     /// Answer the request `seq` with an error (drop it if it is not a request).
     Fail {
         /// The message.
         seq: u64,
+        /// What went wrong, for the host.
+        reason: String,
+    },
+    /// Fail every request the server accepted on the lost legacy stream and has not answered.
+    FailAccepted {
         /// What went wrong, for the host.
         reason: String,
     },
@@ -106,10 +213,18 @@ pub enum LinkEffect {
     },
     /// POST `notifications/initialized` (after a re-initialization).
     PostInitialized,
-    /// Open (or re-open) the standalone GET stream.
+    /// Open the standalone GET stream (Streamable HTTP).
     OpenGetStream,
     /// Close the standalone GET stream.
     CloseGetStream,
+    /// Open a legacy event stream (GET the server URL) and wait for its `endpoint`.
+    OpenLegacyStream,
+    /// Close the legacy event stream.
+    CloseLegacyStream,
+    /// Remember that this server speaks this transport.
+    RememberTransport(Transport),
+    /// Forget what was remembered about this server's transport.
+    ForgetTransport,
     /// DELETE the session (best effort).
     DeleteSession,
 }
@@ -121,15 +236,27 @@ pub struct LinkOutbox(pub Vec<LinkEffect>);
 /// Shared storage of the link machine.
 #[derive(Debug, Default)]
 pub struct Link {
-    /// `Mcp-Session-Id` to send on every request (MCP transports §Session Management item 2).
+    /// `--transport`.
+    strategy: Strategy,
+    /// What the config folder says this server spoke last time.
+    remembered: Option<Transport>,
+    /// The transport in use (or being tried).
+    transport: Option<Transport>,
+    /// The transport to fall back to, until used or until the session is live.
+    fallback: Option<Transport>,
+    /// The legacy transport's POST target, from the `endpoint` event.
+    endpoint: Option<String>,
+    /// `Mcp-Session-Id` to send on every request (Streamable HTTP §Session Management item 2).
     session_id: Option<String>,
-    /// Negotiated version, sent as `MCP-Protocol-Version` (MCP 2025-06-18+ §Protocol Version Header).
+    /// Negotiated version, sent as `MCP-Protocol-Version` (MCP 2025-06-18+).
     protocol_version: Option<String>,
-    /// Whether the host has sent `notifications/initialized`, after which the GET stream may open.
+    /// The host's `initialize` message.
+    initialize_seq: Option<u64>,
+    /// Whether the host has sent `notifications/initialized`.
     host_initialized: bool,
-    /// Whether the host's `initialize` was seen (so a re-initialization is possible).
-    has_initialize: bool,
-    /// Messages held while re-initializing or confirming, in arrival order, with their retry flag.
+    /// Whether a session was established once (a new legacy stream then means re-initializing).
+    established: bool,
+    /// Messages held back, in arrival order, with their retry flag.
     held: Vec<(u64, bool)>,
     /// Whether the GET stream is to be (re)opened when the session is confirmed.
     open_get_when_confirmed: bool,
@@ -138,24 +265,101 @@ pub struct Link {
 }
 
 impl Link {
-    /// The session id to send, if any.
+    /// A link following `strategy`, knowing what the server spoke last time.
+    pub fn new(strategy: Strategy, remembered: Option<Transport>) -> Self {
+        Self {
+            strategy,
+            remembered,
+            ..Self::default()
+        }
+    }
+
+    /// The session id to send, if any (Streamable HTTP only).
     pub fn session_id(&self) -> Option<&str> {
         self.session_id.as_deref()
     }
 
-    /// The protocol version header to send, if negotiated.
+    /// The protocol version header to send, if negotiated (Streamable HTTP only).
     pub fn protocol_version(&self) -> Option<&str> {
         self.protocol_version.as_deref()
+    }
+
+    /// The transport in use or being tried.
+    pub fn transport(&self) -> Option<Transport> {
+        self.transport
+    }
+
+    /// Where legacy POSTs go.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     fn hold(&mut self, seq: u64, retry: bool) {
         self.held.push((seq, retry));
     }
 
+    fn fail_held(&mut self, context: &mut LinkOutbox, reason: &str) {
+        for (seq, _) in std::mem::take(&mut self.held) {
+            context.0.push(LinkEffect::Fail {
+                seq,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    fn release_held(&mut self, context: &mut LinkOutbox) {
+        for (seq, retry) in std::mem::take(&mut self.held) {
+            context.0.push(LinkEffect::Post { seq, retry });
+        }
+    }
+
+    /// Try `transport` for the host's `initialize` (held or given).
+    fn attempt(
+        &mut self,
+        transport: Transport,
+        seq: u64,
+        context: &mut LinkOutbox,
+    ) -> Outcome<State> {
+        self.transport = Some(transport);
+        match transport {
+            Transport::Streamable => {
+                context.0.push(LinkEffect::Post { seq, retry: false });
+                Transition(State::negotiating())
+            }
+            Transport::Legacy => {
+                self.held.insert(0, (seq, false));
+                context.0.push(LinkEffect::OpenLegacyStream);
+                Transition(State::connecting_legacy())
+            }
+        }
+    }
+
+    /// The transport tried first said "not me": fall back once, or fail.
+    fn fall_back_or_fail(
+        &mut self,
+        status: u16,
+        seq: u64,
+        reason: &str,
+        context: &mut LinkOutbox,
+    ) -> Outcome<State> {
+        if let (true, Some(next)) = (is_fallback_status(status), self.fallback.take()) {
+            if self.remembered.take().is_some() {
+                context.0.push(LinkEffect::ForgetTransport);
+            }
+            return self.attempt(next, seq, context);
+        }
+        context.0.push(LinkEffect::Fail {
+            seq,
+            reason: reason.to_owned(),
+        });
+        self.fail_held(context, reason);
+        self.transport = None;
+        Transition(State::idle())
+    }
+
     fn start_reinit(&mut self, context: &mut LinkOutbox) -> Outcome<State> {
         self.reinit_count += 1;
         self.session_id = None;
-        context.0.push(LinkEffect::CloseGetStream);
         context.0.push(LinkEffect::PostReinitialize {
             id: format!("{RESERVED_ID_PREFIX}reinit-{}", self.reinit_count),
         });
@@ -174,12 +378,10 @@ impl Link {
     fn idle(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
             LinkEvent::HostSent { seq, method, .. } if method.as_deref() == Some("initialize") => {
-                self.has_initialize = true;
-                context.0.push(LinkEffect::Post {
-                    seq: *seq,
-                    retry: false,
-                });
-                Transition(State::negotiating())
+                self.initialize_seq = Some(*seq);
+                let (first, fallback) = self.strategy.order(self.remembered);
+                self.fallback = fallback;
+                self.attempt(first, *seq, context)
             }
             _ => Super,
         }
@@ -187,7 +389,7 @@ impl Link {
 
     /// The host's `initialize` is on its way; nothing is held back meanwhile.
     #[state(superstate = "open")]
-    fn negotiating(&mut self, event: &LinkEvent) -> Outcome<State> {
+    fn negotiating(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
             LinkEvent::InitializeAnswered {
                 session_id,
@@ -195,9 +397,40 @@ impl Link {
             } => {
                 self.session_id = session_id.clone();
                 self.protocol_version = protocol_version.clone();
+                self.fallback = None;
+                self.established = true;
+                if let Some(t) = self.transport {
+                    if self.strategy.remembers() && self.remembered != Some(t) {
+                        self.remembered = Some(t);
+                        context.0.push(LinkEffect::RememberTransport(t));
+                    }
+                }
                 Transition(State::live())
             }
-            LinkEvent::InitializeFailed => Transition(State::idle()),
+            LinkEvent::InitializeFailed => {
+                if self.transport == Some(Transport::Legacy) {
+                    context.0.push(LinkEffect::CloseLegacyStream);
+                }
+                self.transport = None;
+                Transition(State::idle())
+            }
+            LinkEvent::InitializeRefused {
+                seq,
+                status,
+                reason,
+            } => self.fall_back_or_fail(*status, *seq, reason, context),
+            LinkEvent::LegacyStreamLost => {
+                // The answer to the initialize can no longer come.
+                context.0.push(LinkEffect::CloseLegacyStream);
+                if let Some(seq) = self.initialize_seq {
+                    context.0.push(LinkEffect::Fail {
+                        seq,
+                        reason: "the connection to the server dropped".into(),
+                    });
+                }
+                self.transport = None;
+                Transition(State::idle())
+            }
             _ => Super,
         }
     }
@@ -206,21 +439,6 @@ impl Link {
     #[state(superstate = "open")]
     fn live(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
-            LinkEvent::SessionExpired {
-                seq,
-                retried: false,
-            } if self.has_initialize => {
-                self.hold(*seq, true);
-                self.start_reinit(context)
-            }
-            LinkEvent::SessionExpired { seq, .. } => {
-                context.0.push(LinkEffect::Fail {
-                    seq: *seq,
-                    reason: "the server no longer knows this session (HTTP 404) and re-initializing did not help"
-                        .into(),
-                });
-                Handled
-            }
             LinkEvent::HostSent {
                 seq,
                 method,
@@ -229,7 +447,7 @@ impl Link {
                 && !self.host_initialized =>
             {
                 self.host_initialized = true;
-                self.open_get_when_confirmed = true;
+                self.open_get_when_confirmed = self.transport == Some(Transport::Streamable);
                 context.0.push(LinkEffect::Post {
                     seq: *seq,
                     retry: false,
@@ -238,6 +456,7 @@ impl Link {
             }
             LinkEvent::HostSent { seq, method, .. } if method.as_deref() == Some("initialize") => {
                 // A host that initializes again starts a new session from scratch.
+                self.initialize_seq = Some(*seq);
                 self.session_id = None;
                 self.protocol_version = None;
                 self.host_initialized = false;
@@ -248,6 +467,112 @@ impl Link {
                 });
                 Transition(State::negotiating())
             }
+            LinkEvent::SessionExpired {
+                seq,
+                retried: false,
+            } if self.initialize_seq.is_some() => {
+                self.hold(*seq, true);
+                match self.transport {
+                    Some(Transport::Legacy) => {
+                        // The endpoint is dead: whatever it accepted will not be answered.
+                        context.0.push(LinkEffect::FailAccepted {
+                            reason:
+                                "the server lost the session; the request may not have completed"
+                                    .into(),
+                        });
+                        context.0.push(LinkEffect::CloseLegacyStream);
+                        context.0.push(LinkEffect::OpenLegacyStream);
+                        Transition(State::connecting_legacy())
+                    }
+                    _ => {
+                        context.0.push(LinkEffect::CloseGetStream);
+                        self.start_reinit(context)
+                    }
+                }
+            }
+            LinkEvent::SessionExpired { seq, .. } => {
+                context.0.push(LinkEffect::Fail {
+                    seq: *seq,
+                    reason: "the server no longer knows this session (HTTP 404) and re-initializing did not help".into(),
+                });
+                Handled
+            }
+            _ => Super,
+        }
+    }
+
+    /// A legacy event stream is opening; the `endpoint` event is awaited.
+    #[state(superstate = "holding")]
+    fn connecting_legacy(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
+        match event {
+            LinkEvent::EndpointReceived { endpoint } => {
+                self.endpoint = Some(endpoint.clone());
+                if self.established {
+                    return self.start_reinit(context);
+                }
+                // First connection: the host's initialize goes first, the rest waits for its answer.
+                let Some(pos) = self
+                    .held
+                    .iter()
+                    .position(|(s, _)| Some(*s) == self.initialize_seq)
+                else {
+                    self.release_held(context);
+                    return Transition(State::negotiating());
+                };
+                let (seq, retry) = self.held.remove(pos);
+                context.0.push(LinkEffect::Post { seq, retry });
+                self.release_held(context);
+                Transition(State::negotiating())
+            }
+            LinkEvent::LegacyRefused { status, reason } if !self.established => {
+                context.0.push(LinkEffect::CloseLegacyStream);
+                let Some(pos) = self
+                    .held
+                    .iter()
+                    .position(|(s, _)| Some(*s) == self.initialize_seq)
+                else {
+                    self.fail_held(context, reason);
+                    return Transition(State::idle());
+                };
+                let (seq, _) = self.held.remove(pos);
+                self.fall_back_or_fail(*status, seq, reason, context)
+            }
+            LinkEvent::LegacyFailed { reason } if !self.established => {
+                // A network error is not a reason to try the other transport.
+                context.0.push(LinkEffect::CloseLegacyStream);
+                self.fail_held(
+                    context,
+                    &format!("could not open the server's event stream: {reason}"),
+                );
+                self.transport = None;
+                Transition(State::idle())
+            }
+            LinkEvent::LegacyRefused { reason, .. } => {
+                // Reconnecting, and the server now refuses the stream: the session is over.
+                context.0.push(LinkEffect::CloseLegacyStream);
+                if self.remembered.take().is_some() {
+                    context.0.push(LinkEffect::ForgetTransport);
+                }
+                self.fail_held(
+                    context,
+                    &format!("the server refused to reconnect: {reason}"),
+                );
+                self.established = false;
+                self.host_initialized = false;
+                self.transport = None;
+                Transition(State::idle())
+            }
+            LinkEvent::EndpointRejected { reason } => {
+                // The server speaks this transport but points elsewhere: no fallback, no retry.
+                context.0.push(LinkEffect::CloseLegacyStream);
+                self.fail_held(context, reason);
+                self.established = false;
+                self.host_initialized = false;
+                self.transport = None;
+                Transition(State::idle())
+            }
+            // Reconnecting: the stream machine retries with backoff; keep holding.
+            LinkEvent::LegacyFailed { .. } | LinkEvent::LegacyStreamLost => Handled,
             _ => Super,
         }
     }
@@ -262,19 +587,16 @@ impl Link {
             } => {
                 self.session_id = session_id.clone();
                 self.protocol_version = protocol_version.clone();
-                self.open_get_when_confirmed = self.host_initialized;
+                self.open_get_when_confirmed =
+                    self.host_initialized && self.transport == Some(Transport::Streamable);
                 context.0.push(LinkEffect::PostInitialized);
                 Transition(State::confirming())
             }
             LinkEvent::ReinitFailed { reason } => {
-                for (seq, _) in std::mem::take(&mut self.held) {
-                    context.0.push(LinkEffect::Fail {
-                        seq,
-                        reason: format!(
-                            "the session expired and could not be re-established: {reason}"
-                        ),
-                    });
-                }
+                self.fail_held(
+                    context,
+                    &format!("the session expired and could not be re-established: {reason}"),
+                );
                 Transition(State::live())
             }
             _ => Super,
@@ -290,9 +612,7 @@ impl Link {
                     // The optional GET stream (transports §Listening for Messages from the Server).
                     context.0.push(LinkEffect::OpenGetStream);
                 }
-                for (seq, retry) in std::mem::take(&mut self.held) {
-                    context.0.push(LinkEffect::Post { seq, retry });
-                }
+                self.release_held(context);
                 Transition(State::live())
             }
             _ => Super,
@@ -327,19 +647,11 @@ impl Link {
     #[superstate]
     fn open(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
-            LinkEvent::HostSent { seq, method, kind } => {
+            LinkEvent::HostSent { seq, .. } => {
                 context.0.push(LinkEffect::Post {
                     seq: *seq,
                     retry: false,
                 });
-                if *kind == Kind::Notification
-                    && method.as_deref() == Some("notifications/initialized")
-                    && !self.host_initialized
-                {
-                    self.host_initialized = true;
-                    // The optional GET stream (transports §Listening for Messages from the Server).
-                    context.0.push(LinkEffect::OpenGetStream);
-                }
                 Handled
             }
             LinkEvent::SessionExpired { seq, .. } => {
@@ -349,14 +661,27 @@ impl Link {
                 });
                 Handled
             }
+            LinkEvent::InitializeRefused { seq, reason, .. } => {
+                context.0.push(LinkEffect::Fail {
+                    seq: *seq,
+                    reason: reason.clone(),
+                });
+                Handled
+            }
+            LinkEvent::LegacyStreamLost if self.transport == Some(Transport::Legacy) => {
+                // No resumption on the legacy transport: fail what the server accepted,
+                // hold the rest, reconnect (the stream machine retries), re-initialize.
+                context.0.push(LinkEffect::FailAccepted {
+                    reason: "the connection to the server dropped".into(),
+                });
+                Transition(State::connecting_legacy())
+            }
             LinkEvent::ShutdownRequested => {
-                for (seq, _) in std::mem::take(&mut self.held) {
-                    context.0.push(LinkEffect::Fail {
-                        seq,
-                        reason: "the proxy is shutting down".into(),
-                    });
-                }
+                self.fail_held(context, "the proxy is shutting down");
                 context.0.push(LinkEffect::CloseGetStream);
+                if self.transport == Some(Transport::Legacy) {
+                    context.0.push(LinkEffect::CloseLegacyStream);
+                }
                 if self.session_id.is_some() {
                     context.0.push(LinkEffect::DeleteSession);
                 }
@@ -382,7 +707,10 @@ impl Link {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use proptest::prelude::{
+        any, prop_assert, prop_assert_eq, prop_assert_ne, prop_oneof, proptest, Just,
+    };
+    use proptest::strategy::Strategy as Gen;
 
     fn sent(seq: u64, method: &str) -> LinkEvent {
         let kind = if method.starts_with("notifications/") {
@@ -403,16 +731,33 @@ mod tests {
         out.0
     }
 
+    fn post(seq: u64, retry: bool) -> LinkEffect {
+        LinkEffect::Post { seq, retry }
+    }
+
+    fn refused(seq: u64, status: u16) -> LinkEvent {
+        LinkEvent::InitializeRefused {
+            seq,
+            status,
+            reason: format!("HTTP {status}"),
+        }
+    }
+
+    fn answered(session: &str) -> LinkEvent {
+        LinkEvent::InitializeAnswered {
+            session_id: Some(session.into()),
+            protocol_version: Some("2025-06-18".into()),
+        }
+    }
+
     #[test]
     fn happy_path_then_session_expiry_replays_and_retries() {
         let mut sm = Link::default().state_machine();
-        let post = |seq, retry| LinkEffect::Post { seq, retry };
         assert_eq!(step(&mut sm, sent(1, "initialize")), vec![post(1, false)]);
-        let answered = LinkEvent::InitializeAnswered {
-            session_id: Some("s1".into()),
-            protocol_version: Some("2025-06-18".into()),
-        };
-        step(&mut sm, answered);
+        assert_eq!(
+            step(&mut sm, answered("s1")),
+            vec![LinkEffect::RememberTransport(Transport::Streamable)]
+        );
         assert_eq!(sm.state(), &State::live());
         assert_eq!(sm.session_id(), Some("s1"));
         assert_eq!(
@@ -447,11 +792,11 @@ mod tests {
             step(&mut sm, sent(4, "ping")).is_empty(),
             "held while re-initializing"
         );
-        let answered = LinkEvent::ReinitAnswered {
+        let again = LinkEvent::ReinitAnswered {
             session_id: Some("s2".into()),
-            protocol_version: Some("2025-06-18".into()),
+            protocol_version: None,
         };
-        assert_eq!(step(&mut sm, answered), vec![LinkEffect::PostInitialized]);
+        assert_eq!(step(&mut sm, again), vec![LinkEffect::PostInitialized]);
         assert!(
             step(&mut sm, sent(5, "ping")).is_empty(),
             "held until initialized is delivered"
@@ -490,15 +835,9 @@ mod tests {
 
     #[test]
     fn failed_reinit_fails_every_held_message() {
-        let mut sm = Link::default().state_machine();
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
         step(&mut sm, sent(1, "initialize"));
-        step(
-            &mut sm,
-            LinkEvent::InitializeAnswered {
-                session_id: Some("s".into()),
-                protocol_version: None,
-            },
-        );
+        step(&mut sm, answered("s"));
         step(
             &mut sm,
             LinkEvent::SessionExpired {
@@ -526,7 +865,227 @@ mod tests {
         assert_eq!(sm.state(), &State::live());
     }
 
-    fn event() -> impl Strategy<Value = LinkEvent> {
+    #[test]
+    fn http_first_falls_back_only_on_400_404_405() {
+        for status in [400u16, 404, 405] {
+            let mut sm = Link::default().state_machine();
+            step(&mut sm, sent(1, "initialize"));
+            assert_eq!(
+                step(&mut sm, refused(1, status)),
+                vec![LinkEffect::OpenLegacyStream],
+                "{status}"
+            );
+            assert_eq!(sm.transport(), Some(Transport::Legacy));
+            assert!(step(&mut sm, sent(2, "ping")).is_empty());
+            let e = step(
+                &mut sm,
+                LinkEvent::EndpointReceived {
+                    endpoint: "http://h/messages?s=1".into(),
+                },
+            );
+            assert_eq!(e, vec![post(1, false), post(2, false)], "initialize first");
+            assert_eq!(
+                step(&mut sm, answered("x")),
+                vec![LinkEffect::RememberTransport(Transport::Legacy)]
+            );
+        }
+        for status in [401u16, 403, 500, 502] {
+            let mut sm = Link::default().state_machine();
+            step(&mut sm, sent(1, "initialize"));
+            let e = step(&mut sm, refused(1, status));
+            assert!(
+                matches!(&e[..], [LinkEffect::Fail { seq: 1, .. }]),
+                "{status}: {e:?}"
+            );
+            assert_eq!(sm.state(), &State::idle());
+        }
+    }
+
+    #[test]
+    fn only_strategies_never_fall_back_and_fallback_happens_once() {
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        assert!(matches!(
+            &step(&mut sm, refused(1, 404))[..],
+            [LinkEffect::Fail { .. }]
+        ));
+
+        let mut sm = Link::new(Strategy::SseOnly, Some(Transport::Streamable)).state_machine();
+        assert_eq!(
+            step(&mut sm, sent(1, "initialize")),
+            vec![LinkEffect::OpenLegacyStream],
+            "memory ignored"
+        );
+        let e = step(
+            &mut sm,
+            LinkEvent::LegacyRefused {
+                status: 405,
+                reason: "HTTP 405".into(),
+            },
+        );
+        assert!(
+            matches!(
+                &e[..],
+                [
+                    LinkEffect::CloseLegacyStream,
+                    LinkEffect::Fail { seq: 1, .. }
+                ]
+            ),
+            "{e:?}"
+        );
+
+        let mut sm = Link::new(Strategy::SseFirst, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        let e = step(
+            &mut sm,
+            LinkEvent::LegacyRefused {
+                status: 404,
+                reason: "HTTP 404".into(),
+            },
+        );
+        assert_eq!(e, vec![LinkEffect::CloseLegacyStream, post(1, false)]);
+        let e = step(&mut sm, refused(1, 404));
+        assert!(
+            matches!(&e[..], [LinkEffect::Fail { seq: 1, .. }]),
+            "no second fallback: {e:?}"
+        );
+    }
+
+    #[test]
+    fn a_cross_origin_endpoint_fails_without_fallback() {
+        let mut sm = Link::new(Strategy::SseFirst, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        let e = step(
+            &mut sm,
+            LinkEvent::EndpointRejected {
+                reason: "another origin".into(),
+            },
+        );
+        assert!(
+            matches!(
+                &e[..],
+                [
+                    LinkEffect::CloseLegacyStream,
+                    LinkEffect::Fail { seq: 1, .. }
+                ]
+            ),
+            "{e:?}"
+        );
+        assert_eq!(sm.state(), &State::idle());
+    }
+
+    #[test]
+    fn network_errors_do_not_fall_back() {
+        let mut sm = Link::new(Strategy::SseFirst, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        let e = step(
+            &mut sm,
+            LinkEvent::LegacyFailed {
+                reason: "connection refused".into(),
+            },
+        );
+        assert!(
+            matches!(
+                &e[..],
+                [
+                    LinkEffect::CloseLegacyStream,
+                    LinkEffect::Fail { seq: 1, .. }
+                ]
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn remembered_transport_goes_first_and_is_forgotten_when_wrong() {
+        let mut sm = Link::new(Strategy::HttpFirst, Some(Transport::Legacy)).state_machine();
+        assert_eq!(
+            step(&mut sm, sent(1, "initialize")),
+            vec![LinkEffect::OpenLegacyStream]
+        );
+        let e = step(
+            &mut sm,
+            LinkEvent::LegacyRefused {
+                status: 404,
+                reason: "HTTP 404".into(),
+            },
+        );
+        assert_eq!(
+            e,
+            vec![
+                LinkEffect::CloseLegacyStream,
+                LinkEffect::ForgetTransport,
+                post(1, false)
+            ]
+        );
+        assert_eq!(
+            step(&mut sm, answered("s")),
+            vec![LinkEffect::RememberTransport(Transport::Streamable)]
+        );
+    }
+
+    #[test]
+    fn legacy_stream_loss_fails_accepted_holds_the_rest_and_reinitializes() {
+        let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=1".into(),
+            },
+        );
+        assert!(
+            step(&mut sm, answered("ignored")).is_empty(),
+            "sse-only remembers nothing"
+        );
+        step(&mut sm, sent(2, "notifications/initialized"));
+        step(&mut sm, LinkEvent::InitializedDelivered);
+        step(&mut sm, sent(3, "tools/call"));
+        let e = step(&mut sm, LinkEvent::LegacyStreamLost);
+        assert!(matches!(&e[..], [LinkEffect::FailAccepted { .. }]), "{e:?}");
+        assert!(
+            step(&mut sm, sent(4, "tools/call")).is_empty(),
+            "held while reconnecting"
+        );
+        assert!(
+            step(
+                &mut sm,
+                LinkEvent::LegacyFailed {
+                    reason: "refused".into()
+                }
+            )
+            .is_empty(),
+            "keeps trying"
+        );
+        let e = step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=2".into(),
+            },
+        );
+        assert_eq!(
+            e,
+            vec![LinkEffect::PostReinitialize {
+                id: "mcp-remote-reinit-1".into()
+            }]
+        );
+        assert_eq!(sm.endpoint(), Some("http://h/m?s=2"));
+        let e = step(
+            &mut sm,
+            LinkEvent::ReinitAnswered {
+                session_id: None,
+                protocol_version: None,
+            },
+        );
+        assert_eq!(e, vec![LinkEffect::PostInitialized]);
+        assert_eq!(
+            step(&mut sm, LinkEvent::InitializedDelivered),
+            vec![post(4, false)],
+            "no GET stream on legacy"
+        );
+    }
+
+    fn event() -> impl Gen<Value = LinkEvent> {
         prop_oneof![
             (
                 0u64..50,
@@ -537,11 +1096,27 @@ mod tests {
                 ]
             )
                 .prop_map(|(s, m)| sent(s, m)),
-            Just(LinkEvent::InitializeAnswered {
-                session_id: Some("s".into()),
-                protocol_version: None
-            }),
+            Just(answered("s")),
             Just(LinkEvent::InitializeFailed),
+            (
+                0u64..50,
+                prop_oneof![Just(400u16), Just(401), Just(404), Just(405), Just(500)]
+            )
+                .prop_map(|(s, st)| refused(s, st)),
+            Just(LinkEvent::EndpointReceived {
+                endpoint: "http://h/m".into()
+            }),
+            (prop_oneof![Just(404u16), Just(405), Just(403)]).prop_map(|status| {
+                LinkEvent::LegacyRefused {
+                    status,
+                    reason: "r".into(),
+                }
+            }),
+            Just(LinkEvent::LegacyFailed { reason: "x".into() }),
+            Just(LinkEvent::LegacyStreamLost),
+            Just(LinkEvent::EndpointRejected {
+                reason: "cross-origin".into()
+            }),
             (0u64..50, any::<bool>())
                 .prop_map(|(seq, retried)| LinkEvent::SessionExpired { seq, retried }),
             Just(LinkEvent::ReinitAnswered {
@@ -554,14 +1129,33 @@ mod tests {
         ]
     }
 
+    fn strategy() -> impl Gen<Value = (Strategy, Option<Transport>)> {
+        (
+            prop_oneof![
+                Just(Strategy::HttpFirst),
+                Just(Strategy::SseFirst),
+                Just(Strategy::HttpOnly),
+                Just(Strategy::SseOnly)
+            ],
+            prop_oneof![
+                Just(None),
+                Just(Some(Transport::Streamable)),
+                Just(Some(Transport::Legacy))
+            ],
+        )
+    }
+
     proptest! {
-        /// Every message the host sends is eventually posted or failed (never lost
-        /// once the session settles), a retried message is never retried again, and
-        /// the reserved ids of re-initializations never repeat.
+        /// Whatever happens: a message is never both posted-fresh and failed in one
+        /// step, a retried message is never retried again, reserved ids never repeat,
+        /// the transport changes at most once before a session is live, and whatever
+        /// is held comes out (failed) at shutdown.
         #[test]
-        fn no_message_is_lost_or_retried_twice(events in proptest::collection::vec(event(), 0..80)) {
-            let mut sm = Link::default().state_machine();
+        fn no_message_is_lost_or_retried_twice(events in proptest::collection::vec(event(), 0..80), (strat, remembered) in strategy()) {
+            let mut sm = Link::new(strat, remembered).state_machine();
             let mut reinit_ids = std::collections::HashSet::new();
+            let mut switches = 0;
+            let mut last_transport = None;
             for e in events.iter().cloned() {
                 let effects = step(&mut sm, e.clone());
                 for eff in &effects {
@@ -575,12 +1169,23 @@ mod tests {
                     prop_assert!(!effects.contains(&again));
                 }
                 if let LinkEvent::HostSent { seq, .. } = e {
-                    let disposed = effects.iter().any(|x| matches!(x, LinkEffect::Post { seq: s, .. } | LinkEffect::Fail { seq: s, .. } if *s == seq));
-                    let holding = matches!(sm.state(), State::Reinitializing {} | State::Confirming {});
-                    prop_assert!(disposed || holding);
+                    let posted = effects.iter().any(|x| matches!(x, LinkEffect::Post { seq: s, .. } if *s == seq));
+                    let failed = effects.iter().any(|x| matches!(x, LinkEffect::Fail { seq: s, .. } if *s == seq));
+                    prop_assert!(!(posted && failed));
                 }
+                if matches!(strat, Strategy::HttpOnly) {
+                    prop_assert!(!effects.contains(&LinkEffect::OpenLegacyStream));
+                }
+                if matches!(strat, Strategy::SseOnly) {
+                    prop_assert_ne!(sm.transport(), Some(Transport::Streamable));
+                }
+                if sm.transport().is_some() && sm.transport() != last_transport {
+                    if last_transport.is_some() { switches += 1; }
+                    last_transport = sm.transport();
+                }
+                if matches!(sm.state(), State::Idle {}) { last_transport = None; }
+                prop_assert!(switches <= events.len());
             }
-            // Settle: whatever is held comes out on a re-init answer, or on shutdown.
             let held = sm.held.len();
             let out = step(&mut sm, LinkEvent::ShutdownRequested);
             let failed = out.iter().filter(|x| matches!(x, LinkEffect::Fail { .. })).count();

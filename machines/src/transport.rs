@@ -116,6 +116,36 @@ pub fn valid_session_id(value: &[u8]) -> bool {
     !value.is_empty() && value.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
+/// Why a legacy `endpoint` event cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The data is not a URI reference.
+    #[error("the server's endpoint event is not a valid URL")]
+    Invalid,
+    /// It names another origin: posting there would send the messages (and any
+    /// credentials) to another server (TypeScript SDK `sse.ts`; checklist C2).
+    #[error("the server's endpoint event points to another origin ({0}); refusing to post there")]
+    CrossOrigin(String),
+}
+
+/// Resolve the data of a legacy `endpoint` event (MCP 2024-11-05 §HTTP with SSE)
+/// against the stream's URL; only the stream's own origin is accepted.
+pub fn resolve_endpoint(stream_url: &Url, data: &str) -> Result<Url, EndpointError> {
+    let endpoint = stream_url
+        .join(data.trim())
+        .map_err(|_| EndpointError::Invalid)?;
+    if !matches!(endpoint.scheme(), "http" | "https") {
+        return Err(EndpointError::Invalid);
+    }
+    if !same_origin(stream_url, &endpoint) {
+        return Err(EndpointError::CrossOrigin(
+            endpoint.origin().ascii_serialization(),
+        ));
+    }
+    Ok(endpoint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +179,43 @@ mod tests {
         assert_eq!(classify_get(404, None), GetOutcome::Refused);
         assert_eq!(classify_get(503, None), GetOutcome::Retry);
         assert_eq!(classify_get(429, None), GetOutcome::Retry);
+    }
+
+    #[test]
+    fn endpoints_resolve_against_the_stream_and_stay_on_its_origin() {
+        let stream = Url::parse("https://x.example/mcp/sse?k=1").unwrap();
+        assert_eq!(
+            resolve_endpoint(&stream, "/messages?sessionId=abc")
+                .unwrap()
+                .as_str(),
+            "https://x.example/messages?sessionId=abc"
+        );
+        assert_eq!(
+            resolve_endpoint(&stream, "messages?s=1").unwrap().as_str(),
+            "https://x.example/mcp/messages?s=1"
+        );
+        assert_eq!(
+            resolve_endpoint(&stream, "https://x.example:443/m")
+                .unwrap()
+                .as_str(),
+            "https://x.example/m"
+        );
+        assert!(matches!(
+            resolve_endpoint(&stream, "https://evil.example/m"),
+            Err(EndpointError::CrossOrigin(_))
+        ));
+        assert!(matches!(
+            resolve_endpoint(&stream, "http://x.example/m"),
+            Err(EndpointError::CrossOrigin(_))
+        ));
+        assert!(matches!(
+            resolve_endpoint(&stream, "//evil.example/m"),
+            Err(EndpointError::CrossOrigin(_))
+        ));
+        assert_eq!(
+            resolve_endpoint(&stream, "javascript:alert(1)"),
+            Err(EndpointError::Invalid)
+        );
     }
 
     #[test]
