@@ -710,6 +710,7 @@ impl Handler<ExchangeEnded> for Session {
                         if pending.id_key.is_some() && pending.id_key == self.host_initialize =>
                     {
                         // The link decides: fall back to the other transport, or fail.
+                        tracing::info!("the server refused the Streamable HTTP initialize: {detail}");
                         self.unsent.insert(seq, pending);
                         self.dispatch(
                             LinkEvent::InitializeRefused {
