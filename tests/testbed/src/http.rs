@@ -1,5 +1,6 @@
-//! The HTTP side: the accept loops, request recording, and the Streamable HTTP rules for
-//! `POST`, `GET` and `DELETE` on `/mcp` (MCP 2025-03-26 … 2025-11-25, "Streamable HTTP").
+//! The HTTP side: the accept loops, request recording, routing by [`Transport`], and the
+//! Streamable HTTP rules for `POST`, `GET` and `DELETE` on `/mcp` (MCP 2025-03-26 …
+//! 2025-11-25, "Streamable HTTP"). The legacy HTTP+SSE paths live in [`crate::legacy`].
 //!
 //! Each listener runs [`serve`] until shutdown; each connection is one hyper HTTP/1.1 task.
 //! Every request is recorded with its body before anything else happens, then routed.
@@ -26,7 +27,7 @@ use crate::mcp::{self, Call, Outcome};
 use crate::record::Recorded;
 use crate::sse::{event_stream_body, Body, StreamKind};
 use crate::state::{id_key, lock, until_shutdown, Shared};
-use crate::{Config, ResponseMode};
+use crate::{legacy, Config, ResponseMode, Transport};
 
 /// The largest request body accepted; larger ones get 413.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -42,7 +43,7 @@ const LAST_EVENT_ID: &str = "last-event-id";
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 /// The generic server error code the MCP SDKs use for transport-level refusals.
-const SERVER_ERROR: i64 = -32000;
+pub(crate) const SERVER_ERROR: i64 = -32000;
 /// The code the MCP SDKs use for an unknown session.
 const SESSION_NOT_FOUND: i64 = -32001;
 
@@ -128,14 +129,19 @@ async fn receive(shared: Arc<Shared>, role: Role, request: Request<Incoming>) ->
     response
 }
 
-/// Dispatches on path and method.
+/// Dispatches on path and method; which paths exist depends on [`Config::transport`].
 async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Body> {
+    let config = shared.config();
+    let streamable = matches!(config.transport, Transport::Streamable | Transport::Both);
+    let legacy = matches!(config.transport, Transport::Legacy | Transport::Both);
     match parts.uri.path() {
-        "/mcp" => {}
+        "/mcp" if streamable => {}
+        "/mcp" if legacy => return legacy::not_streamable(&config, &parts.method),
+        "/sse" if legacy => return legacy::sse(shared, &config, parts),
+        "/messages" if legacy => return legacy::messages(shared, parts, &body),
         "/redirect-elsewhere" => return redirect_elsewhere(shared),
         _ => return plain(StatusCode::NOT_FOUND, "not found"),
     }
-    let config = shared.config();
     match parts.method {
         Method::POST => post(shared, &config, &parts.headers, &body).await,
         Method::GET => get(shared, &config, &parts.headers),
@@ -173,17 +179,10 @@ async fn post(
             "Unsupported Media Type: Content-Type must be application/json",
         );
     }
-    let Ok(message) = serde_json::from_slice::<Value>(body) else {
-        return rpc_failure(StatusCode::BAD_REQUEST, PARSE_ERROR, "Parse error");
+    let (messages, batch) = match parse_messages(body) {
+        Ok(parsed) => parsed,
+        Err(malformed) => return malformed.response(),
     };
-    let (messages, batch) = match message {
-        Value::Array(messages) => (messages, true),
-        single @ Value::Object(_) => (vec![single], false),
-        _ => return invalid_request("Invalid Request: not a JSON-RPC message"),
-    };
-    if messages.is_empty() || !messages.iter().all(Value::is_object) {
-        return invalid_request("Invalid Request: not a JSON-RPC message");
-    }
     let initialize = messages.iter().find(|m| m["method"] == "initialize");
     let is_initialize = initialize.is_some();
     let session = match initialize {
@@ -216,22 +215,10 @@ async fn post(
         }
     };
 
-    let mut requests = Vec::new();
-    for message in messages {
-        let has_id = message.get("id").is_some_and(|id| !id.is_null());
-        if message.get("method").is_some() {
-            if has_id {
-                requests.push(message);
-            }
-        } else if has_id && (message.get("result").is_some() || message.get("error").is_some()) {
-            // A client's response to a server→client request.
-            if let Some(waiter) = lock(&shared.pending).remove(&id_key(&message["id"])) {
-                let _ = waiter.send(message);
-            }
-        } else if !batch {
-            return invalid_request("Invalid Request: not a JSON-RPC message");
-        }
-    }
+    let requests = match take_requests(shared, messages, batch) {
+        Ok(requests) => requests,
+        Err(malformed) => return malformed.response(),
+    };
     // "If the input consists solely of JSON-RPC responses or notifications: … the server
     // MUST return HTTP status code 202 Accepted with no body." (§Sending Messages item 4)
     if requests.is_empty() {
@@ -241,17 +228,7 @@ async fn post(
         .iter()
         .any(|r| mcp::is_tool_call(r, "reply_invalid"))
     {
-        let mut response = with_status(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Full::new(Bytes::from_static(
-                b"<html><body>Internal Server Error</body></html>",
-            ))
-            .boxed_unsync(),
-        );
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        return response;
+        return invalid_reply();
     }
 
     let answer_number = shared.answers_made.fetch_add(1, Ordering::Relaxed);
@@ -273,6 +250,82 @@ async fn post(
     response
 }
 
+/// Why a POST body is refused before any message in it is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// The body is not JSON.
+    NotJson,
+    /// The body is JSON but not a message, a non-empty array of them, or (alone) a request,
+    /// notification or response.
+    NotJsonRpc,
+}
+
+impl Malformed {
+    /// 400 with JSON-RPC "Parse error" or "Invalid Request".
+    pub(crate) fn response(self) -> Response<Body> {
+        match self {
+            Malformed::NotJson => rpc_failure(StatusCode::BAD_REQUEST, PARSE_ERROR, "Parse error"),
+            Malformed::NotJsonRpc => invalid_request("Invalid Request: not a JSON-RPC message"),
+        }
+    }
+}
+
+/// The body of a POST as JSON-RPC messages, and whether it was a batch (an array).
+pub(crate) fn parse_messages(body: &[u8]) -> Result<(Vec<Value>, bool), Malformed> {
+    let message = serde_json::from_slice::<Value>(body).map_err(|_| Malformed::NotJson)?;
+    let (messages, batch) = match message {
+        Value::Array(messages) => (messages, true),
+        single @ Value::Object(_) => (vec![single], false),
+        _ => return Err(Malformed::NotJsonRpc),
+    };
+    if messages.is_empty() || !messages.iter().all(Value::is_object) {
+        return Err(Malformed::NotJsonRpc);
+    }
+    Ok((messages, batch))
+}
+
+/// Sorts posted messages: hands the client's responses to the server→client requests that
+/// wait for them, drops notifications, and returns the requests. A lone message that is
+/// none of these is refused; in a batch it is skipped.
+pub(crate) fn take_requests(
+    shared: &Shared,
+    messages: Vec<Value>,
+    batch: bool,
+) -> Result<Vec<Value>, Malformed> {
+    let mut requests = Vec::new();
+    for message in messages {
+        let has_id = message.get("id").is_some_and(|id| !id.is_null());
+        if message.get("method").is_some() {
+            if has_id {
+                requests.push(message);
+            }
+        } else if has_id && (message.get("result").is_some() || message.get("error").is_some()) {
+            // A client's response to a server→client request.
+            if let Some(waiter) = lock(&shared.pending).remove(&id_key(&message["id"])) {
+                let _ = waiter.send(message);
+            }
+        } else if !batch {
+            return Err(Malformed::NotJsonRpc);
+        }
+    }
+    Ok(requests)
+}
+
+/// The `reply_invalid` tool's answer: HTTP 500 with an HTML body, which is not JSON-RPC.
+pub(crate) fn invalid_reply() -> Response<Body> {
+    let mut response = with_status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Full::new(Bytes::from_static(
+            b"<html><body>Internal Server Error</body></html>",
+        ))
+        .boxed_unsync(),
+    );
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    response
+}
+
 /// Answers requests with one `application/json` body (an array for a batch).
 async fn answer_with_json(
     shared: &Arc<Shared>,
@@ -284,6 +337,7 @@ async fn answer_with_json(
         shared: shared.clone(),
         session,
         stream: None,
+        legacy: None,
     };
     let outcomes = join_all(requests.iter().map(|r| mcp::answer(&call, r))).await;
     let mut replies: Vec<Value> = outcomes
@@ -325,6 +379,7 @@ fn answer_with_stream(
         shared: shared.clone(),
         session,
         stream: Some(stream),
+        legacy: None,
     };
     tokio::spawn(async move {
         let call = &call;
@@ -482,7 +537,7 @@ fn check_version_header(headers: &HeaderMap) -> Option<Response<Body>> {
 }
 
 /// Whether the `Accept` headers list `media` (case-insensitive, parameters ignored).
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
     headers.get_all(ACCEPT).iter().any(|value| {
         String::from_utf8_lossy(value.as_bytes())
             .split(',')
@@ -497,7 +552,7 @@ fn accepts(headers: &HeaderMap, media: &str) -> bool {
 }
 
 /// The media type of a `Content-Type` value, lowercased and without parameters.
-fn media_type(value: Option<&HeaderValue>) -> Option<String> {
+pub(crate) fn media_type(value: Option<&HeaderValue>) -> Option<String> {
     let value = String::from_utf8_lossy(value?.as_bytes()).into_owned();
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
@@ -512,7 +567,7 @@ fn redirect_elsewhere(shared: &Shared) -> Response<Body> {
 }
 
 /// The SSE response reading `rx`.
-fn sse_response(shared: &Shared, rx: mpsc::UnboundedReceiver<Bytes>) -> Response<Body> {
+pub(crate) fn sse_response(shared: &Shared, rx: mpsc::UnboundedReceiver<Bytes>) -> Response<Body> {
     let mut response = with_status(
         StatusCode::OK,
         event_stream_body(rx, shared.shutdown.subscribe()),
@@ -524,7 +579,7 @@ fn sse_response(shared: &Shared, rx: mpsc::UnboundedReceiver<Bytes>) -> Response
 }
 
 /// 404 for an unknown or expired session.
-fn session_not_found() -> Response<Body> {
+pub(crate) fn session_not_found() -> Response<Body> {
     rpc_failure(
         StatusCode::NOT_FOUND,
         SESSION_NOT_FOUND,
@@ -538,7 +593,7 @@ fn invalid_request(message: &str) -> Response<Body> {
 }
 
 /// An HTTP error whose body is a JSON-RPC error without a request id.
-fn rpc_failure(status: StatusCode, code: i64, message: &str) -> Response<Body> {
+pub(crate) fn rpc_failure(status: StatusCode, code: i64, message: &str) -> Response<Body> {
     let body = json!({"jsonrpc": "2.0", "id": null, "error": mcp::rpc_error(code, message)});
     json_response(status, &body)
 }
@@ -556,11 +611,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 }
 
 /// A `text/plain` body with the given status.
-fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = with_status(
-        status,
-        Full::new(Bytes::from_static(text.as_bytes())).boxed_unsync(),
-    );
+pub(crate) fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+    let mut response = with_status(status, Full::new(text.into()).boxed_unsync());
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -568,7 +620,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 }
 
 /// A response with a status and a body.
-fn with_status(status: StatusCode, body: Body) -> Response<Body> {
+pub(crate) fn with_status(status: StatusCode, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response

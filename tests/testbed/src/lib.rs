@@ -1,5 +1,5 @@
-//! A loopback MCP server that speaks Streamable HTTP, for `mcp-remote`'s black-box tests and
-//! its README demo.
+//! A loopback MCP server that speaks Streamable HTTP and, on request, the legacy HTTP+SSE
+//! transport, for `mcp-remote`'s black-box tests and its README demo.
 //!
 //! Driving contract: [`Testbed::start`] binds `127.0.0.1` on an ephemeral port and spawns the
 //! server on the current tokio runtime. It runs until [`Testbed::shutdown`] or until that
@@ -19,12 +19,26 @@
 //! - `/redirect-elsewhere` answers `307` to a second listener on another port (another
 //!   origin), whose requests [`Testbed::elsewhere_requests`] returns.
 //!
+//! With [`Config::transport`] set to [`Transport::Legacy`] or [`Transport::Both`] it also
+//! speaks the HTTP+SSE transport of MCP 2024-11-05, for a client's legacy mode and its
+//! transport fallback (checklist C1–C10):
+//!
+//! - `GET /sse` opens a session's stream; its first event is `endpoint`, carrying
+//!   `/messages?sessionId=<id>` (relative, the id fresh for each stream).
+//! - `POST /messages?sessionId=<id>` answers `202` and sends the response as an
+//!   `event: message` on the stream; an unknown or closed session gets `404`.
+//! - Legacy-only, `/mcp` is no endpoint: `POST /mcp` and `POST /sse` answer
+//!   [`Config::legacy_post_status`], other methods on `/mcp` `404`.
+//! - [`Testbed::drop_legacy_streams`], [`Config::legacy_endpoint_override`] and
+//!   [`Config::legacy_delay_endpoint_ms`] inject its faults.
+//!
 //! The tools it offers are fault injectors as much as tools: see [`TOOL_NAMES`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod http;
+mod legacy;
 mod mcp;
 mod record;
 mod sse;
@@ -54,6 +68,20 @@ pub enum ResponseMode {
     Alternate,
 }
 
+/// Which MCP transports the server speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// Streamable HTTP on `/mcp` only; `/sse` and `/messages` are 404.
+    #[default]
+    Streamable,
+    /// The legacy HTTP+SSE transport (2024-11-05) only, on `GET /sse` and
+    /// `POST /messages`. `/mcp` is no endpoint, as on a server that predates Streamable HTTP.
+    Legacy,
+    /// Both: Streamable HTTP on `/mcp`, legacy HTTP+SSE on `/sse` and `/messages`, as on a
+    /// server that keeps the old transport for old clients.
+    Both,
+}
+
 /// What the server does. Read afresh for every request, so [`Testbed::set_config`] takes
 /// effect on the next one.
 #[derive(Clone, Debug)]
@@ -77,8 +105,25 @@ pub struct Config {
     /// (checklist B20).
     pub redirect_mcp: bool,
     /// When set, every non-`initialize` request to `/mcp` is answered with this HTTP status
-    /// and a JSON-RPC error body without `id` (checklist B6, B10).
+    /// and a JSON-RPC error body without `id` (checklist B6, B10). Legacy paths ignore it.
     pub fail_status: Option<u16>,
+    /// Which transports are served; the legacy one is for testing a client's HTTP+SSE mode
+    /// and its fallback to it.
+    pub transport: Transport,
+    /// The status of `POST /mcp` and `POST /sse` when only the legacy transport is served
+    /// (`POST /sse` also with [`Transport::Both`]), with a plain-text body that is no
+    /// JSON-RPC error. 404 by default, like a legacy Express server; tests set 400, 405 or
+    /// others to check which ones make a client fall back to HTTP+SSE (checklist C7, C8).
+    /// An invalid status code counts as 404.
+    pub legacy_post_status: u16,
+    /// When set, the `endpoint` event carries this text verbatim instead of
+    /// `/messages?sessionId=<id>`, so a test can offer an endpoint on another origin
+    /// ([`Testbed::elsewhere_origin`]) and check the client refuses it (checklist C2).
+    pub legacy_endpoint_override: Option<String>,
+    /// When set, the `endpoint` event goes out this many milliseconds (at most 600 s) after
+    /// the stream opens, so a test can check a client waits for it; keepalive comments may
+    /// come first.
+    pub legacy_delay_endpoint_ms: Option<u64>,
 }
 
 impl Default for Config {
@@ -91,6 +136,10 @@ impl Default for Config {
             sse_retry_ms: Some(200),
             redirect_mcp: false,
             fail_status: None,
+            transport: Transport::Streamable,
+            legacy_post_status: 404,
+            legacy_endpoint_override: None,
+            legacy_delay_endpoint_ms: None,
         }
     }
 }
@@ -137,6 +186,12 @@ impl Testbed {
         format!("{}/mcp", self.shared.origin)
     }
 
+    /// The legacy HTTP+SSE stream URL, `http://127.0.0.1:PORT/sse` (served with
+    /// [`Transport::Legacy`] and [`Transport::Both`]).
+    pub fn sse_url(&self) -> String {
+        format!("{}/sse", self.shared.origin)
+    }
+
     /// `http://127.0.0.1:PORT`, without a path.
     pub fn origin(&self) -> String {
         self.shared.origin.clone()
@@ -179,20 +234,35 @@ impl Testbed {
         self.shared.elsewhere_log.clear();
     }
 
-    /// The ids of the sessions that are currently valid.
+    /// The ids of the Streamable HTTP sessions that are currently valid.
     pub fn session_ids(&self) -> Vec<String> {
         lock(&self.shared.registry).session_ids()
     }
 
-    /// The protocol version a live session negotiated in `initialize`.
-    pub fn negotiated_version(&self, session_id: &str) -> Option<String> {
-        lock(&self.shared.registry).protocol_version(Some(session_id))
+    /// The ids of the legacy HTTP+SSE sessions whose stream is open.
+    pub fn legacy_session_ids(&self) -> Vec<String> {
+        lock(&self.shared.legacy).ids()
     }
 
-    /// Makes every current session id unknown: its next use gets 404, as after a server
-    /// restart (checklist B9). Open streams of those sessions end.
+    /// The protocol version a live session (Streamable HTTP, or legacy after its
+    /// `initialize`) negotiated in `initialize`.
+    pub fn negotiated_version(&self, session_id: &str) -> Option<String> {
+        let streamable = lock(&self.shared.registry).protocol_version(Some(session_id));
+        streamable.or_else(|| lock(&self.shared.legacy).protocol_version(session_id))
+    }
+
+    /// Makes every current Streamable HTTP session id unknown: its next use gets 404, as
+    /// after a server restart (checklist B9). Open streams of those sessions end. Legacy
+    /// sessions are left alone: see [`Testbed::drop_legacy_streams`].
     pub fn expire_sessions(&self) {
         lock(&self.shared.registry).expire_all();
+    }
+
+    /// Closes every open legacy HTTP+SSE stream now, as after a network drop or a server
+    /// restart (checklist C5). Their sessions become unknown, so later POSTs to their
+    /// endpoints get 404, and requests still in flight on them are never answered.
+    pub fn drop_legacy_streams(&self) {
+        lock(&self.shared.legacy).drop_all();
     }
 
     /// A copy of the configuration in force.
@@ -212,9 +282,21 @@ impl Testbed {
         self.shared.log.wait_for(pred, timeout).await
     }
 
-    /// Sends a server→client message (a notification or a request) on each session's newest
-    /// open GET stream. When no GET stream is open, the message waits for the next one.
+    /// Sends a server→client message (a notification or a request) on each Streamable
+    /// session's newest open GET stream and on every open legacy stream. When none of the
+    /// transport's streams is open, the message waits for the next one: the next GET
+    /// stream, or with [`Transport::Legacy`] the next legacy stream (after its `endpoint`).
     pub fn push_notification(&self, msg: serde_json::Value) {
+        let legacy_only = self.shared.config().transport == Transport::Legacy;
+        let mut legacy = lock(&self.shared.legacy);
+        let delivered = legacy.push_everywhere(&msg);
+        if legacy_only {
+            if !delivered {
+                legacy.queue(msg);
+            }
+            return;
+        }
+        drop(legacy);
         lock(&self.shared.registry).push_everywhere(&msg);
     }
 

@@ -1,9 +1,11 @@
 //! The MCP methods the testbed answers, and its tools.
 //!
 //! [`answer`] turns one JSON-RPC request into its response. A [`Call`] carries where the
-//! request came from: its session, and its POST response stream when the answer is SSE.
-//! Tools that need that stream (progress, server→client requests, dropped streams) say so
-//! with an `isError` result when the answer is plain JSON.
+//! request came from: its session, and its POST response stream when the answer is SSE, or
+//! its legacy HTTP+SSE session, whose one stream carries everything. Tools that need a
+//! stream (progress, server→client requests, dropped streams) say so with an `isError`
+//! result when the answer is plain JSON; the stream-dropping tools need a Streamable HTTP
+//! response stream, which the legacy transport does not have.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -86,6 +88,9 @@ pub(crate) struct Call {
     pub(crate) session: Option<String>,
     /// The POST response stream, when the answer is SSE; `None` for a JSON answer.
     pub(crate) stream: Option<u64>,
+    /// The legacy HTTP+SSE session the request came from, whose stream carries its interim
+    /// messages and its response; `None` on Streamable HTTP.
+    pub(crate) legacy: Option<String>,
 }
 
 /// What answering a request produced.
@@ -99,20 +104,56 @@ pub(crate) enum Outcome {
 impl Call {
     /// Writes a server→client message on this request's response stream.
     fn send(&self, msg: &Value) {
-        if let Some(stream) = self.stream {
+        if let Some(id) = &self.legacy {
+            lock(&self.shared.legacy).write(id, msg);
+        } else if let Some(stream) = self.stream {
             lock(&self.shared.registry).write(self.session.as_deref(), stream, None, msg);
         }
     }
 
     /// Writes a response on this request's response stream.
     pub(crate) fn send_response(&self, msg: &Value) {
-        if let Some(stream) = self.stream {
+        if let Some(id) = &self.legacy {
+            lock(&self.shared.legacy).write(id, msg);
+        } else if let Some(stream) = self.stream {
             lock(&self.shared.registry).write(
                 self.session.as_deref(),
                 stream,
                 Some("message"),
                 msg,
             );
+        }
+    }
+
+    /// Whether this request has a stream to send interim messages on.
+    fn has_stream(&self) -> bool {
+        self.stream.is_some() || self.legacy.is_some()
+    }
+
+    /// Whether a client still reads this request's stream (`true` without one).
+    fn stream_is_read(&self) -> bool {
+        if let Some(id) = &self.legacy {
+            return lock(&self.shared.legacy).is_open(id);
+        }
+        match self.stream {
+            Some(stream) => lock(&self.shared.registry).is_live(self.session.as_deref(), stream),
+            None => true,
+        }
+    }
+
+    /// Sends notifications outside any request: on the legacy session's stream, or on the
+    /// Streamable session's GET stream (queued while none is open).
+    fn notify(&self, msgs: &[Value]) {
+        if let Some(id) = &self.legacy {
+            let mut sessions = lock(&self.shared.legacy);
+            for msg in msgs {
+                sessions.write(id, msg);
+            }
+        } else {
+            let mut registry = lock(&self.shared.registry);
+            for msg in msgs {
+                registry.notify_session(self.session.as_deref(), msg);
+            }
         }
     }
 
@@ -126,7 +167,7 @@ impl Call {
     /// Sends a request to the client on the response stream and waits for the client's
     /// response POST. Returns the whole response message.
     async fn ask_client(&self, method: &str, params: Value) -> Result<Value, String> {
-        if self.stream.is_none() {
+        if !self.has_stream() {
             return Err(format!(
                 "{method} needs an SSE response stream; the testbed answered with JSON"
             ));
@@ -238,7 +279,7 @@ fn tool_list() -> Value {
         {"name": "big", "description": "Returns `bytes` 'x' characters", "inputSchema": integer("bytes")},
         {"name": "drop_then_resume", "description": "Closes the response stream after a priming event; the result waits for a GET with Last-Event-ID", "inputSchema": none},
         {"name": "drop_no_id", "description": "Closes the response stream without any event id or result", "inputSchema": none},
-        {"name": "notify", "description": "Sends `count` notifications/message on the GET stream, then answers", "inputSchema": integer("count")},
+        {"name": "notify", "description": "Sends `count` notifications/message on the GET stream (the session's stream on legacy HTTP+SSE), then answers", "inputSchema": integer("count")},
         {"name": "reply_invalid", "description": "Answers HTTP 500 with a body that is not JSON", "inputSchema": none},
         {"name": "lines", "description": "Returns text holding \\n, \\r\\n and U+2028", "inputSchema": none},
     ])
@@ -315,13 +356,12 @@ async fn call_tool(call: &Call, params: &Value) -> Option<Result<Value, Value>> 
         }
         "notify" => {
             let count = uint_arg(&args, "count", 1, MAX_NOTIFY_COUNT);
-            let mut registry = lock(&call.shared.registry);
-            for n in 1..=count {
-                let msg = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {
+            let msgs: Vec<Value> = (1..=count)
+                .map(|n| json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {
                     "level": "info", "logger": "testbed", "data": format!("notification {n} of {count}"),
-                }});
-                registry.notify_session(call.session.as_deref(), &msg);
-            }
+                }}))
+                .collect();
+            call.notify(&msgs);
             text_result("ok")
         }
         // The HTTP layer answers these with 500 before any tool runs; reaching here means
@@ -384,13 +424,13 @@ async fn slow(call: &Call, params: &Value, args: &Value) -> Value {
 /// `never`: holds the request open until the client stops reading the stream, the testbed
 /// shuts down, or [`NEVER_GIVES_UP_AFTER`] passes.
 async fn never(call: &Call) {
-    let Some(stream) = call.stream else {
+    if !call.has_stream() {
         call.shared.pause(NEVER_GIVES_UP_AFTER).await;
         return;
-    };
+    }
     let checks = NEVER_GIVES_UP_AFTER.as_secs();
     for _ in 0..checks {
-        if !lock(&call.shared.registry).is_live(call.session.as_deref(), stream) {
+        if !call.stream_is_read() {
             return;
         }
         if !call.shared.pause(Duration::from_secs(1)).await {

@@ -1,5 +1,6 @@
-//! The server's state: configuration, request logs, sessions with their SSE streams, and the
-//! server→client requests waiting for the client's answer.
+//! The server's state: configuration, request logs, sessions with their SSE streams (the
+//! legacy HTTP+SSE ones are kept by [`crate::legacy`]), and the server→client requests
+//! waiting for the client's answer.
 //!
 //! Everything sits behind `std::sync::Mutex`es that are held only for short, non-`await`ing
 //! sections. A session is addressed by its key: `Some(id)` with sessions on, `None` for the
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::legacy::LegacySessions;
 use crate::record::RequestLog;
 use crate::sse::{encode_retry, parse_event_id, EventLog, StreamKind, KEEPALIVE};
 use crate::Config;
@@ -44,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) elsewhere_log: RequestLog,
     /// Sessions and their streams.
     pub(crate) registry: Mutex<Registry>,
+    /// Legacy HTTP+SSE sessions, one per open `GET /sse` stream; separate from `registry`
+    /// because a legacy session has a single stream and no resumption.
+    pub(crate) legacy: Mutex<LegacySessions>,
     /// Server→client requests awaiting the client's response POST, by JSON-encoded id.
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     /// How many POSTs carrying requests have been answered; drives `ResponseMode::Alternate`.
@@ -66,6 +71,7 @@ impl Shared {
             log: RequestLog::default(),
             elsewhere_log: RequestLog::default(),
             registry: Mutex::new(Registry::default()),
+            legacy: Mutex::new(LegacySessions::default()),
             pending: Mutex::new(HashMap::new()),
             answers_made: AtomicU64::new(0),
             server_requests_made: AtomicU64::new(0),
@@ -391,7 +397,7 @@ impl Registry {
 
 /// A session id that cannot be guessed from the previous one: 32 hex digits, all visible
 /// ASCII as the spec requires (0x21–0x7E, 2025-11-25 §Session Management).
-fn fresh_session_id(serial: u64) -> String {
+pub(crate) fn fresh_session_id(serial: u64) -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());

@@ -3,15 +3,16 @@
 //!
 //! It prints a banner on stderr and the endpoint URL alone on stdout (one line, flushed, so
 //! a script can read it), then serves until SIGINT, SIGTERM, or the end of its stdin, the
-//! way a stdio child is told to stop.
+//! way a stdio child is told to stop. The URL is the Streamable HTTP one (`/mcp`), or with
+//! `--legacy` the legacy HTTP+SSE one (`/sse`); `--both` serves both and prints `/mcp`.
 //!
 //! ```text
-//! mcp-testbed [--port N] [--json] [--ignore-stdin]
+//! mcp-testbed [--port N] [--json] [--legacy | --both] [--ignore-stdin]
 //! ```
 
 use std::process::ExitCode;
 
-use testbed::{Config, ResponseMode, Testbed};
+use testbed::{Config, ResponseMode, Testbed, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the command line asked for.
@@ -20,18 +21,21 @@ struct Options {
     port: u16,
     /// Answer requests with `application/json` instead of SSE.
     json: bool,
+    /// The transports to serve: `--legacy` for HTTP+SSE only, `--both` for both.
+    transport: Transport,
     /// Keep running when stdin ends, for a testbed started in the background of a shell,
     /// whose stdin is often `/dev/null`.
     ignore_stdin: bool,
 }
 
-const USAGE: &str = "usage: mcp-testbed [--port N] [--json] [--ignore-stdin]";
+const USAGE: &str = "usage: mcp-testbed [--port N] [--json] [--legacy | --both] [--ignore-stdin]";
 
 /// Parses the arguments after the program name.
 fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
         port: 0,
         json: false,
+        transport: Transport::Streamable,
         ignore_stdin: false,
     };
     let mut args = args.into_iter();
@@ -44,6 +48,8 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, Stri
                     .map_err(|_| format!("--port: not a port number: {value}"))?;
             }
             "--json" => options.json = true,
+            "--legacy" => options.transport = Transport::Legacy,
+            "--both" => options.transport = Transport::Both,
             "--ignore-stdin" => options.ignore_stdin = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -90,6 +96,7 @@ async fn main() -> ExitCode {
     if options.json {
         config.response_mode = ResponseMode::Json;
     }
+    config.transport = options.transport;
     let testbed = match Testbed::start_on_port(config, options.port).await {
         Ok(testbed) => testbed,
         Err(error) => {
@@ -100,12 +107,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("MCP testbed listening on {}", testbed.url());
+    let url = match options.transport {
+        Transport::Legacy => testbed.sse_url(),
+        Transport::Streamable | Transport::Both => testbed.url(),
+    };
+    eprintln!("MCP testbed listening on {url}");
+    if options.transport == Transport::Both {
+        eprintln!("legacy HTTP+SSE endpoint on {}", testbed.sse_url());
+    }
     let mut stdout = tokio::io::stdout();
     let announced = async {
-        stdout
-            .write_all(format!("{}\n", testbed.url()).as_bytes())
-            .await?;
+        stdout.write_all(format!("{url}\n").as_bytes()).await?;
         stdout.flush().await
     };
     if announced.await.is_err() {
