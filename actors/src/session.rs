@@ -84,7 +84,7 @@ struct Pending {
     id_key: Option<IdKey>,
     /// Whether it was already re-sent after a re-initialization.
     retried: bool,
-    /// The legacy stream generation it was posted under (a newer one means its stream died).
+    /// The legacy connection it was posted under (if that one died, the answer will not come).
     generation: u64,
 }
 
@@ -138,8 +138,11 @@ pub struct Session {
     exiting: bool,
     /// Counts legacy streams opened; messages and timers of an older one are stale.
     legacy_generation: u64,
-    /// The generation whose `endpoint` arrived.
-    endpoint_generation: Option<u64>,
+    /// The legacy connection whose `endpoint` arrived and which is still up; requests
+    /// accepted under another one will not be answered.
+    live_connection: Option<u64>,
+    /// Counts legacy connections that delivered an endpoint.
+    connections: u64,
 }
 
 impl Session {
@@ -173,7 +176,8 @@ impl Session {
             get_refused: false,
             exiting: false,
             legacy_generation: 0,
-            endpoint_generation: None,
+            live_connection: None,
+            connections: 0,
         }
     }
 
@@ -192,7 +196,7 @@ impl Session {
                     return;
                 };
                 pending.retried = retry;
-                pending.generation = self.legacy_generation;
+                pending.generation = self.live_connection.unwrap_or(0);
                 let (request, with_session) = self.post(pending.bytes.clone(), true);
                 self.posted.insert(seq, pending);
                 self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
@@ -271,7 +275,7 @@ impl Session {
             }
             LinkEffect::OpenLegacyStream => {
                 self.legacy_generation += 1;
-                self.endpoint_generation = None;
+                self.live_connection = None;
                 if let Some(old) = self.streams.remove(&LEGACY_STREAM).and_then(|t| t.task) {
                     ctx.cancel_future(old);
                 }
@@ -610,7 +614,7 @@ impl Handler<Forward> for Session {
                 kind: outbound.kind,
                 id_key: outbound.id_key,
                 retried: false,
-                generation: self.legacy_generation,
+                generation: self.live_connection.unwrap_or(0),
             },
         );
         self.dispatch(
@@ -710,7 +714,9 @@ impl Handler<ExchangeEnded> for Session {
                         if pending.id_key.is_some() && pending.id_key == self.host_initialize =>
                     {
                         // The link decides: fall back to the other transport, or fail.
-                        tracing::info!("the server refused the Streamable HTTP initialize: {detail}");
+                        tracing::info!(
+                            "the server refused the Streamable HTTP initialize: {detail}"
+                        );
                         self.unsent.insert(seq, pending);
                         self.dispatch(
                             LinkEvent::InitializeRefused {
@@ -755,7 +761,7 @@ impl Handler<ExchangeEnded> for Session {
                             return;
                         };
                         if self.link.transport() == Some(Transport::Legacy)
-                            && pending.generation != self.legacy_generation
+                            && self.live_connection != Some(pending.generation)
                         {
                             // Accepted by the server, but its answer was to come on a stream that died meanwhile.
                             self.fail_key(key, "the connection to the server dropped".into());
@@ -827,9 +833,7 @@ impl Session {
         let (link_event, stream_event) = match end {
             ExchangeEnd::StreamOpened => {
                 ctx.run_later(ENDPOINT_TIMEOUT, move |act, ctx| {
-                    if act.legacy_generation == generation
-                        && act.endpoint_generation != Some(generation)
-                    {
+                    if act.legacy_generation == generation && act.live_connection.is_none() {
                         let reason =
                             format!("no endpoint event within {} s", ENDPOINT_TIMEOUT.as_secs());
                         act.dispatch(LinkEvent::LegacyFailed { reason }, ctx);
@@ -861,7 +865,7 @@ impl Session {
                 } else {
                     tracing::info!("the server closed its event stream");
                 }
-                let link_event = if self.endpoint_generation == Some(generation) {
+                let link_event = if self.live_connection.take().is_some() {
                     LinkEvent::LegacyStreamLost
                 } else {
                     LinkEvent::LegacyFailed {
@@ -913,7 +917,8 @@ impl Handler<LegacyEndpoint> for Session {
         match message.endpoint {
             Ok(endpoint) => {
                 tracing::info!("the server's event stream is ready (legacy HTTP+SSE transport)");
-                self.endpoint_generation = Some(message.generation);
+                self.connections += 1;
+                self.live_connection = Some(self.connections);
                 self.dispatch(
                     LinkEvent::EndpointReceived {
                         endpoint: endpoint.to_string(),
