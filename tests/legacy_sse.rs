@@ -363,3 +363,39 @@ async fn ignore_tool_and_timeouts_work_on_legacy_too() {
     assert!(tb.wait_for(cancelled, common::WAIT).await);
     p.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_brings_the_session_back() {
+    let tb = legacy(Config::default()).await;
+    let port = tb.port();
+    let mut p = Proxy::spawn(&[&tb.sse_url(), "--transport", "sse-only"]);
+    p.initialize("2024-11-05").await;
+    tb.shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sent while the server is down: it never reaches the old server, so it waits and goes to the new one.
+    p.send(call(7, "echo", json!({"text": "after the restart"})))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarted = Testbed::start_on_port(
+        Config {
+            transport: Transport::Legacy,
+            ..Config::default()
+        },
+        port,
+    )
+    .await
+    .expect("the same port again");
+    let (r, _) = p.recv_response(&json!(7)).await;
+    assert_eq!(text(&r), "after the restart");
+    let methods: Vec<String> = restarted
+        .requests()
+        .iter()
+        .filter_map(|r| r.rpc_method())
+        .collect();
+    assert_eq!(
+        methods,
+        ["initialize", "notifications/initialized", "tools/call"],
+        "re-initialized, then the held call"
+    );
+    p.close().await;
+}

@@ -126,6 +126,12 @@ pub enum ExchangeEnd {
         /// A short description (no URL, no secret).
         detail: String,
     },
+    /// The connection was refused before the request was written: the server
+    /// surely never saw it (design invariant 3: only such a request may be sent again).
+    Unreachable {
+        /// A short description (no URL, no secret).
+        detail: String,
+    },
 }
 
 /// Session task → Session: an exchange ended.

@@ -727,7 +727,19 @@ impl Handler<ExchangeEnded> for Session {
                             ctx,
                         );
                     }
-                    ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } => {
+                    ExchangeEnd::Unreachable { .. }
+                        if self.link.transport() == Some(Transport::Legacy)
+                            && (pending.id_key.is_none()
+                                || pending.id_key != self.host_initialize) =>
+                    {
+                        // Never reached the server: keep it for the next connection.
+                        let retried = pending.retried;
+                        self.unsent.insert(seq, pending);
+                        self.dispatch(LinkEvent::SessionExpired { seq, retried }, ctx);
+                    }
+                    ExchangeEnd::Refused { detail, .. }
+                    | ExchangeEnd::Failed { detail }
+                    | ExchangeEnd::Unreachable { detail } => {
                         if pending.id_key.is_some() && pending.id_key == self.host_initialize {
                             self.host_initialize = None;
                             self.dispatch(LinkEvent::InitializeFailed, ctx);
@@ -771,12 +783,14 @@ impl Handler<ExchangeEnded> for Session {
                     }
                 }
             }
+            // On the legacy transport the answer comes on the event stream, after the 202.
+            Origin::Reinit if end == ExchangeEnd::Accepted => {}
             Origin::Reinit => {
                 if self.reinit_id.take().is_some() {
                     let reason = match end {
-                        ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } => {
-                            detail
-                        }
+                        ExchangeEnd::Refused { detail, .. }
+                        | ExchangeEnd::Failed { detail }
+                        | ExchangeEnd::Unreachable { detail } => detail,
                         ExchangeEnd::Expired => "HTTP 404".into(),
                         _ => "the server did not answer the replayed initialize".into(),
                     };
@@ -784,7 +798,10 @@ impl Handler<ExchangeEnded> for Session {
                 }
             }
             Origin::Own => {
-                if let ExchangeEnd::Refused { detail, .. } | ExchangeEnd::Failed { detail } = end {
+                if let ExchangeEnd::Refused { detail, .. }
+                | ExchangeEnd::Failed { detail }
+                | ExchangeEnd::Unreachable { detail } = end
+                {
                     tracing::warn!(
                         "notifications/initialized after re-initialization failed: {detail}"
                     );
@@ -813,7 +830,7 @@ impl Handler<ExchangeEnded> for Session {
                         }
                     }
                     ExchangeEnd::Refused { status, .. } => StreamEvent::Refused { status },
-                    ExchangeEnd::Failed { detail } => {
+                    ExchangeEnd::Failed { detail } | ExchangeEnd::Unreachable { detail } => {
                         tracing::debug!(stream, "GET stream failed: {detail}");
                         StreamEvent::Failed { now }
                     }
@@ -888,7 +905,7 @@ impl Session {
                 }),
                 StreamEvent::Refused { status },
             ),
-            ExchangeEnd::Failed { detail } => (
+            ExchangeEnd::Failed { detail } | ExchangeEnd::Unreachable { detail } => (
                 Some(LinkEvent::LegacyFailed { reason: detail }),
                 StreamEvent::Failed { now },
             ),
@@ -1001,6 +1018,12 @@ impl Exchange {
         };
         let mut response = match sent {
             Ok(r) => r,
+            // Refused before the request was written: it surely never reached the server.
+            Err(e) if e.is_connect() => {
+                return ExchangeEnd::Unreachable {
+                    detail: describe_error(e),
+                }
+            }
             Err(e) => {
                 return ExchangeEnd::Failed {
                     detail: describe_error(e),
