@@ -8,6 +8,9 @@
 #                                     # (for `eval "$(tests/interop/setup.sh --env)"`)
 #
 # Needs: node (any >= 18) and npm on PATH, and the npm registry.
+# Also makes a Python venv ($PREFIX/venv) with the pinned PyPI `mcp` (FastMCP,
+# for tests/interop/fastmcp_server.py): needs python3 >= 3.10 and PyPI.
+# INTEROP_SKIP_PYTHON=1 leaves the venv out.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +23,7 @@ CONFORMANCE_VERSION="0.1.16"            # @modelcontextprotocol/conformance (nee
 NODE22_VERSION="22.23.3"                # npm package `node` -> a Node 22 binary
 SDK_VERSION="1.32.2"                    # @modelcontextprotocol/sdk (conformance driver)
 MCP_REMOTE_VERSION="0.15.1"             # mcp-remote (Node reference proxy / stand-in)
+FASTMCP_MCP_VERSION="1.30.0"            # PyPI mcp (FastMCP lives in mcp<2; 2.x renamed it MCPServer)
 
 PKGS=(
   "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
@@ -77,6 +81,41 @@ else
   log "setup: already installed (nothing to do)"
 fi
 
+# ---- Python venv with FastMCP (PyPI mcp) ------------------------------------
+VENV="$PREFIX/venv"
+VENV_PY="$VENV/bin/python"
+FASTMCP_CONSTRAINTS="$HERE/fastmcp-constraints.txt"
+
+venv_mcp_version() { # prints the mcp version in the venv, or nothing
+  [[ -x "$VENV_PY" ]] || return 0
+  "$VENV_PY" -c 'import importlib.metadata as m; print(m.version("mcp"), end="")' 2>/dev/null || true
+}
+
+if [[ "${INTEROP_SKIP_PYTHON:-0}" == "1" ]]; then
+  log "setup: INTEROP_SKIP_PYTHON=1: no Python venv"
+elif [[ "$(venv_mcp_version)" == "$FASTMCP_MCP_VERSION" ]]; then
+  log "setup: venv $VENV already has mcp $FASTMCP_MCP_VERSION (nothing to do)"
+else
+  PY="${INTEROP_PYTHON:-python3}"
+  command -v "$PY" >/dev/null || { echo "setup: $PY not found (needed for the FastMCP venv; INTEROP_SKIP_PYTHON=1 skips it)" >&2; exit 1; }
+  "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+    || { echo "setup: $PY is $("$PY" --version 2>&1); mcp needs >= 3.10" >&2; exit 1; }
+  if [[ -e "$VENV" ]] && ! "$VENV_PY" -c 'import sys' >/dev/null 2>&1; then
+    log "setup: $VENV is broken; recreating it"
+    rm -rf "$VENV"
+  fi
+  if [[ ! -x "$VENV_PY" ]]; then
+    log "setup: $PY -m venv $VENV ($("$PY" --version 2>&1))"
+    mkdir -p "$PREFIX"
+    "$PY" -m venv "$VENV" >&2
+  fi
+  log "setup: pip install mcp==$FASTMCP_MCP_VERSION into $VENV (was: $(venv_mcp_version || true))"
+  "$VENV_PY" -m pip install --disable-pip-version-check --no-input --quiet \
+    -c "$FASTMCP_CONSTRAINTS" "mcp==$FASTMCP_MCP_VERSION" >&2
+  [[ "$(venv_mcp_version)" == "$FASTMCP_MCP_VERSION" ]] || { echo "setup: mcp $FASTMCP_MCP_VERSION not importable in $VENV" >&2; exit 1; }
+  log "setup: venv ready: mcp $(venv_mcp_version)"
+fi
+
 SE_JS="$NM/@modelcontextprotocol/server-everything/dist/index.js"
 CONF_JS="$NM/@modelcontextprotocol/conformance/dist/index.js"
 MCP_REMOTE_JS="$NM/mcp-remote/dist/proxy.js"
@@ -87,6 +126,8 @@ if [[ $ENV_ONLY == 1 ]]; then
   echo "SERVER_EVERYTHING_JS=$SE_JS"
   echo "CONFORMANCE_JS=$CONF_JS"
   echo "MCP_REMOTE_NODE=$NM/.bin/mcp-remote"
+  echo "FASTMCP_PYTHON=$VENV_PY"
+  echo "FASTMCP_SERVER=$HERE/fastmcp_server.py"
 else
   cat <<EOF
 interop tooling in $PREFIX
@@ -97,5 +138,8 @@ interop tooling in $PREFIX
   sdk $SDK_VERSION:                 $NM/@modelcontextprotocol/sdk
   mcp-remote $MCP_REMOTE_VERSION (Node reference): $NM/.bin/mcp-remote  ($MCP_REMOTE_JS)
       e.g. MCP_REMOTE_BIN=$NM/.bin/mcp-remote
+      server-everything legacy SSE: PORT=<port> node $SE_JS sse   -> http://127.0.0.1:<port>/sse
+  FastMCP (PyPI mcp $(venv_mcp_version || true)): $VENV_PY
+      start: $VENV_PY $HERE/fastmcp_server.py <port>   -> http://127.0.0.1:<port>/sse
 EOF
 fi
