@@ -16,3 +16,4 @@ pub mod session;
 pub mod stdin_reader;
 pub mod stdout_writer;
 pub mod store;
+pub mod token_store;

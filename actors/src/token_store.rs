@@ -1,0 +1,371 @@
+//! TokenStore: the files of mcp-remote's config folder that hold credentials,
+//! in mcp-remote 0.15's `mcp-remote-v1` layout so sign-ins survive a switch
+//! between the Node package and this one:
+//!
+//! - `<key>_tokens.json`: the token response plus `expires_at` (ms since the
+//!   epoch), `requested_scope` and `issuer`;
+//! - `<key>_client_info.json`: the registered client (RFC 7591 response) plus `issuer`;
+//! - `<key>_lock`: an OS file lock (std `File::lock`) that makes one process at a
+//!   time sign in or refresh; it is released when the process dies.
+//!
+//! The folder is 0700, files 0600, writes atomic. A file that does not parse is
+//! reported and moved aside (`…corrupt-<ms>`), never silently trusted or lost.
+
+use crate::store::write_private;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Stored tokens (mcp-remote 0.15 `OAuthTokensWithExpiresAtSchema`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StoredTokens {
+    /// The bearer token.
+    pub access_token: String,
+    /// Normally `Bearer`.
+    #[serde(default = "bearer")]
+    pub token_type: String,
+    /// Lifetime in seconds as issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// Granted scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// For renewing without the browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// OIDC id token, kept as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// When the access token expires, in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The scope that was asked for (a different request means a new sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_scope: Option<String>,
+    /// The authorization server that issued them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+fn bearer() -> String {
+    "Bearer".into()
+}
+
+impl std::fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl StoredTokens {
+    /// Whether the access token is still good for at least `margin`.
+    pub fn fresh(&self, now_ms: u64, margin: Duration) -> bool {
+        match self.expires_at {
+            Some(at) => now_ms + (margin.as_millis() as u64) < at,
+            None => true,
+        }
+    }
+}
+
+/// A registered client (mcp-remote 0.15 `client_info.json`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StoredClient {
+    /// The client id.
+    pub client_id: String,
+    /// The secret of a confidential client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Redirect URIs it was registered with.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// How it authenticates at the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    /// The authorization server it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Everything else of the registration response, kept as is.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for StoredClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredClient")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+/// Why the store could not do its job.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The local file system refused.
+    #[error("cannot use the config folder {path}: {reason}")]
+    Io {
+        /// Which file or folder.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
+}
+
+/// The credential files of one server.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    /// `<base>/mcp-remote-v1`.
+    dir: PathBuf,
+    /// The per-server key (mcp-remote's md5).
+    key: String,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl TokenStore {
+    /// The store of `key` in `dir`.
+    pub fn new(dir: PathBuf, key: String) -> Self {
+        Self { dir, key }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{}_{name}", self.key))
+    }
+
+    /// The stored tokens, if any (a corrupt file is moved aside).
+    pub fn load_tokens(&self) -> Option<StoredTokens> {
+        self.load("tokens.json")
+    }
+
+    /// Save tokens.
+    pub fn save_tokens(&self, tokens: &StoredTokens) -> Result<(), StoreError> {
+        self.save("tokens.json", tokens)
+    }
+
+    /// The registered client, if any.
+    pub fn load_client(&self) -> Option<StoredClient> {
+        self.load("client_info.json")
+    }
+
+    /// Save the registered client.
+    pub fn save_client(&self, client: &StoredClient) -> Result<(), StoreError> {
+        self.save("client_info.json", client)
+    }
+
+    /// Forget the tokens (and with `client`, the registration too).
+    pub fn forget(&self, client: bool) {
+        let mut names = vec!["tokens.json"];
+        if client {
+            names.push("client_info.json");
+        }
+        for name in names {
+            match std::fs::remove_file(self.path(name)) {
+                Ok(()) => tracing::info!(
+                    "forgot {}",
+                    name.trim_end_matches(".json").replace('_', " ")
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("cannot remove {}: {e}", self.path(name).display()),
+            }
+        }
+    }
+
+    /// Take the cross-process lock, waiting at most `wait`. `None` when another
+    /// process still holds it after that.
+    pub fn lock(&self, wait: Duration) -> Result<Option<File>, StoreError> {
+        let path = self.path("lock");
+        let io = |e: std::io::Error| StoreError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        ensure_dir(&self.dir).map_err(io)?;
+        let file = open_private(&path).map_err(io)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn load<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Option<T> {
+        let path = self.path(name);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", path.display());
+                return None;
+            }
+        };
+        match serde_json::from_slice(&text) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                let aside =
+                    path.with_file_name(format!("{}_{name}.corrupt-{}", self.key, now_ms()));
+                match std::fs::rename(&path, &aside) {
+                    Ok(()) => tracing::warn!(
+                        "{} is not valid; moved it aside to {}",
+                        path.display(),
+                        aside.display()
+                    ),
+                    Err(e) => tracing::warn!(
+                        "{} is not valid and could not be moved aside: {e}",
+                        path.display()
+                    ),
+                }
+                None
+            }
+        }
+    }
+
+    fn save<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let path = self.path(name);
+        let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+        write_private(&path, &bytes).map_err(|e| StoreError::Io {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> TokenStore {
+        let dir = std::env::temp_dir().join(format!("mcp-remote-ts-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TokenStore::new(dir, "k".into())
+    }
+
+    #[test]
+    fn reads_what_mcp_remote_writes_and_keeps_secrets_out_of_debug() {
+        let s = store("compat");
+        std::fs::create_dir_all(&s.dir).unwrap();
+        std::fs::write(
+            s.path("tokens.json"),
+            r#"{"access_token":"at-1","token_type":"bearer","expires_in":3600,"refresh_token":"rt-1","expires_at":1900000000000,"requested_scope":"a b","issuer":"https://as"}"#,
+        )
+        .unwrap();
+        let t = s.load_tokens().unwrap();
+        assert_eq!(t.access_token, "at-1");
+        assert_eq!(t.refresh_token.as_deref(), Some("rt-1"));
+        assert!(t.fresh(1_800_000_000_000, Duration::from_secs(60)));
+        assert!(!t.fresh(1_900_000_000_000, Duration::from_secs(60)));
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("at-1") && !shown.contains("rt-1"));
+        std::fs::write(s.path("client_info.json"), r#"{"client_id":"c","client_secret":"s3cr3t-value","redirect_uris":["http://localhost:3334/oauth/callback"],"client_name":"MCP CLI Proxy"}"#).unwrap();
+        let c = s.load_client().unwrap();
+        assert_eq!(c.extra["client_name"], "MCP CLI Proxy");
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        s.save_client(&c).unwrap();
+        let again: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path("client_info.json")).unwrap()).unwrap();
+        assert_eq!(
+            again["client_name"], "MCP CLI Proxy",
+            "unknown fields survive a rewrite"
+        );
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+
+    #[test]
+    fn corrupt_files_are_moved_aside_and_modes_are_private() {
+        let s = store("corrupt");
+        s.save_tokens(&StoredTokens {
+            access_token: "x".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&s.dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+            assert_eq!(
+                std::fs::metadata(s.path("tokens.json"))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o600
+            );
+        }
+        std::fs::write(s.path("tokens.json"), "{broken").unwrap();
+        assert!(s.load_tokens().is_none());
+        let names: Vec<String> = std::fs::read_dir(&s.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("k_tokens.json.corrupt-")),
+            "{names:?}"
+        );
+        assert!(!names.iter().any(|n| n == "k_tokens.json"));
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let s = store("lock");
+        let held = s.lock(Duration::from_millis(10)).unwrap().expect("free");
+        // A second handle in the same process contends like another process would.
+        let other = TokenStore::new(s.dir.clone(), "k".into());
+        assert!(other.lock(Duration::from_millis(200)).unwrap().is_none());
+        drop(held);
+        assert!(other.lock(Duration::from_millis(200)).unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&s.dir);
+    }
+}
