@@ -2,6 +2,7 @@
 //! basic/authorization): reading challenges, where to look for metadata, what
 //! to trust in it, and which scopes to ask for.
 
+pub mod callback_port;
 pub mod challenge;
 pub mod discovery;
 pub mod scope;
