@@ -5,4 +5,5 @@
 pub mod callback_port;
 pub mod challenge;
 pub mod discovery;
+pub mod grant;
 pub mod scope;

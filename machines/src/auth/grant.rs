@@ -1,0 +1,433 @@
+//! The Grant machine: how the proxy gets a token when the server asks for one,
+//! and when it stops trying.
+//!
+//! ```text
+//! unauthorized ──Needed──► signing_in ──SignedIn──► authorized
+//! authorized ──Needed / Expiring──► refreshing ──Refreshed──► authorized
+//!                                        │ RefreshRejected (invalid_grant…)
+//!                                        ▼
+//!                                    signing_in
+//! any ──too many attempts──► failed (reported; a later Needed starts afresh)
+//! ```
+//!
+//! Limits (MCP authorization §Step-Up, retry limits): a token the server refuses
+//! right after it was obtained leads to at most one more sign-in; a 403
+//! `insufficient_scope` leads to at most 3 step-up sign-ins; a request that
+//! succeeds with the token resets both counts.
+
+// statig generates the `State` and `Superstate` enums without docs.
+#![allow(missing_docs)]
+
+use crate::auth::scope::step_up;
+use statig::prelude::*;
+
+/// Most sign-ins in a row that end with the server still refusing.
+pub const MAX_SIGN_INS: u32 = 2;
+/// Most step-up sign-ins in a row (403 insufficient_scope).
+pub const MAX_STEP_UPS: u32 = 3;
+
+/// Why a token is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// 401: no token, or the token was refused.
+    Unauthorized {
+        /// The challenge's `scope`, if any.
+        scope: Option<String>,
+    },
+    /// 403 `insufficient_scope`: the token lacks these scopes.
+    InsufficientScope {
+        /// The challenged scopes.
+        scope: String,
+    },
+}
+
+/// Inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantEvent {
+    /// At start: what the store holds.
+    Loaded {
+        /// An access token is stored.
+        token: bool,
+        /// A refresh token is stored.
+        refresh: bool,
+        /// The access token is not about to expire.
+        fresh: bool,
+    },
+    /// The server asked for (better) credentials.
+    Needed(Need),
+    /// The access token is about to expire.
+    Expiring,
+    /// A refresh gave new tokens.
+    Refreshed,
+    /// The refresh was refused (`invalid_grant`, `invalid_client`…) or failed.
+    RefreshRejected,
+    /// A sign-in gave tokens.
+    SignedIn,
+    /// A sign-in could not complete.
+    SignInFailed {
+        /// Why.
+        reason: String,
+    },
+    /// A request succeeded with the current token.
+    TokenWorked,
+}
+
+/// Outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantEffect {
+    /// Send requests with the stored access token.
+    UseToken,
+    /// Redeem the refresh token.
+    Refresh,
+    /// Run the browser sign-in with this scope (`None`: choose from the challenge/metadata).
+    SignIn {
+        /// A step-up scope, when the server asked for more.
+        scope: Option<String>,
+        /// The challenge's scope, for the first sign-in.
+        challenge_scope: Option<String>,
+    },
+    /// Drop the stored tokens (they are refused).
+    ForgetTokens,
+    /// Give up: tell the waiting requests why.
+    Fail(String),
+}
+
+/// The effects of one step.
+#[derive(Debug, Default)]
+pub struct GrantOutbox(pub Vec<GrantEffect>);
+
+/// Shared storage.
+#[derive(Debug, Default)]
+pub struct Grant {
+    /// A refresh token is available.
+    can_refresh: bool,
+    /// Sign-ins since a request last worked.
+    sign_ins: u32,
+    /// Step-ups since a request last worked.
+    step_ups: u32,
+    /// The scope asked for last.
+    scope: Option<String>,
+}
+
+impl Grant {
+    fn sign_in(&mut self, need: &Need, context: &mut GrantOutbox) -> Outcome<State> {
+        match need {
+            Need::InsufficientScope { scope } => {
+                if self.step_ups >= MAX_STEP_UPS {
+                    context.0.push(GrantEffect::Fail(format!(
+                        "the server keeps asking for more scope ({scope}) after {MAX_STEP_UPS} sign-ins; giving up"
+                    )));
+                    return Transition(State::failed());
+                }
+                self.step_ups += 1;
+                let wanted = step_up(self.scope.as_deref(), scope);
+                self.scope = Some(wanted.clone());
+                context.0.push(GrantEffect::SignIn {
+                    scope: Some(wanted),
+                    challenge_scope: None,
+                });
+            }
+            Need::Unauthorized { scope } => {
+                if self.sign_ins >= MAX_SIGN_INS {
+                    context.0.push(GrantEffect::Fail(
+                        "the server refused the token it just issued; giving up after signing in again once".into(),
+                    ));
+                    return Transition(State::failed());
+                }
+                self.sign_ins += 1;
+                if let Some(s) = scope {
+                    self.scope = Some(s.clone());
+                }
+                context.0.push(GrantEffect::SignIn {
+                    scope: None,
+                    challenge_scope: scope.clone(),
+                });
+            }
+        }
+        Transition(State::signing_in())
+    }
+}
+
+#[state_machine(
+    initial = "State::unauthorized()",
+    state(derive(Debug, Clone, PartialEq, Eq))
+)]
+impl Grant {
+    #[state]
+    fn unauthorized(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        match event {
+            GrantEvent::Loaded {
+                token: true,
+                refresh,
+                fresh,
+            } => {
+                self.can_refresh = *refresh;
+                if *fresh || !*refresh {
+                    context.0.push(GrantEffect::UseToken);
+                    Transition(State::authorized())
+                } else {
+                    context.0.push(GrantEffect::Refresh);
+                    Transition(State::refreshing())
+                }
+            }
+            GrantEvent::Needed(need) => self.sign_in(need, context),
+            _ => Handled,
+        }
+    }
+
+    #[state]
+    fn authorized(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        match event {
+            GrantEvent::TokenWorked => {
+                self.sign_ins = 0;
+                self.step_ups = 0;
+                Handled
+            }
+            GrantEvent::Expiring if self.can_refresh => {
+                context.0.push(GrantEffect::Refresh);
+                Transition(State::refreshing())
+            }
+            GrantEvent::Needed(Need::Unauthorized { .. })
+                if self.can_refresh && self.sign_ins == 0 =>
+            {
+                context.0.push(GrantEffect::Refresh);
+                Transition(State::refreshing())
+            }
+            GrantEvent::Needed(need) => {
+                if matches!(need, Need::Unauthorized { .. }) {
+                    context.0.push(GrantEffect::ForgetTokens);
+                }
+                self.sign_in(need, context)
+            }
+            _ => Handled,
+        }
+    }
+
+    #[state]
+    fn refreshing(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        match event {
+            GrantEvent::Refreshed => {
+                context.0.push(GrantEffect::UseToken);
+                Transition(State::authorized())
+            }
+            GrantEvent::RefreshRejected => {
+                self.can_refresh = false;
+                context.0.push(GrantEffect::ForgetTokens);
+                self.sign_in(&Need::Unauthorized { scope: None }, context)
+            }
+            _ => Handled,
+        }
+    }
+
+    #[state]
+    fn signing_in(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        match event {
+            GrantEvent::SignedIn => {
+                self.can_refresh = true;
+                context.0.push(GrantEffect::UseToken);
+                Transition(State::authorized())
+            }
+            GrantEvent::SignInFailed { reason } => {
+                context.0.push(GrantEffect::Fail(reason.clone()));
+                Transition(State::failed())
+            }
+            _ => Handled,
+        }
+    }
+
+    #[state]
+    fn failed(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        match event {
+            GrantEvent::Needed(need) => {
+                // A new request after a failure: start afresh, once.
+                self.sign_ins = 0;
+                self.step_ups = 0;
+                self.sign_in(need, context)
+            }
+            _ => Handled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{prop_oneof, proptest, Just};
+    use proptest::strategy::Strategy as Gen;
+
+    fn step(sm: &mut StateMachine<Grant>, e: GrantEvent) -> Vec<GrantEffect> {
+        let mut out = GrantOutbox::default();
+        sm.handle_with_context(&e, &mut out);
+        out.0
+    }
+
+    fn unauthorized() -> GrantEvent {
+        GrantEvent::Needed(Need::Unauthorized { scope: None })
+    }
+
+    #[test]
+    fn stored_tokens_are_used_or_refreshed() {
+        let mut sm = Grant::default().state_machine();
+        assert_eq!(
+            step(
+                &mut sm,
+                GrantEvent::Loaded {
+                    token: true,
+                    refresh: true,
+                    fresh: true
+                }
+            ),
+            vec![GrantEffect::UseToken]
+        );
+        let mut sm = Grant::default().state_machine();
+        assert_eq!(
+            step(
+                &mut sm,
+                GrantEvent::Loaded {
+                    token: true,
+                    refresh: true,
+                    fresh: false
+                }
+            ),
+            vec![GrantEffect::Refresh]
+        );
+        assert_eq!(
+            step(&mut sm, GrantEvent::Refreshed),
+            vec![GrantEffect::UseToken]
+        );
+        assert_eq!(
+            step(&mut sm, GrantEvent::Expiring),
+            vec![GrantEffect::Refresh],
+            "refresh before expiry"
+        );
+    }
+
+    #[test]
+    fn a_401_refreshes_first_then_signs_in_once_then_gives_up() {
+        let mut sm = Grant::default().state_machine();
+        step(
+            &mut sm,
+            GrantEvent::Loaded {
+                token: true,
+                refresh: true,
+                fresh: true,
+            },
+        );
+        assert_eq!(step(&mut sm, unauthorized()), vec![GrantEffect::Refresh]);
+        let e = step(&mut sm, GrantEvent::RefreshRejected);
+        assert_eq!(
+            e,
+            vec![
+                GrantEffect::ForgetTokens,
+                GrantEffect::SignIn {
+                    scope: None,
+                    challenge_scope: None
+                }
+            ],
+            "invalid_grant ⇒ one sign-in"
+        );
+        assert_eq!(
+            step(&mut sm, GrantEvent::SignedIn),
+            vec![GrantEffect::UseToken]
+        );
+        // The fresh token is refused: one more sign-in, then stop.
+        let e = step(&mut sm, unauthorized());
+        assert_eq!(
+            e,
+            vec![
+                GrantEffect::ForgetTokens,
+                GrantEffect::SignIn {
+                    scope: None,
+                    challenge_scope: None
+                }
+            ]
+        );
+        step(&mut sm, GrantEvent::SignedIn);
+        let e = step(&mut sm, unauthorized());
+        assert!(matches!(e.last(), Some(GrantEffect::Fail(_))), "{e:?}");
+        // A request that works resets the count.
+        let mut sm = Grant::default().state_machine();
+        step(&mut sm, unauthorized());
+        step(&mut sm, GrantEvent::SignedIn);
+        step(&mut sm, GrantEvent::TokenWorked);
+        assert_eq!(step(&mut sm, unauthorized()), vec![GrantEffect::Refresh]);
+    }
+
+    #[test]
+    fn step_up_unions_scopes_and_stops_after_three() {
+        let mut sm = Grant::default().state_machine();
+        let e = step(
+            &mut sm,
+            GrantEvent::Needed(Need::Unauthorized {
+                scope: Some("mcp:basic".into()),
+            }),
+        );
+        assert_eq!(
+            e,
+            vec![GrantEffect::SignIn {
+                scope: None,
+                challenge_scope: Some("mcp:basic".into())
+            }]
+        );
+        step(&mut sm, GrantEvent::SignedIn);
+        let need_more = || {
+            GrantEvent::Needed(Need::InsufficientScope {
+                scope: "mcp:basic mcp:write".into(),
+            })
+        };
+        let e = step(&mut sm, need_more());
+        assert_eq!(
+            e,
+            vec![GrantEffect::SignIn {
+                scope: Some("mcp:basic mcp:write".into()),
+                challenge_scope: None
+            }]
+        );
+        step(&mut sm, GrantEvent::SignedIn);
+        step(&mut sm, need_more());
+        step(&mut sm, GrantEvent::SignedIn);
+        step(&mut sm, need_more());
+        step(&mut sm, GrantEvent::SignedIn);
+        let e = step(&mut sm, need_more());
+        assert!(
+            matches!(&e[..], [GrantEffect::Fail(_)]),
+            "a fourth step-up is refused: {e:?}"
+        );
+    }
+
+    fn event() -> impl Gen<Value = GrantEvent> {
+        prop_oneof![
+            Just(unauthorized()),
+            Just(GrantEvent::Needed(Need::InsufficientScope {
+                scope: "x".into()
+            })),
+            Just(GrantEvent::Expiring),
+            Just(GrantEvent::Refreshed),
+            Just(GrantEvent::RefreshRejected),
+            Just(GrantEvent::SignedIn),
+            Just(GrantEvent::SignInFailed { reason: "r".into() }),
+        ]
+    }
+
+    proptest! {
+        /// Without a request ever succeeding, the number of browser sign-ins is
+        /// bounded, whatever the server does.
+        #[test]
+        fn sign_in_storms_are_bounded(events in proptest::collection::vec(event(), 0..200)) {
+            let mut sm = Grant::default().state_machine();
+            let mut sign_ins = 0;
+            let mut fails = 0;
+            for e in events {
+                for eff in step(&mut sm, e) {
+                    match eff {
+                        GrantEffect::SignIn { .. } => sign_ins += 1,
+                        GrantEffect::Fail(_) => fails += 1,
+                        _ => {}
+                    }
+                }
+            }
+            // Each failure may start one fresh round of at most MAX_SIGN_INS + MAX_STEP_UPS.
+            proptest::prop_assert!(sign_ins <= (fails + 1) * (MAX_SIGN_INS + MAX_STEP_UPS) as usize);
+        }
+    }
+}
