@@ -156,7 +156,7 @@ mod tests {
         let mut all = Vec::new();
         let mut out = PortOutbox::default();
         sm.handle_with_context(&plan, &mut out);
-        all.extend(out.0.drain(..));
+        all.append(&mut out.0);
         for r in results {
             let e = match r {
                 Ok(p) => PortEvent::Bound { port: *p },
@@ -165,7 +165,7 @@ mod tests {
                 },
             };
             sm.handle_with_context(&e, &mut out);
-            all.extend(out.0.drain(..));
+            all.append(&mut out.0);
         }
         all
     }
