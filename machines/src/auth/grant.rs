@@ -107,6 +107,9 @@ pub struct Grant {
     step_ups: u32,
     /// The scope asked for last.
     scope: Option<String>,
+    /// The current token came from a refresh and no request has worked with it yet:
+    /// a 401 then means the refresh does not help, so sign in instead.
+    just_refreshed: bool,
 }
 
 impl Grant {
@@ -181,6 +184,7 @@ impl Grant {
             GrantEvent::TokenWorked => {
                 self.sign_ins = 0;
                 self.step_ups = 0;
+                self.just_refreshed = false;
                 Handled
             }
             GrantEvent::Expiring if self.can_refresh => {
@@ -207,6 +211,7 @@ impl Grant {
     fn refreshing(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
         match event {
             GrantEvent::Refreshed => {
+                self.just_refreshed = true;
                 context.0.push(GrantEffect::UseToken);
                 Transition(State::authorized())
             }
