@@ -10,6 +10,8 @@
 //! [`messages`]; actors hold `Recipient`s, so a test can stand in for any peer.
 
 pub mod bridge;
+pub mod browser;
+pub mod callback_listener;
 pub mod http;
 pub mod messages;
 pub mod session;

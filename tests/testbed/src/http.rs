@@ -27,7 +27,7 @@ use crate::mcp::{self, Call, Outcome};
 use crate::record::Recorded;
 use crate::sse::{event_stream_body, Body, StreamKind};
 use crate::state::{id_key, lock, until_shutdown, Shared};
-use crate::{legacy, Config, ResponseMode, Transport};
+use crate::{authserver, legacy, resource, Config, ResponseMode, Transport};
 
 /// The largest request body accepted; larger ones get 413.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -129,11 +129,27 @@ async fn receive(shared: Arc<Shared>, role: Role, request: Request<Incoming>) ->
     response
 }
 
-/// Dispatches on path and method; which paths exist depends on [`Config::transport`].
+/// Dispatches on path and method; which paths exist depends on [`Config::transport`], and
+/// with [`Config::auth`] the OAuth paths come first and the MCP endpoints want a token.
 async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Body> {
     let config = shared.config();
     let streamable = matches!(config.transport, Transport::Streamable | Transport::Both);
     let legacy = matches!(config.transport, Transport::Legacy | Transport::Both);
+    if let Some(auth) = &config.auth {
+        if let Some(response) = authserver::route(shared, &config, auth, parts, &body) {
+            return response;
+        }
+        let protected = match parts.uri.path() {
+            "/mcp" => streamable,
+            "/sse" | "/messages" => legacy,
+            _ => false,
+        };
+        if protected {
+            if let Some(refusal) = resource::guard(shared, auth, parts, &body) {
+                return refusal;
+            }
+        }
+    }
     match parts.uri.path() {
         "/mcp" if streamable => {}
         "/mcp" if legacy => return legacy::not_streamable(&config, &parts.method),

@@ -32,15 +32,37 @@
 //! - [`Testbed::drop_legacy_streams`], [`Config::legacy_endpoint_override`] and
 //!   [`Config::legacy_delay_endpoint_ms`] inject its faults.
 //!
+//! With [`Config::auth`] set it also does OAuth 2.1 as the MCP authorization spec
+//! (2025-06-18 / 2025-11-25) has it, on the same origin (checklist §D):
+//!
+//! - the MCP endpoints become a protected resource: no valid `Authorization: Bearer`
+//!   token, `401` with a `WWW-Authenticate` challenge naming the protected resource
+//!   metadata (RFC 9728), served at `/.well-known/oauth-protected-resource/mcp` and at the
+//!   root; a `tools/call` whose token lacks a required scope, `403 insufficient_scope`;
+//! - an authorization server answers discovery (`/.well-known/oauth-authorization-server`,
+//!   OpenID variants, path-inserted for an issuer with a path), `POST /register`,
+//!   `GET /authorize` (PKCE S256, approves at once with a `302`), `POST /token` and
+//!   `POST /revoke`;
+//! - [`Testbed::revoke_all_tokens`], [`Testbed::expire_access_tokens`] and the
+//!   [`AuthConfig`] knobs inject its faults, and [`Testbed::registrations`],
+//!   [`Testbed::authorize_requests`], [`Testbed::token_requests`] and
+//!   [`Testbed::issued_access_tokens`] tell what the client did.
+//!
+//! The `mcp-browser` binary is the headless browser for that flow: given the authorization
+//! URL, it follows the redirect to the client's loopback callback.
+//!
 //! The tools it offers are fault injectors as much as tools: see [`TOOL_NAMES`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
+mod authserver;
 mod http;
 mod legacy;
 mod mcp;
 mod record;
+mod resource;
 mod sse;
 mod state;
 
@@ -50,6 +72,10 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use auth::{
+    AsMetadataUrl, AuthConfig, AuthorizeBehaviour, AuthorizeRequest, IssuedToken, PrmUrl,
+    Registration, TokenRequest,
+};
 pub use mcp::{SUPPORTED_PROTOCOL_VERSIONS, TOOL_NAMES};
 pub use record::Recorded;
 
@@ -124,6 +150,10 @@ pub struct Config {
     /// the stream opens, so a test can check a client waits for it; keepalive comments may
     /// come first.
     pub legacy_delay_endpoint_ms: Option<u64>,
+    /// OAuth: `None` leaves every endpoint open and the OAuth paths `404`, as on a server
+    /// without authorization; `Some` makes the MCP endpoints a protected resource and
+    /// serves an authorization server on the same origin (checklist §D).
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for Config {
@@ -140,6 +170,7 @@ impl Default for Config {
             legacy_post_status: 404,
             legacy_endpoint_override: None,
             legacy_delay_endpoint_ms: None,
+            auth: None,
         }
     }
 }
@@ -273,6 +304,88 @@ impl Testbed {
     /// Changes the configuration; the next request sees the change.
     pub fn set_config(&self, f: impl FnOnce(&mut Config)) {
         f(&mut lock(&self.shared.config));
+    }
+
+    /// Changes the OAuth configuration, turning OAuth on with [`AuthConfig::default`] first
+    /// when it is off; the next request sees the change.
+    pub fn set_auth(&self, f: impl FnOnce(&mut AuthConfig)) {
+        f(lock(&self.shared.config)
+            .auth
+            .get_or_insert_with(AuthConfig::default));
+    }
+
+    /// The authorization server's issuer: the origin plus [`AuthConfig::issuer_path`] (the
+    /// bare origin while OAuth is off).
+    pub fn issuer(&self) -> String {
+        match &self.shared.config().auth {
+            Some(auth) => auth.issuer(&self.shared.origin),
+            None => self.shared.origin.clone(),
+        }
+    }
+
+    /// The protected resource metadata URL a `401` from `/mcp` names, as configured now;
+    /// `None` while OAuth is off or when the challenge names none.
+    pub fn resource_metadata_url(&self) -> Option<String> {
+        let auth = self.shared.config().auth?;
+        resource::mcp_metadata_url(&self.shared.origin, &auth)
+    }
+
+    /// Revokes every access and refresh token issued so far: the next request with one
+    /// gets `401 invalid_token`, the next refresh `400 invalid_grant`, as after the user
+    /// revoked the app. Open SSE streams are not cut.
+    pub fn revoke_all_tokens(&self) {
+        lock(&self.shared.auth).revoke_all();
+    }
+
+    /// Makes every access token issued so far expired: the next request with one gets
+    /// `401 invalid_token`, while refresh tokens still work (checklist D30, D31).
+    pub fn expire_access_tokens(&self) {
+        lock(&self.shared.auth).expire_access();
+    }
+
+    /// Issues a valid access token without any OAuth flow, for tests that need a bearer
+    /// (such as a static `Authorization` header) but are not about getting one. Its client
+    /// is `minted`, its lifetime [`AuthConfig::access_ttl_secs`] (an hour with OAuth off).
+    pub fn mint_access_token(&self, scope: Option<&str>) -> String {
+        let ttl = self
+            .shared
+            .config()
+            .auth
+            .map_or(3600, |auth| auth.access_ttl_secs);
+        let issue = auth::Issue {
+            client_id: "minted",
+            scope: scope.map(str::to_owned),
+            resource: None,
+            grant_type: "minted",
+            with_refresh: false,
+            grant: None,
+        };
+        lock(&self.shared.auth).issue(issue, ttl).access_token
+    }
+
+    /// Every `POST /register`, in arrival order.
+    pub fn registrations(&self) -> Vec<Registration> {
+        lock(&self.shared.auth).registrations.clone()
+    }
+
+    /// Every `GET /authorize`, in arrival order: a browser opening the authorization URL.
+    pub fn authorize_requests(&self) -> Vec<AuthorizeRequest> {
+        lock(&self.shared.auth).authorizations.clone()
+    }
+
+    /// How many `GET /authorize` requests arrived: how often a user was sent to sign in.
+    pub fn authorize_count(&self) -> usize {
+        lock(&self.shared.auth).authorizations.len()
+    }
+
+    /// Every `POST /token`, in arrival order, with its outcome.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        lock(&self.shared.auth).token_requests.clone()
+    }
+
+    /// Every token response that issued tokens (and every minted token), in order.
+    pub fn issued_access_tokens(&self) -> Vec<IssuedToken> {
+        lock(&self.shared.auth).issued.clone()
     }
 
     /// Waits until `pred` holds for the main server's request log, or `timeout` passes.

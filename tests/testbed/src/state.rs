@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::auth::AuthState;
 use crate::legacy::LegacySessions;
 use crate::record::RequestLog;
 use crate::sse::{encode_retry, parse_event_id, EventLog, StreamKind, KEEPALIVE};
@@ -49,6 +50,9 @@ pub(crate) struct Shared {
     /// Legacy HTTP+SSE sessions, one per open `GET /sse` stream; separate from `registry`
     /// because a legacy session has a single stream and no resumption.
     pub(crate) legacy: Mutex<LegacySessions>,
+    /// The authorization server's clients, codes and tokens, and its records; used only
+    /// with [`Config::auth`].
+    pub(crate) auth: Mutex<AuthState>,
     /// Server→client requests awaiting the client's response POST, by JSON-encoded id.
     pub(crate) pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     /// How many POSTs carrying requests have been answered; drives `ResponseMode::Alternate`.
@@ -72,6 +76,7 @@ impl Shared {
             elsewhere_log: RequestLog::default(),
             registry: Mutex::new(Registry::default()),
             legacy: Mutex::new(LegacySessions::default()),
+            auth: Mutex::new(AuthState::default()),
             pending: Mutex::new(HashMap::new()),
             answers_made: AtomicU64::new(0),
             server_requests_made: AtomicU64::new(0),

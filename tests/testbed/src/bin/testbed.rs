@@ -5,14 +5,15 @@
 //! a script can read it), then serves until SIGINT, SIGTERM, or the end of its stdin, the
 //! way a stdio child is told to stop. The URL is the Streamable HTTP one (`/mcp`), or with
 //! `--legacy` the legacy HTTP+SSE one (`/sse`); `--both` serves both and prints `/mcp`.
+//! `--auth` protects the endpoints with OAuth and serves the authorization server too.
 //!
 //! ```text
-//! mcp-testbed [--port N] [--json] [--legacy | --both] [--ignore-stdin]
+//! mcp-testbed [--port N] [--json] [--legacy | --both] [--auth] [--ignore-stdin]
 //! ```
 
 use std::process::ExitCode;
 
-use testbed::{Config, ResponseMode, Testbed, Transport};
+use testbed::{AuthConfig, Config, ResponseMode, Testbed, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the command line asked for.
@@ -23,12 +24,15 @@ struct Options {
     json: bool,
     /// The transports to serve: `--legacy` for HTTP+SSE only, `--both` for both.
     transport: Transport,
+    /// Require OAuth bearer tokens and serve the authorization server, with the defaults.
+    auth: bool,
     /// Keep running when stdin ends, for a testbed started in the background of a shell,
     /// whose stdin is often `/dev/null`.
     ignore_stdin: bool,
 }
 
-const USAGE: &str = "usage: mcp-testbed [--port N] [--json] [--legacy | --both] [--ignore-stdin]";
+const USAGE: &str =
+    "usage: mcp-testbed [--port N] [--json] [--legacy | --both] [--auth] [--ignore-stdin]";
 
 /// Parses the arguments after the program name.
 fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
@@ -36,6 +40,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, Stri
         port: 0,
         json: false,
         transport: Transport::Streamable,
+        auth: false,
         ignore_stdin: false,
     };
     let mut args = args.into_iter();
@@ -50,6 +55,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, Stri
             "--json" => options.json = true,
             "--legacy" => options.transport = Transport::Legacy,
             "--both" => options.transport = Transport::Both,
+            "--auth" => options.auth = true,
             "--ignore-stdin" => options.ignore_stdin = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
@@ -97,6 +103,9 @@ async fn main() -> ExitCode {
         config.response_mode = ResponseMode::Json;
     }
     config.transport = options.transport;
+    if options.auth {
+        config.auth = Some(AuthConfig::default());
+    }
     let testbed = match Testbed::start_on_port(config, options.port).await {
         Ok(testbed) => testbed,
         Err(error) => {
@@ -114,6 +123,9 @@ async fn main() -> ExitCode {
     eprintln!("MCP testbed listening on {url}");
     if options.transport == Transport::Both {
         eprintln!("legacy HTTP+SSE endpoint on {}", testbed.sse_url());
+    }
+    if options.auth {
+        eprintln!("OAuth authorization server at {}", testbed.issuer());
     }
     let mut stdout = tokio::io::stdout();
     let announced = async {

@@ -1,0 +1,76 @@
+//! Opening the authorization URL in the user's browser.
+//!
+//! The URL is always printed on stderr first, so a user can copy it when no
+//! browser opens (headless machines, SSH). Only `http(s)` URLs are opened
+//! (plain http only to loopback hosts or with `--allow-http`), and never through a shell: the program
+//! is `$BROWSER` when set (its first `:`-separated entry; `%s` is replaced by
+//! the URL, else the URL is the last argument), else the platform's opener.
+
+use machines::transport::is_loopback_host;
+use std::process::{Command, Stdio};
+use url::Url;
+
+/// Why the URL was not opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrowserError {
+    /// The URL is not one a browser should be sent to.
+    #[error("refusing to open a {0} URL in the browser")]
+    Refused(String),
+    /// The opener could not be started.
+    #[error("could not start the browser ({0}); open the URL above by hand")]
+    Spawn(String),
+}
+
+/// Print the URL and try to open it.
+pub fn open(url: &Url, allow_http: bool) -> Result<(), BrowserError> {
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(url) || allow_http => {}
+        other => return Err(BrowserError::Refused(other.to_owned())),
+    }
+    eprintln!("Please authorize this client by visiting:\n{url}");
+    let (program, args) = opener(url.as_str());
+    Command::new(&program)
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| BrowserError::Spawn(format!("{program}: {e}")))
+}
+
+fn opener(url: &str) -> (String, Vec<String>) {
+    if let Some(browser) = std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty()) {
+        let first = browser.split(':').next().unwrap_or("").trim().to_owned();
+        let mut parts: Vec<String> = first.split_whitespace().map(str::to_owned).collect();
+        if !parts.is_empty() {
+            let program = parts.remove(0);
+            if parts.iter().any(|p| p.contains("%s")) {
+                let args = parts.into_iter().map(|p| p.replace("%s", url)).collect();
+                return (program, args);
+            }
+            parts.push(url.to_owned());
+            return (program, parts);
+        }
+    }
+    if cfg!(target_os = "macos") {
+        ("open".into(), vec![url.into()])
+    } else if cfg!(windows) {
+        ("rundll32".into(), vec!["url.dll,FileProtocolHandler".into(), url.into()])
+    } else {
+        ("xdg-open".into(), vec![url.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_other_schemes() {
+        assert!(matches!(open(&Url::parse("javascript:alert(1)").unwrap(), true), Err(BrowserError::Refused(_))));
+        assert!(matches!(open(&Url::parse("file:///etc/passwd").unwrap(), true), Err(BrowserError::Refused(_))));
+    }
+}

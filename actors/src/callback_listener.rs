@@ -1,0 +1,117 @@
+//! CallbackListener: the loopback HTTP server that receives the browser's
+//! redirect after sign-in (RFC 8252 §7.3).
+//!
+//! It listens on 127.0.0.1 only, only while a flow is pending, answers only the
+//! exact callback path, and delivers exactly one callback whose `state` is the
+//! one expected; anything else (another path, a missing or forged `state`) gets
+//! a static error page and is not delivered, and the listener keeps waiting for
+//! the real one. Pages reflect nothing from the request.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// What the authorization server sent back through the browser.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Callback {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// RFC 9207 issuer identification.
+    pub iss: Option<String>,
+    /// An error code instead of a code.
+    pub error: Option<String>,
+    /// The error's description.
+    pub error_description: Option<String>,
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
+            .field("iss", &self.iss)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+const SUCCESS: &str = "<!doctype html><meta charset=utf-8><title>Signed in</title><p>Signed in. You can close this tab and return to your MCP client.<script>window.close()</script>";
+const FAILURE: &str = "<!doctype html><meta charset=utf-8><title>Sign-in failed</title><p>Sign-in did not complete. Return to your MCP client for details.";
+const REJECTED: &str = "<!doctype html><meta charset=utf-8><title>Not accepted</title><p>This sign-in response was not accepted.";
+
+/// Bind 127.0.0.1 on `port` (0: any free port); returns the listener and its port.
+pub async fn bind(port: u16) -> std::io::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+/// Serve until one valid callback arrived (or the receiver is dropped).
+pub async fn serve(listener: TcpListener, path: String, state: String) -> Option<Callback> {
+    let (tx, rx) = oneshot::channel::<Callback>();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let accept = async {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (path, state, tx) = (path.clone(), state.clone(), tx.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let answer = handle(&req, &path, &state, &tx);
+                    async move { Ok::<_, std::convert::Infallible>(answer) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    };
+    tokio::select! {
+        got = rx => got.ok(),
+        _ = accept => None,
+    }
+}
+
+type Sender = Arc<Mutex<Option<oneshot::Sender<Callback>>>>;
+
+fn handle(req: &Request<Incoming>, path: &str, state: &str, tx: &Sender) -> Response<Full<Bytes>> {
+    if req.uri().path() != path {
+        return page(StatusCode::NOT_FOUND, "<!doctype html><title>Not found</title><p>Not found.");
+    }
+    let mut cb = Callback::default();
+    let mut got_state = None;
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "code" => cb.code = Some(v.into_owned()),
+            "state" => got_state = Some(v.into_owned()),
+            "iss" => cb.iss = Some(v.into_owned()),
+            "error" => cb.error = Some(v.into_owned()),
+            "error_description" => cb.error_description = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    // OAuth 2.1 §7.12 / MCP security: the state must be present and exactly ours.
+    if got_state.as_deref() != Some(state) {
+        tracing::warn!("a sign-in callback arrived with a missing or wrong state; ignored");
+        return page(StatusCode::BAD_REQUEST, REJECTED);
+    }
+    let ok = cb.code.is_some() && cb.error.is_none();
+    match tx.lock().ok().and_then(|mut t| t.take()) {
+        Some(sender) => {
+            let _ = sender.send(cb);
+            page(if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST }, if ok { SUCCESS } else { FAILURE })
+        }
+        None => page(StatusCode::GONE, REJECTED), // one-shot: already used
+    }
+}
+
+fn page(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert("content-type", "text/html; charset=utf-8".parse().expect("static"));
+    h.insert("cache-control", "no-store".parse().expect("static"));
+    h.insert("referrer-policy", "no-referrer".parse().expect("static"));
+    r
+}

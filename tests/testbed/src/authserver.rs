@@ -1,0 +1,940 @@
+//! The authorization server half of OAuth, on the testbed's own origin: discovery metadata
+//! (RFC 8414 and OpenID Connect Discovery), dynamic client registration (RFC 7591),
+//! `/authorize` with mandatory PKCE S256 (RFC 7636) that approves at once, `/token`
+//! (OAuth 2.1 §3.2, with refresh token rotation) and `/revoke` (RFC 7009).
+//!
+//! Its rules are the ones a strict server applies, so a client that bends them fails a
+//! test here rather than against a real server:
+//!
+//! - a redirect URI must be loopback `http` (`127.0.0.1`, `[::1]` or `localhost`) and, for
+//!   a registered client, one of its registered URIs exactly;
+//! - the token request must be form-encoded and authenticate the client the way it
+//!   registered (`client_secret_basic`, `client_secret_post` or `none`), with one method
+//!   only (RFC 6749 §2.3);
+//! - a code is single-use, short-lived, bound to its client, redirect URI and PKCE
+//!   challenge; a second redemption revokes what the first one got (RFC 6749 §4.1.2);
+//! - a refresh token is rotated on every use: the old one is dead afterwards.
+//!
+//! Errors are RFC 6749 §5.2 JSON (`invalid_client` with `401`); `/authorize` reports errors
+//! through the redirect, except when the client or redirect URI is unknown (then `400`).
+
+use std::time::Instant;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use url::{form_urlencoded, Host, Url};
+
+use crate::auth::{
+    has_scopes, AsMetadataUrl, AuthConfig, AuthState, AuthorizeBehaviour, AuthorizeRequest, Client,
+    Code, Issue, Registration, TokenRequest, CODE_LIFETIME,
+};
+use crate::http::{media_type, with_status};
+use crate::resource::{self, oauth_json};
+use crate::sse::Body;
+use crate::state::{lock, Shared};
+use crate::Config;
+
+/// The grant types the token endpoint knows.
+const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// The authorization server's paths, relative to the origin (not to the issuer path).
+const AUTHORIZE_PATH: &str = "/authorize";
+const TOKEN_PATH: &str = "/token";
+const REGISTER_PATH: &str = "/register";
+const REVOKE_PATH: &str = "/revoke";
+
+/// Answers the OAuth paths: resource metadata, authorization server metadata and
+/// endpoints. `None` when `parts` names none of them, so routing goes on.
+pub(crate) fn route(
+    shared: &Shared,
+    config: &Config,
+    auth: &AuthConfig,
+    parts: &Parts,
+    body: &[u8],
+) -> Option<Response<Body>> {
+    if let Some(response) = resource::metadata(shared, config, auth, parts) {
+        return Some(response);
+    }
+    let path = parts.uri.path();
+    if serves_metadata_at(auth, path) {
+        return Some(if parts.method == Method::GET {
+            oauth_json(StatusCode::OK, &metadata_document(&shared.origin, auth))
+        } else {
+            method_not_allowed("GET")
+        });
+    }
+    /// An endpoint's handler.
+    type Handler = fn(&Shared, &AuthConfig, &Parts, &[u8]) -> Response<Body>;
+    let (method, name, handler): (Method, &'static str, Handler) = match path {
+        REGISTER_PATH if auth.dcr => (Method::POST, "POST", register),
+        AUTHORIZE_PATH => (Method::GET, "GET", authorize),
+        TOKEN_PATH => (Method::POST, "POST", token),
+        REVOKE_PATH => (Method::POST, "POST", revoke),
+        _ => return None,
+    };
+    Some(if parts.method == method {
+        handler(shared, auth, parts, body)
+    } else {
+        method_not_allowed(name)
+    })
+}
+
+/// Whether `path` is one of the discovery URLs [`AuthConfig::as_metadata_urls`] lists.
+fn serves_metadata_at(auth: &AuthConfig, path: &str) -> bool {
+    let issuer_path = auth.normalized_issuer_path();
+    auth.as_metadata_urls.iter().any(|url| {
+        let served = match url {
+            AsMetadataUrl::OAuth => format!("/.well-known/oauth-authorization-server{issuer_path}"),
+            AsMetadataUrl::OpenIdInserted => {
+                format!("/.well-known/openid-configuration{issuer_path}")
+            }
+            AsMetadataUrl::OpenIdAppended => {
+                format!("{issuer_path}/.well-known/openid-configuration")
+            }
+        };
+        served == path
+    })
+}
+
+/// The authorization server metadata (RFC 8414 §2), the same at every discovery URL.
+pub(crate) fn metadata_document(origin: &str, auth: &AuthConfig) -> Value {
+    let issuer = auth
+        .metadata_issuer_override
+        .clone()
+        .unwrap_or_else(|| auth.issuer(origin));
+    let mut document = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{origin}{AUTHORIZE_PATH}"),
+        "token_endpoint": format!("{origin}{TOKEN_PATH}"),
+        "revocation_endpoint": format!("{origin}{REVOKE_PATH}"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": auth.token_endpoint_auth_methods,
+        "revocation_endpoint_auth_methods_supported": auth.token_endpoint_auth_methods,
+    });
+    if auth.dcr {
+        document["registration_endpoint"] = json!(format!("{origin}{REGISTER_PATH}"));
+    }
+    if let Some(methods) = &auth.code_challenge_methods_supported {
+        document["code_challenge_methods_supported"] = json!(methods);
+    }
+    if let Some(scopes) = &auth.scopes_supported {
+        document["scopes_supported"] = json!(scopes);
+    }
+    if auth.send_iss {
+        document["authorization_response_iss_parameter_supported"] = json!(true);
+    }
+    if auth.cimd {
+        document["client_id_metadata_document_supported"] = json!(true);
+    }
+    document
+}
+
+/// `405` naming the one method the path takes.
+fn method_not_allowed(allowed: &'static str) -> Response<Body> {
+    let mut response = with_status(StatusCode::METHOD_NOT_ALLOWED, Empty::new().boxed_unsync());
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+/// An RFC 6749 §5.2 error: `error` and `error_description` as JSON.
+#[derive(Debug)]
+struct OAuthError {
+    /// The status: `400`, or `401` for `invalid_client`.
+    status: StatusCode,
+    /// The error code.
+    code: &'static str,
+    /// Why, for a human.
+    description: String,
+    /// Whether to add `WWW-Authenticate: Basic`, which RFC 6749 §5.2 requires when the
+    /// client tried HTTP Basic and failed.
+    basic_challenge: bool,
+}
+
+impl OAuthError {
+    /// A `400` error.
+    fn bad(code: &'static str, description: impl Into<String>) -> Self {
+        OAuthError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    /// A `401 invalid_client`.
+    fn invalid_client(description: impl Into<String>, basic_challenge: bool) -> Self {
+        OAuthError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "invalid_client",
+            description: description.into(),
+            basic_challenge,
+        }
+    }
+
+    /// The JSON answer.
+    fn response(&self) -> Response<Body> {
+        let body = json!({"error": self.code, "error_description": self.description});
+        let mut response = oauth_json(self.status, &body);
+        if self.basic_challenge {
+            response.headers_mut().insert(
+                "www-authenticate",
+                HeaderValue::from_static("Basic realm=\"mcp-testbed\""),
+            );
+        }
+        response
+    }
+}
+
+/// Decoded `application/x-www-form-urlencoded` pairs (a query or a form body).
+fn form_pairs(encoded: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(encoded).into_owned().collect()
+}
+
+/// The first value of `name` among decoded pairs.
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether `uri` is a redirect URI the server sends codes to: `http` on a loopback host
+/// (RFC 8252 §7.3), without a fragment.
+fn is_loopback_redirect(uri: &str) -> bool {
+    let Ok(url) = Url::parse(uri) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    url.scheme() == "http" && loopback && url.fragment().is_none()
+}
+
+/// Whether `client_id` has the shape of a Client ID Metadata Document URL: `https` with a
+/// path (draft-ietf-oauth-client-id-metadata-document §3).
+fn is_metadata_document_id(client_id: &str) -> bool {
+    Url::parse(client_id)
+        .is_ok_and(|url| url.scheme() == "https" && url.path() != "/" && !url.path().is_empty())
+}
+
+/// `BASE64URL(SHA256(verifier))`, the S256 code challenge (RFC 7636 §4.2).
+pub(crate) fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Whether `value` is 43–128 characters of `[A-Za-z0-9-._~]`, the shape of a PKCE code
+/// verifier (RFC 7636 §4.1) and of an S256 challenge.
+fn is_pkce_string(value: &str) -> bool {
+    (43..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// `POST /register` (RFC 7591 §3): registers a client and answers `201` with its id, a
+/// secret when its authentication method needs one, and its metadata.
+fn register(shared: &Shared, auth: &AuthConfig, _parts: &Parts, body: &[u8]) -> Response<Body> {
+    let request = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let mut record = Registration {
+        request: request.clone(),
+        client_id: None,
+        client_secret: None,
+        token_endpoint_auth_method: None,
+        redirect_uris: Vec::new(),
+        error: None,
+    };
+    let outcome = registered_metadata(shared, auth, &request, &mut record);
+    let mut state = lock(&shared.auth);
+    let response = match outcome {
+        Ok((metadata, client)) => {
+            if let Some(id) = &record.client_id {
+                state.clients.insert(id.clone(), client);
+            }
+            oauth_json(StatusCode::CREATED, &Value::Object(metadata))
+        }
+        Err(error) => {
+            record.error = Some(error.code.to_owned());
+            error.response()
+        }
+    };
+    state.registrations.push(record);
+    response
+}
+
+/// Checks client metadata and builds the registration: the metadata to answer and the
+/// client to remember. Fills in `record` as it goes.
+fn registered_metadata(
+    shared: &Shared,
+    auth: &AuthConfig,
+    request: &Value,
+    record: &mut Registration,
+) -> Result<(Map<String, Value>, Client), OAuthError> {
+    let Some(mut metadata) = request.as_object().cloned() else {
+        return Err(OAuthError::bad(
+            "invalid_client_metadata",
+            "the body must be a JSON object of client metadata",
+        ));
+    };
+    let uris = metadata.get("redirect_uris").and_then(Value::as_array);
+    let uris: Option<Vec<String>> =
+        uris.and_then(|uris| uris.iter().map(|u| u.as_str().map(str::to_owned)).collect());
+    let uris = uris.filter(|uris| !uris.is_empty()).ok_or_else(|| {
+        OAuthError::bad(
+            "invalid_redirect_uri",
+            "redirect_uris must be a non-empty array of strings",
+        )
+    })?;
+    if let Some(bad) = uris.iter().find(|uri| !is_loopback_redirect(uri)) {
+        return Err(OAuthError::bad(
+            "invalid_redirect_uri",
+            format!("not a loopback http redirect URI: {bad}"),
+        ));
+    }
+    record.redirect_uris = uris.clone();
+    // RFC 7591 §2: the default is client_secret_basic; a method the server does not take
+    // is replaced by the one it prefers, which the answer tells the client.
+    let requested = metadata
+        .get("token_endpoint_auth_method")
+        .and_then(Value::as_str)
+        .unwrap_or("client_secret_basic");
+    let supported = &auth.token_endpoint_auth_methods;
+    let method = if supported.iter().any(|m| m == requested) {
+        requested.to_owned()
+    } else {
+        supported.first().cloned().ok_or_else(|| {
+            OAuthError::bad(
+                "invalid_client_metadata",
+                "the server supports no token endpoint authentication method",
+            )
+        })?
+    };
+    let mut state = lock(&shared.auth);
+    let client_id = state.fresh("client");
+    let secret = (method != "none").then(|| state.fresh("secret"));
+    drop(state);
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    metadata.insert("client_id".to_owned(), json!(client_id));
+    metadata.insert("client_id_issued_at".to_owned(), json!(issued_at));
+    metadata.insert("token_endpoint_auth_method".to_owned(), json!(method));
+    metadata.insert("redirect_uris".to_owned(), json!(uris));
+    if let Some(secret) = &secret {
+        metadata.insert("client_secret".to_owned(), json!(secret));
+        metadata.insert("client_secret_expires_at".to_owned(), json!(0));
+    }
+    record.client_id = Some(client_id);
+    record.client_secret = secret.clone();
+    record.token_endpoint_auth_method = Some(method.clone());
+    let client = Client {
+        secret,
+        method,
+        redirect_uris: uris,
+    };
+    Ok((metadata, client))
+}
+
+/// Why `/authorize` will not redirect at all: the client or its redirect URI is unknown.
+struct NoRedirect {
+    /// The error code, for the record.
+    code: &'static str,
+    /// Why, for the page.
+    description: String,
+}
+
+/// `GET /authorize`: checks the request, then redirects to the client's redirect URI with
+/// a code (or an error), approving without asking anybody.
+fn authorize(shared: &Shared, auth: &AuthConfig, parts: &Parts, _body: &[u8]) -> Response<Body> {
+    let params = form_pairs(parts.uri.query().unwrap_or_default().as_bytes());
+    let mut record = AuthorizeRequest {
+        params: params.clone(),
+        redirected_to: None,
+        error: None,
+    };
+    let response = match authorize_redirect(shared, auth, &params) {
+        Ok((location, error)) => {
+            record.error = error;
+            match HeaderValue::from_str(&location) {
+                Ok(value) => {
+                    record.redirected_to = Some(location);
+                    let mut response = with_status(StatusCode::FOUND, Empty::new().boxed_unsync());
+                    response.headers_mut().insert(LOCATION, value);
+                    response
+                }
+                Err(_) => {
+                    record.error = Some("invalid_request".to_owned());
+                    oauth_json(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"error": "invalid_request",
+                                "error_description": "the redirect URI cannot be sent"}),
+                    )
+                }
+            }
+        }
+        Err(refusal) => {
+            record.error = Some(refusal.code.to_owned());
+            oauth_json(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": refusal.code, "error_description": refusal.description}),
+            )
+        }
+    };
+    lock(&shared.auth).authorizations.push(record);
+    response
+}
+
+/// The redirect an authorization request gets, and the error it carries (`None` with a
+/// code); `Err` when there is nowhere safe to redirect to.
+fn authorize_redirect(
+    shared: &Shared,
+    auth: &AuthConfig,
+    params: &[(String, String)],
+) -> Result<(String, Option<String>), NoRedirect> {
+    let no_redirect = |code, description: &str| NoRedirect {
+        code,
+        description: description.to_owned(),
+    };
+    let client_id = param(params, "client_id")
+        .ok_or_else(|| no_redirect("invalid_request", "client_id is missing"))?;
+    let sent_redirect = param(params, "redirect_uri");
+    let redirect_uri = {
+        let state = lock(&shared.auth);
+        let any_loopback = |uri: Option<&str>| {
+            uri.filter(|uri| is_loopback_redirect(uri))
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    no_redirect(
+                        "invalid_request",
+                        "redirect_uri must be a loopback http URI",
+                    )
+                })
+        };
+        if let Some(client) = state.clients.get(client_id) {
+            match sent_redirect {
+                Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
+                Some(_) => {
+                    return Err(no_redirect(
+                        "invalid_request",
+                        "redirect_uri is not one the client registered",
+                    ))
+                }
+                // OAuth 2.1 §4.1.1: optional when the client registered exactly one.
+                None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+                None => return Err(no_redirect("invalid_request", "redirect_uri is missing")),
+            }
+        } else if auth
+            .preregistered
+            .as_ref()
+            .is_some_and(|(id, _)| id == client_id)
+            || (auth.cimd && is_metadata_document_id(client_id))
+        {
+            any_loopback(sent_redirect)?
+        } else {
+            return Err(no_redirect("invalid_client", "unknown client_id"));
+        }
+    };
+    let state_param = param(params, "state");
+    let issuer = auth.issuer(&shared.origin);
+    let redirect = |pairs: &[(&str, &str)]| -> Result<String, NoRedirect> {
+        let mut url = Url::parse(&redirect_uri)
+            .map_err(|_| no_redirect("invalid_request", "redirect_uri is no URL"))?;
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in pairs {
+                query.append_pair(name, value);
+            }
+            let state_sent = match auth.authorize_behaviour {
+                AuthorizeBehaviour::WrongState => Some("not-the-state-you-sent"),
+                _ => state_param,
+            };
+            if let Some(state) = state_sent {
+                query.append_pair("state", state);
+            }
+            let iss_sent = match auth.authorize_behaviour {
+                AuthorizeBehaviour::WrongIss => Some("https://wrong-issuer.example"),
+                AuthorizeBehaviour::OmitIss => None,
+                AuthorizeBehaviour::UnadvertisedIss => Some(issuer.as_str()),
+                _ => auth.send_iss.then_some(issuer.as_str()),
+            };
+            if let Some(iss) = iss_sent {
+                query.append_pair("iss", iss);
+            }
+        }
+        Ok(url.to_string())
+    };
+    let fail = |code: &'static str, description: &str| {
+        redirect(&[("error", code), ("error_description", description)])
+            .map(|location| (location, Some(code.to_owned())))
+    };
+    if param(params, "response_type") != Some("code") {
+        return fail("unsupported_response_type", "response_type must be code");
+    }
+    let challenge = param(params, "code_challenge").unwrap_or_default();
+    if !is_pkce_string(challenge) {
+        return fail("invalid_request", "code_challenge is missing or malformed");
+    }
+    if param(params, "code_challenge_method") != Some("S256") {
+        return fail("invalid_request", "code_challenge_method must be S256");
+    }
+    if auth.authorize_behaviour == AuthorizeBehaviour::Deny {
+        return fail("access_denied", "the testbed was told to deny");
+    }
+    let mut state = lock(&shared.auth);
+    let code = state.fresh("code");
+    state.codes.insert(
+        code.clone(),
+        Code {
+            client_id: client_id.to_owned(),
+            redirect_uri: sent_redirect.map(str::to_owned),
+            challenge: challenge.to_owned(),
+            scope: auth.grant(param(params, "scope")),
+            resource: param(params, "resource").map(str::to_owned),
+            issued_at: Instant::now(),
+            redeemed: None,
+        },
+    );
+    drop(state);
+    redirect(&[("code", &code)]).map(|location| (location, None))
+}
+
+/// How a token or revocation request authenticated its client.
+struct Authenticated {
+    /// The client.
+    client_id: String,
+    /// Whether it proved a secret (a confidential client).
+    confidential: bool,
+}
+
+/// What a request claimed about its client, before checking: the id, the method and the
+/// secret.
+struct Claim {
+    /// The client id from HTTP Basic or the form.
+    client_id: Option<String>,
+    /// `client_secret_basic`, `client_secret_post` or `none`.
+    method: Option<&'static str>,
+    /// The secret presented.
+    secret: Option<String>,
+}
+
+/// Reads the client's claim: HTTP Basic (`client_id:client_secret`, each form-urlencoded,
+/// RFC 6749 §2.3.1), else `client_secret` in the form, else `client_id` alone.
+fn claim(headers: &HeaderMap, form: &[(String, String)]) -> Result<Claim, OAuthError> {
+    let form_id = param(form, "client_id").map(str::to_owned);
+    let form_secret = param(form, "client_secret").map(str::to_owned);
+    let basic = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, credentials)| credentials.trim().to_owned());
+    let Some(credentials) = basic else {
+        let method = match (&form_id, &form_secret) {
+            (Some(_), Some(_)) => Some("client_secret_post"),
+            (Some(_), None) => Some("none"),
+            (None, _) => None,
+        };
+        return Ok(Claim {
+            client_id: form_id,
+            method,
+            secret: form_secret,
+        });
+    };
+    let malformed = || OAuthError::invalid_client("malformed HTTP Basic credentials", true);
+    let decoded = STANDARD.decode(credentials).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let (id, secret) = (form_decode(id), form_decode(secret));
+    if form_secret.is_some() {
+        return Err(OAuthError::bad(
+            "invalid_request",
+            "the client used more than one authentication method",
+        ));
+    }
+    if form_id.as_ref().is_some_and(|form_id| *form_id != id) {
+        return Err(OAuthError::bad(
+            "invalid_request",
+            "client_id in the form differs from the HTTP Basic one",
+        ));
+    }
+    Ok(Claim {
+        client_id: Some(id),
+        method: Some("client_secret_basic"),
+        secret: Some(secret),
+    })
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component (`+` and `%XX`).
+fn form_decode(component: &str) -> String {
+    let input = component.as_bytes();
+    let mut bytes = Vec::with_capacity(input.len());
+    let mut at = 0;
+    while let Some(&byte) = input.get(at) {
+        let escaped = input
+            .get(at + 1..at + 3)
+            .filter(|_| byte == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (byte, escaped) {
+            (_, Some(value)) => {
+                bytes.push(value);
+                at += 3;
+            }
+            (b'+', None) => {
+                bytes.push(b' ');
+                at += 1;
+            }
+            (other, None) => {
+                bytes.push(other);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Checks a claim against what the server knows of the client.
+fn authenticate(
+    state: &AuthState,
+    auth: &AuthConfig,
+    claim: &Claim,
+) -> Result<Authenticated, OAuthError> {
+    let basic = claim.method == Some("client_secret_basic");
+    let refuse = |why: &str| Err(OAuthError::invalid_client(why, basic));
+    let (Some(client_id), Some(method)) = (&claim.client_id, claim.method) else {
+        return refuse("no client authentication");
+    };
+    if !auth.token_endpoint_auth_methods.iter().any(|m| m == method) {
+        return refuse(&format!("the server does not accept {method}"));
+    }
+    let (expected_secret, confidential) = if let Some(client) = state.clients.get(client_id) {
+        if client.method != method {
+            return refuse(&format!(
+                "the client registered {} but used {method}",
+                client.method
+            ));
+        }
+        (client.secret.clone(), client.secret.is_some())
+    } else if let Some((_, secret)) = auth
+        .preregistered
+        .as_ref()
+        .filter(|(id, _)| id == client_id)
+    {
+        if method == "none" {
+            return refuse("a confidential client must authenticate with its secret");
+        }
+        (Some(secret.clone()), true)
+    } else if auth.cimd && is_metadata_document_id(client_id) {
+        if method != "none" {
+            return refuse("a metadata document client is public: use none");
+        }
+        (None, false)
+    } else {
+        return refuse("unknown client");
+    };
+    if claim.secret != expected_secret {
+        return refuse("wrong client secret");
+    }
+    Ok(Authenticated {
+        client_id: client_id.clone(),
+        confidential,
+    })
+}
+
+/// Reads a form body, refusing any other content type (OAuth 2.1 §3.2.2).
+fn form_body(parts: &Parts, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    if media_type(parts.headers.get(CONTENT_TYPE)).as_deref()
+        != Some("application/x-www-form-urlencoded")
+    {
+        return Err(OAuthError::bad(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    Ok(form_pairs(body))
+}
+
+/// `POST /token`: the `authorization_code`, `refresh_token` and `client_credentials`
+/// grants.
+fn token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Response<Body> {
+    let parsed = form_body(parts, body);
+    let form = parsed.as_ref().map(Vec::clone).unwrap_or_default();
+    let claimed = claim(&parts.headers, &form);
+    let mut record = TokenRequest {
+        params: form.clone(),
+        grant_type: param(&form, "grant_type").map(str::to_owned),
+        client_id: claimed.as_ref().ok().and_then(|c| c.client_id.clone()),
+        client_auth: claimed
+            .as_ref()
+            .ok()
+            .and_then(|c| c.method)
+            .map(str::to_owned),
+        resource: param(&form, "resource").map(str::to_owned),
+        scope: param(&form, "scope").map(str::to_owned),
+        error: None,
+    };
+    let mut state = lock(&shared.auth);
+    let outcome = parsed
+        .and(claimed)
+        .and_then(|claim| authenticate(&state, auth, &claim))
+        .and_then(|client| grant(&mut state, auth, &client, &form));
+    let response = match outcome {
+        Ok(answer) => oauth_json(StatusCode::OK, &answer),
+        Err(error) => {
+            record.error = Some(error.code.to_owned());
+            error.response()
+        }
+    };
+    state.token_requests.push(record);
+    response
+}
+
+/// Runs the grant a token request asks for; returns the token response.
+fn grant(
+    state: &mut AuthState,
+    auth: &AuthConfig,
+    client: &Authenticated,
+    form: &[(String, String)],
+) -> Result<Value, OAuthError> {
+    let resource = param(form, "resource").map(str::to_owned);
+    let issue = match param(form, "grant_type") {
+        Some("authorization_code") => redeem_code(state, auth, client, form, resource)?,
+        Some("refresh_token") => {
+            let presented = param(form, "refresh_token")
+                .ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is missing"))?;
+            let old = match state.refresh.get(presented) {
+                Some(old) if old.client_id == client.client_id => state.refresh.remove(presented),
+                _ => None,
+            };
+            let old = old.ok_or_else(|| {
+                OAuthError::bad(
+                    "invalid_grant",
+                    "the refresh token is unknown, revoked or already used",
+                )
+            })?;
+            let scope = match param(form, "scope") {
+                Some(narrower) if !has_scopes(old.scope.as_deref(), narrower) => {
+                    // The grant stays usable: put the token back.
+                    state.refresh.insert(presented.to_owned(), old);
+                    return Err(OAuthError::bad(
+                        "invalid_scope",
+                        "a refresh cannot widen the scope",
+                    ));
+                }
+                Some(narrower) => auth.grant(Some(narrower)),
+                None => old.scope.clone(),
+            };
+            Issue {
+                client_id: &client.client_id,
+                scope,
+                resource: resource.or(old.resource),
+                grant_type: "refresh_token",
+                with_refresh: true,
+                grant: Some(old.grant),
+            }
+        }
+        Some("client_credentials") => {
+            if !client.confidential {
+                return Err(OAuthError::bad(
+                    "unauthorized_client",
+                    "client_credentials needs a confidential client",
+                ));
+            }
+            Issue {
+                client_id: &client.client_id,
+                scope: auth.grant(param(form, "scope")),
+                resource,
+                grant_type: "client_credentials",
+                with_refresh: false,
+                grant: None,
+            }
+        }
+        Some(other) => {
+            return Err(OAuthError::bad(
+                "unsupported_grant_type",
+                format!("unknown grant_type {other}"),
+            ))
+        }
+        None => return Err(OAuthError::bad("invalid_request", "grant_type is missing")),
+    };
+    let issued = state.issue(issue, auth.access_ttl_secs);
+    let mut answer = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+    });
+    if let Some(refresh) = &issued.refresh_token {
+        answer["refresh_token"] = json!(refresh);
+    }
+    if let Some(scope) = &issued.scope {
+        answer["scope"] = json!(scope);
+    }
+    Ok(answer)
+}
+
+/// Redeems an authorization code: single use, same client and redirect URI, PKCE S256.
+fn redeem_code<'a>(
+    state: &mut AuthState,
+    auth: &AuthConfig,
+    client: &'a Authenticated,
+    form: &[(String, String)],
+    resource: Option<String>,
+) -> Result<Issue<'a>, OAuthError> {
+    let invalid_grant = |why: &str| OAuthError::bad("invalid_grant", why);
+    let presented =
+        param(form, "code").ok_or_else(|| OAuthError::bad("invalid_request", "code is missing"))?;
+    let new_grant = state.new_grant();
+    let code = state
+        .codes
+        .get(presented)
+        .ok_or_else(|| invalid_grant("unknown authorization code"))?;
+    if code.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    if let Some(grant) = code.redeemed {
+        state.revoke_grant(grant);
+        return Err(invalid_grant(
+            "the code was already used; its tokens are revoked",
+        ));
+    }
+    let Some(code) = state.codes.get_mut(presented) else {
+        return Err(invalid_grant("unknown authorization code"));
+    };
+    // Consumed now, whatever follows: a failed attempt spends it too.
+    code.redeemed = Some(new_grant);
+    if code.issued_at.elapsed() > CODE_LIFETIME {
+        return Err(invalid_grant("the code expired"));
+    }
+    if let Some(expected) = &code.redirect_uri {
+        if param(form, "redirect_uri") != Some(expected.as_str()) {
+            return Err(invalid_grant(
+                "redirect_uri differs from the authorization request's",
+            ));
+        }
+    }
+    let verifier = param(form, "code_verifier")
+        .ok_or_else(|| OAuthError::bad("invalid_request", "code_verifier is missing"))?;
+    if !is_pkce_string(verifier) || s256(verifier) != code.challenge {
+        return Err(invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    Ok(Issue {
+        client_id: &client.client_id,
+        scope: code.scope.clone(),
+        resource: resource.or_else(|| code.resource.clone()),
+        grant_type: "authorization_code",
+        with_refresh: auth.issue_refresh_tokens,
+        grant: Some(new_grant),
+    })
+}
+
+/// `POST /revoke` (RFC 7009): authenticates the client and forgets the token if it is
+/// the client's: an access token alone, a refresh token with its whole grant. Unknown
+/// tokens get `200` too (§2.2).
+fn revoke(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Response<Body> {
+    let mut state = lock(&shared.auth);
+    let outcome = form_body(parts, body).and_then(|form| {
+        let claim = claim(&parts.headers, &form)?;
+        let client = authenticate(&state, auth, &claim)?;
+        let token = param(&form, "token")
+            .ok_or_else(|| OAuthError::bad("invalid_request", "token is missing"))?;
+        let access_grant = state
+            .access
+            .get(token)
+            .filter(|t| t.client_id == client.client_id)
+            .map(|t| t.grant);
+        let refresh_grant = state
+            .refresh
+            .get(token)
+            .filter(|t| t.client_id == client.client_id)
+            .map(|t| t.grant);
+        if access_grant.is_some() {
+            state.access.remove(token);
+        }
+        if let Some(grant) = refresh_grant {
+            state.revoke_grant(grant);
+        }
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => with_status(
+            StatusCode::OK,
+            http_body_util::Full::new(Bytes::new()).boxed_unsync(),
+        ),
+        Err(error) => error.response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s256_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn only_loopback_http_redirects_pass() {
+        assert!(is_loopback_redirect("http://127.0.0.1:8080/callback"));
+        assert!(is_loopback_redirect("http://localhost:1/cb?x=1"));
+        assert!(is_loopback_redirect("http://[::1]:9/cb"));
+        assert!(!is_loopback_redirect("https://127.0.0.1/cb"));
+        assert!(!is_loopback_redirect("http://example.com/cb"));
+        assert!(!is_loopback_redirect("http://127.0.0.1/cb#frag"));
+        assert!(!is_loopback_redirect("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn form_components_decode() {
+        assert_eq!(form_decode("a%3Ab+c%"), "a:b c%");
+        assert_eq!(form_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn metadata_urls_follow_the_issuer_path() {
+        let mut auth = AuthConfig {
+            issuer_path: Some("/tenant1".to_owned()),
+            ..AuthConfig::default()
+        };
+        assert!(serves_metadata_at(
+            &auth,
+            "/.well-known/oauth-authorization-server/tenant1"
+        ));
+        assert!(serves_metadata_at(
+            &auth,
+            "/tenant1/.well-known/openid-configuration"
+        ));
+        assert!(!serves_metadata_at(
+            &auth,
+            "/.well-known/oauth-authorization-server"
+        ));
+        auth.issuer_path = None;
+        auth.as_metadata_urls = vec![AsMetadataUrl::OpenIdAppended];
+        assert!(serves_metadata_at(
+            &auth,
+            "/.well-known/openid-configuration"
+        ));
+        assert!(!serves_metadata_at(
+            &auth,
+            "/.well-known/oauth-authorization-server"
+        ));
+    }
+}
