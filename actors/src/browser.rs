@@ -42,7 +42,10 @@ pub fn open(url: &Url, allow_http: bool) -> Result<(), BrowserError> {
 }
 
 fn opener(url: &str) -> (String, Vec<String>) {
-    if let Some(browser) = std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty()) {
+    if let Some(browser) = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+    {
         let first = browser.split(':').next().unwrap_or("").trim().to_owned();
         let mut parts: Vec<String> = first.split_whitespace().map(str::to_owned).collect();
         if !parts.is_empty() {
@@ -58,7 +61,10 @@ fn opener(url: &str) -> (String, Vec<String>) {
     if cfg!(target_os = "macos") {
         ("open".into(), vec![url.into()])
     } else if cfg!(windows) {
-        ("rundll32".into(), vec!["url.dll,FileProtocolHandler".into(), url.into()])
+        (
+            "rundll32".into(),
+            vec!["url.dll,FileProtocolHandler".into(), url.into()],
+        )
     } else {
         ("xdg-open".into(), vec![url.into()])
     }
@@ -70,7 +76,13 @@ mod tests {
 
     #[test]
     fn refuses_other_schemes() {
-        assert!(matches!(open(&Url::parse("javascript:alert(1)").unwrap(), true), Err(BrowserError::Refused(_))));
-        assert!(matches!(open(&Url::parse("file:///etc/passwd").unwrap(), true), Err(BrowserError::Refused(_))));
+        assert!(matches!(
+            open(&Url::parse("javascript:alert(1)").unwrap(), true),
+            Err(BrowserError::Refused(_))
+        ));
+        assert!(matches!(
+            open(&Url::parse("file:///etc/passwd").unwrap(), true),
+            Err(BrowserError::Refused(_))
+        ));
     }
 }

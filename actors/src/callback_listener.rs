@@ -56,14 +56,18 @@ pub async fn serve(listener: TcpListener, path: String, state: String) -> Option
     let tx = Arc::new(Mutex::new(Some(tx)));
     let accept = async {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let (path, state, tx) = (path.clone(), state.clone(), tx.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let answer = handle(&req, &path, &state, &tx);
                     async move { Ok::<_, std::convert::Infallible>(answer) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     };
@@ -77,7 +81,10 @@ type Sender = Arc<Mutex<Option<oneshot::Sender<Callback>>>>;
 
 fn handle(req: &Request<Incoming>, path: &str, state: &str, tx: &Sender) -> Response<Full<Bytes>> {
     if req.uri().path() != path {
-        return page(StatusCode::NOT_FOUND, "<!doctype html><title>Not found</title><p>Not found.");
+        return page(
+            StatusCode::NOT_FOUND,
+            "<!doctype html><title>Not found</title><p>Not found.",
+        );
     }
     let mut cb = Callback::default();
     let mut got_state = None;
@@ -100,7 +107,14 @@ fn handle(req: &Request<Incoming>, path: &str, state: &str, tx: &Sender) -> Resp
     match tx.lock().ok().and_then(|mut t| t.take()) {
         Some(sender) => {
             let _ = sender.send(cb);
-            page(if ok { StatusCode::OK } else { StatusCode::BAD_REQUEST }, if ok { SUCCESS } else { FAILURE })
+            page(
+                if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                if ok { SUCCESS } else { FAILURE },
+            )
         }
         None => page(StatusCode::GONE, REJECTED), // one-shot: already used
     }
@@ -110,7 +124,10 @@ fn page(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert("content-type", "text/html; charset=utf-8".parse().expect("static"));
+    h.insert(
+        "content-type",
+        "text/html; charset=utf-8".parse().expect("static"),
+    );
     h.insert("cache-control", "no-store".parse().expect("static"));
     h.insert("referrer-policy", "no-referrer".parse().expect("static"));
     r

@@ -9,11 +9,13 @@
 //! machine returns; decisions live in the `machines` crate. All messages are in
 //! [`messages`]; actors hold `Recipient`s, so a test can stand in for any peer.
 
+pub mod authorizer;
 pub mod bridge;
 pub mod browser;
 pub mod callback_listener;
 pub mod http;
 pub mod messages;
+pub mod oauth;
 pub mod session;
 pub mod stdin_reader;
 pub mod stdout_writer;

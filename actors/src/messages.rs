@@ -153,3 +153,51 @@ pub struct LegacyEndpoint {
     /// The absolute endpoint, or why it cannot be used.
     pub endpoint: Result<url::Url, machines::transport::EndpointError>,
 }
+
+/// An access token, never shown in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(pub String);
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// Session → Authorizer: the server asked for credentials.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct NeedToken {
+    /// 401 or 403 `insufficient_scope`.
+    pub need: machines::auth::grant::Need,
+    /// The `WWW-Authenticate` Bearer challenge.
+    pub challenge: machines::auth::challenge::BearerChallenge,
+}
+
+/// Session → Authorizer: a request succeeded with the current token.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TokenWorked;
+
+/// Authorizer → Session: use this token from now on.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct TokenReady(pub AccessToken);
+
+/// Authorizer → Session: no token can be had; fail what waits for one.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AuthFailed {
+    /// Why, for the host (no secret).
+    pub reason: String,
+}
+
+/// wiring → Authorizer: who to tell.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AuthorizerPeers {
+    /// Where tokens go.
+    pub ready: actix::Recipient<TokenReady>,
+    /// Where failures go.
+    pub failed: actix::Recipient<AuthFailed>,
+}
