@@ -180,6 +180,18 @@ pub enum LinkEvent {
     },
     /// The POST of `notifications/initialized` ended, or waiting for it took too long.
     InitializedDelivered,
+    /// The server answered 401 (or 403 `insufficient_scope`) to the message `seq`.
+    Unauthorized {
+        /// The message.
+        seq: u64,
+    },
+    /// A (new) access token is in use.
+    TokenArrived,
+    /// No token can be had.
+    AuthFailed {
+        /// Why, for the host.
+        reason: String,
+    },
     /// The host went away or a signal arrived.
     ShutdownRequested,
 }
@@ -225,6 +237,8 @@ pub enum LinkEffect {
     RememberTransport(Transport),
     /// Forget what was remembered about this server's transport.
     ForgetTransport,
+    /// Ask the Authorizer for a token (the messages that need it are held).
+    RequestToken,
     /// DELETE the session (best effort).
     DeleteSession,
 }
@@ -262,6 +276,8 @@ pub struct Link {
     open_get_when_confirmed: bool,
     /// How many re-initializations were started, for unique reserved ids.
     reinit_count: u64,
+    /// A token was asked for and has not arrived: new messages wait for it.
+    awaiting_token: bool,
 }
 
 impl Link {
@@ -627,6 +643,11 @@ impl Link {
                 self.hold(*seq, false);
                 Handled
             }
+            LinkEvent::TokenArrived => {
+                // The held messages go when the session is usable again.
+                self.awaiting_token = false;
+                Handled
+            }
             LinkEvent::SessionExpired { seq, retried } => {
                 // Another POST of the old session came back 404 meanwhile.
                 if *retried {
@@ -647,6 +668,30 @@ impl Link {
     #[superstate]
     fn open(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
+            LinkEvent::HostSent { seq, .. } if self.awaiting_token => {
+                self.hold(*seq, false);
+                Handled
+            }
+            LinkEvent::Unauthorized { seq } => {
+                // MCP authorization: get a token, then send the request again.
+                self.hold(*seq, true);
+                if !self.awaiting_token {
+                    self.awaiting_token = true;
+                    context.0.push(LinkEffect::RequestToken);
+                }
+                Handled
+            }
+            LinkEvent::TokenArrived => {
+                if std::mem::take(&mut self.awaiting_token) {
+                    self.release_held(context);
+                }
+                Handled
+            }
+            LinkEvent::AuthFailed { reason } => {
+                self.awaiting_token = false;
+                self.fail_held(context, reason);
+                Handled
+            }
             LinkEvent::HostSent { seq, .. } => {
                 context.0.push(LinkEffect::Post {
                     seq: *seq,
@@ -975,6 +1020,38 @@ mod tests {
     }
 
     #[test]
+    fn a_401_holds_everything_until_a_token_arrives() {
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        assert_eq!(
+            step(&mut sm, LinkEvent::Unauthorized { seq: 1 }),
+            vec![LinkEffect::RequestToken]
+        );
+        assert!(step(&mut sm, sent(2, "ping")).is_empty());
+        assert!(
+            step(&mut sm, LinkEvent::Unauthorized { seq: 3 }).is_empty(),
+            "one request for a token"
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::TokenArrived),
+            vec![post(1, true), post(2, false), post(3, true)]
+        );
+        assert_eq!(sm.state(), &State::negotiating());
+        step(&mut sm, LinkEvent::Unauthorized { seq: 1 });
+        let e = step(
+            &mut sm,
+            LinkEvent::AuthFailed {
+                reason: "no".into(),
+            },
+        );
+        assert!(matches!(&e[..], [LinkEffect::Fail { seq: 1, .. }]), "{e:?}");
+        assert!(
+            step(&mut sm, LinkEvent::TokenArrived).is_empty(),
+            "a token nobody waits for changes nothing"
+        );
+    }
+
+    #[test]
     fn network_errors_do_not_fall_back() {
         let mut sm = Link::new(Strategy::SseFirst, None).state_machine();
         step(&mut sm, sent(1, "initialize"));
@@ -1125,6 +1202,9 @@ mod tests {
             }),
             Just(LinkEvent::ReinitFailed { reason: "x".into() }),
             Just(LinkEvent::InitializedDelivered),
+            (0u64..50).prop_map(|seq| LinkEvent::Unauthorized { seq }),
+            Just(LinkEvent::TokenArrived),
+            Just(LinkEvent::AuthFailed { reason: "x".into() }),
             Just(LinkEvent::ShutdownRequested),
         ]
     }
