@@ -126,6 +126,13 @@ pub enum ExchangeEnd {
         /// A short description (no URL, no secret).
         detail: String,
     },
+    /// 401, or 403 `insufficient_scope`: credentials needed.
+    Unauthorized {
+        /// The HTTP status.
+        status: u16,
+        /// The Bearer challenge.
+        challenge: machines::auth::challenge::BearerChallenge,
+    },
     /// The connection was refused before the request was written: the server
     /// surely never saw it (design invariant 3: only such a request may be sent again).
     Unreachable {

@@ -19,11 +19,13 @@
 
 use crate::http::describe_error;
 use crate::messages::{
-    ExchangeEnd, ExchangeEnded, Flush, Forward, Inbound, LegacyEndpoint, Origin, RequestFailed,
-    ServerMessage, Shutdown,
+    AuthFailed, ExchangeEnd, ExchangeEnded, Flush, Forward, Inbound, LegacyEndpoint, NeedToken,
+    Origin, RequestFailed, ServerMessage, Shutdown, TokenReady, TokenWorked,
 };
 use actix::prelude::*;
 use bytes::Bytes;
+use machines::auth::challenge::BearerChallenge;
+use machines::auth::grant::Need;
 use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Incoming, Kind};
 use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
@@ -143,6 +145,14 @@ pub struct Session {
     live_connection: Option<u64>,
     /// Counts legacy connections that delivered an endpoint.
     connections: u64,
+    /// Where requests for a token go (none: the server is used without sign-in).
+    authorizer: Option<(Recipient<NeedToken>, Recipient<TokenWorked>)>,
+    /// `Authorization: Bearer …` for every request (marked sensitive).
+    authorization: Option<HeaderValue>,
+    /// A request already succeeded with the current token (reported once).
+    token_confirmed: bool,
+    /// The latest 401/403 and its challenge, for the next token request.
+    last_need: Option<(Need, BearerChallenge)>,
 }
 
 impl Session {
@@ -178,6 +188,28 @@ impl Session {
             legacy_generation: 0,
             live_connection: None,
             connections: 0,
+            authorizer: None,
+            authorization: None,
+            token_confirmed: false,
+            last_need: None,
+        }
+    }
+
+    /// Sign in through this Authorizer when the server asks for credentials.
+    pub fn with_authorizer(
+        mut self,
+        need: Recipient<NeedToken>,
+        worked: Recipient<TokenWorked>,
+    ) -> Self {
+        self.authorizer = Some((need, worked));
+        self
+    }
+
+    /// Add `Authorization` (MCP authorization §Token Requirements: on every request).
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => request,
         }
     }
 
@@ -296,6 +328,18 @@ impl Session {
                 self.drive_stream(LEGACY_STREAM, StreamEvent::Closed, ctx);
                 self.streams.remove(&LEGACY_STREAM);
             }
+            LinkEffect::RequestToken => match (&self.authorizer, self.last_need.clone()) {
+                (Some((need, _)), Some((what, challenge))) => need.do_send(NeedToken {
+                    need: what,
+                    challenge,
+                }),
+                _ => self.dispatch(
+                    LinkEvent::AuthFailed {
+                        reason: "the server requires authorization (HTTP 401)".into(),
+                    },
+                    ctx,
+                ),
+            },
             LinkEffect::RememberTransport(transport) => {
                 if let Some(path) = &self.config.transport_memory {
                     crate::store::write_transport(path, transport);
@@ -319,8 +363,7 @@ impl Session {
             None => self.config.url.to_string(),
         };
         let mut request = self
-            .http
-            .post(target)
+            .authorize(self.http.post(target))
             .headers(self.config.headers.clone())
             .header(ACCEPT, transport::POST_ACCEPT)
             .header(CONTENT_TYPE, "application/json");
@@ -418,8 +461,7 @@ impl Session {
                 StreamEffect::Open { .. } if id == LEGACY_STREAM => {
                     // MCP 2024-11-05 §HTTP with SSE: GET the server URL for the event stream.
                     let request = self
-                        .http
-                        .get(self.config.url.clone())
+                        .authorize(self.http.get(self.config.url.clone()))
                         .headers(self.config.headers.clone())
                         .header(ACCEPT, transport::GET_ACCEPT);
                     let exchange = Exchange {
@@ -438,8 +480,7 @@ impl Session {
                 }
                 StreamEffect::Open { last_event_id } => {
                     let mut request = self
-                        .http
-                        .get(self.config.url.clone())
+                        .authorize(self.http.get(self.config.url.clone()))
                         .headers(self.config.headers.clone());
                     request = request.header(ACCEPT, transport::GET_ACCEPT);
                     let (mut request, sent_session) = self.session_headers(request);
@@ -539,8 +580,7 @@ impl Session {
             return;
         };
         let mut request = self
-            .http
-            .delete(self.config.url.clone())
+            .authorize(self.http.delete(self.config.url.clone()))
             .headers(self.config.headers.clone())
             .header(transport::SESSION_HEADER, session_id)
             .timeout(DELETE_TIMEOUT);
@@ -704,11 +744,27 @@ impl Handler<ExchangeEnded> for Session {
                 let Some(pending) = self.posted.remove(&seq) else {
                     return;
                 };
+                if matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
+                    self.token_worked();
+                }
                 match end {
                     ExchangeEnd::Expired => {
                         let retried = pending.retried;
                         self.unsent.insert(seq, pending);
                         self.dispatch(LinkEvent::SessionExpired { seq, retried }, ctx);
+                    }
+                    ExchangeEnd::Unauthorized { status, challenge } => {
+                        let need = match (status, &challenge.scope) {
+                            (403, Some(scope)) => Need::InsufficientScope {
+                                scope: scope.clone(),
+                            },
+                            _ => Need::Unauthorized {
+                                scope: challenge.scope.clone(),
+                            },
+                        };
+                        self.last_need = Some((need, challenge));
+                        self.unsent.insert(seq, pending);
+                        self.dispatch(LinkEvent::Unauthorized { seq }, ctx);
                     }
                     ExchangeEnd::Refused { status, detail }
                         if pending.id_key.is_some() && pending.id_key == self.host_initialize =>
@@ -815,6 +871,7 @@ impl Handler<ExchangeEnded> for Session {
                 let now = Instant::now();
                 let event = match end {
                     ExchangeEnd::StreamOpened => StreamEvent::Connected { now },
+                    ExchangeEnd::Unauthorized { status, .. } => StreamEvent::Refused { status },
                     ExchangeEnd::Done {
                         last_event_id,
                         retry_ms,
@@ -848,6 +905,13 @@ impl Session {
         let now = Instant::now();
         let generation = self.legacy_generation;
         let (link_event, stream_event) = match end {
+            ExchangeEnd::Unauthorized { status, .. } => (
+                Some(LinkEvent::LegacyRefused {
+                    status,
+                    reason: "the server's event stream requires authorization (not supported on the legacy transport yet)".into(),
+                }),
+                StreamEvent::Refused { status },
+            ),
             ExchangeEnd::StreamOpened => {
                 ctx.run_later(ENDPOINT_TIMEOUT, move |act, ctx| {
                     if act.legacy_generation == generation && act.live_connection.is_none() {
@@ -921,6 +985,54 @@ impl Session {
             self.dispatch(event, ctx);
         }
         self.drive_stream(LEGACY_STREAM, stream_event, ctx);
+    }
+}
+
+impl Session {
+    /// Tell the Authorizer once that the current token works (it resets its retry counts).
+    fn token_worked(&mut self) {
+        if self.authorization.is_some() && !self.token_confirmed {
+            self.token_confirmed = true;
+            if let Some((_, worked)) = &self.authorizer {
+                worked.do_send(TokenWorked);
+            }
+        }
+    }
+}
+
+impl Handler<TokenReady> for Session {
+    type Result = ();
+
+    fn handle(&mut self, TokenReady(token): TokenReady, ctx: &mut Context<Self>) {
+        match HeaderValue::from_str(&format!("Bearer {}", token.0)) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                self.authorization = Some(value);
+                self.token_confirmed = false;
+                self.dispatch(LinkEvent::TokenArrived, ctx);
+            }
+            Err(_) => self.dispatch(
+                LinkEvent::AuthFailed {
+                    reason:
+                        "the authorization server issued a token that cannot be sent in a header"
+                            .into(),
+                },
+                ctx,
+            ),
+        }
+    }
+}
+
+impl Handler<AuthFailed> for Session {
+    type Result = ();
+
+    fn handle(&mut self, failed: AuthFailed, ctx: &mut Context<Self>) {
+        self.dispatch(
+            LinkEvent::AuthFailed {
+                reason: format!("sign-in failed: {}", failed.reason),
+            },
+            ctx,
+        );
     }
 }
 
@@ -1068,16 +1180,26 @@ impl Exchange {
             PostOutcome::Json => match read_limited(&mut response, self.max).await {
                 Ok(body) => {
                     self.deliver(body, &session_id);
-                    ExchangeEnd::Done { last_event_id: None, retry_ms: None, broken: None }
+                    ExchangeEnd::Done {
+                        last_event_id: None,
+                        retry_ms: None,
+                        broken: None,
+                    }
                 }
                 Err(detail) => ExchangeEnd::Failed { detail },
             },
             PostOutcome::EventStream => self.read_sse(&mut response, session_id).await,
             PostOutcome::SessionExpired => ExchangeEnd::Expired,
-            PostOutcome::Unauthorized => ExchangeEnd::Refused {
+            PostOutcome::Unauthorized => ExchangeEnd::Unauthorized {
                 status: code,
-                detail: "the server requires authorization (HTTP 401); signing in is not supported by this version yet".into(),
+                challenge: challenge_of(&response),
             },
+            PostOutcome::Failed { status: 403 } if is_insufficient_scope(&response) => {
+                ExchangeEnd::Unauthorized {
+                    status: 403,
+                    challenge: challenge_of(&response),
+                }
+            }
             PostOutcome::Failed { status } => {
                 // The body MAY be a JSON-RPC error for the request (transports §Sending Messages item 4).
                 if let Ok(body) = read_limited(&mut response, ERROR_BODY_LIMIT).await {
@@ -1085,7 +1207,10 @@ impl Exchange {
                         self.deliver(body, &session_id);
                     }
                 }
-                ExchangeEnd::Refused { status, detail: describe() }
+                ExchangeEnd::Refused {
+                    status,
+                    detail: describe(),
+                }
             }
         }
     }
@@ -1161,6 +1286,22 @@ impl Exchange {
             Err(e) => tracing::warn!("the server sent a message that is not JSON-RPC: {e}"),
         }
     }
+}
+
+/// The Bearer challenge of a 401/403 answer.
+fn challenge_of(response: &reqwest::Response) -> BearerChallenge {
+    let values: Vec<&str> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    machines::auth::challenge::bearer(&values).unwrap_or_default()
+}
+
+/// RFC 6750 §3.1: a 403 that asks for more scope (MCP §Step-Up Authorization Flow).
+fn is_insufficient_scope(response: &reqwest::Response) -> bool {
+    challenge_of(response).error.as_deref() == Some("insufficient_scope")
 }
 
 /// Read a whole body, refusing more than `max` bytes.
