@@ -126,104 +126,76 @@ pub struct Cli {
     #[arg(long, help_heading = "Not supported yet")]
     pub disable_cookies: bool,
 
-    /// Host name in the OAuth redirect URI.
-    #[arg(
-        long,
-        value_name = "HOST",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// Host name in the OAuth redirect URI (default localhost). The callback
+    /// listener always binds 127.0.0.1 only.
+    #[arg(long, value_name = "HOST", help_heading = "Sign-in (OAuth)")]
     pub host: Option<String>,
 
-    /// Path of the OAuth callback.
-    #[arg(
-        long,
-        value_name = "PATH",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// Path of the OAuth callback on the loopback listener (default /oauth/callback).
+    #[arg(long, value_name = "PATH", help_heading = "Sign-in (OAuth)")]
     pub callback_path: Option<String>,
 
-    /// Seconds to wait for the browser sign-in.
-    #[arg(
-        long,
-        value_name = "SECONDS",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// Seconds a browser sign-in may take in all, from opening the browser to the
+    /// token (default 30); the client's waiting request then gets an error.
+    #[arg(long, value_name = "SECONDS", help_heading = "Sign-in (OAuth)")]
     pub auth_timeout: Option<u64>,
 
     /// Where the browser goes after a successful sign-in.
-    #[arg(
-        long,
-        value_name = "URL",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    #[arg(long, value_name = "URL", help_heading = "Not supported yet")]
     pub auth_success_url: Option<String>,
 
-    /// Client metadata for dynamic registration (JSON or @file).
-    #[arg(
-        long,
-        value_name = "JSON",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// Client metadata merged into dynamic registration, as JSON or @file (its
+    /// "scope" wins over every other scope source).
+    #[arg(long, value_name = "JSON", help_heading = "Sign-in (OAuth)")]
     pub static_oauth_client_metadata: Option<String>,
 
-    /// Pre-registered client (JSON or @file).
-    #[arg(
-        long,
-        value_name = "JSON",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// A pre-registered client, as JSON or @file: {"client_id": …, "client_secret": …}.
+    /// ${VAR} is expanded from the environment. Skips registration; pins the callback port.
+    #[arg(long, value_name = "JSON", help_heading = "Sign-in (OAuth)")]
     pub static_oauth_client_info: Option<String>,
 
-    /// Client ID metadata document URL.
-    #[arg(
-        long,
-        value_name = "URL",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// An https URL of a client ID metadata document, used as client_id when the
+    /// authorization server supports it. Pins the callback port.
+    #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
     pub client_metadata_url: Option<String>,
 
-    /// RFC 8707 resource indicator.
-    #[arg(
-        long,
-        value_name = "URI",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// RFC 8707 resource indicator sent on authorization, token and refresh
+    /// requests (default: the server's protected resource metadata, or its URL).
+    #[arg(long, value_name = "URI", help_heading = "Sign-in (OAuth)")]
     pub resource: Option<String>,
 
-    /// Omit the resource parameter.
-    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    /// Never send the resource parameter (for authorization servers that reject it).
+    #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub disable_resource_parameter: bool,
 
-    /// Extra authorization request parameter, key=value.
+    /// Extra parameter for the authorization URL, key=value (repeatable), e.g.
+    /// audience=…, prompt=consent.
     #[arg(
         long = "authorize-param",
         value_name = "KEY=VALUE",
-        help_heading = "Sign-in (OAuth): not supported yet"
+        help_heading = "Sign-in (OAuth)"
     )]
     pub authorize_params: Vec<String>,
 
     /// Use the OIDC id_token as the bearer token.
-    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    #[arg(long, help_heading = "Not supported yet")]
     pub use_id_token: bool,
 
     /// Sign in with the device authorization grant.
-    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    #[arg(long, help_heading = "Not supported yet")]
     pub device_code: bool,
 
-    /// Use the client credentials grant.
-    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    /// Machine-to-machine: get tokens with the client credentials grant, using
+    /// --static-oauth-client-info. No browser.
+    #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub client_credentials: bool,
 
-    /// Token endpoint for --client-credentials.
-    #[arg(
-        long,
-        value_name = "URL",
-        help_heading = "Sign-in (OAuth): not supported yet"
-    )]
+    /// Token endpoint for --client-credentials (skips discovery).
+    #[arg(long, value_name = "URL", help_heading = "Not supported yet")]
     pub token_endpoint: Option<String>,
 
-    /// Forget this server's stored credentials, then sign in anew.
-    #[arg(long, help_heading = "Sign-in (OAuth): not supported yet")]
+    /// Forget this server's stored tokens and client registration, then sign in anew.
+    #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub clean: bool,
 }
 
@@ -243,7 +215,6 @@ pub enum TransportStrategy {
 impl Cli {
     /// The flags given that belong to features not built yet, with the feature's name.
     pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
-        const SIGN_IN: &str = "sign-in (OAuth)";
         let mut out = Vec::new();
         let mut check = |given: bool, flag: &'static str, feature: &'static str| {
             if given {
@@ -262,45 +233,22 @@ impl Cli {
             "keep-alive pings",
         );
         check(self.disable_cookies, "--disable-cookies", "the cookie jar");
-        check(self.host.is_some(), "--host", SIGN_IN);
-        check(self.callback_path.is_some(), "--callback-path", SIGN_IN);
-        check(self.auth_timeout.is_some(), "--auth-timeout", SIGN_IN);
         check(
             self.auth_success_url.is_some(),
             "--auth-success-url",
-            SIGN_IN,
+            "the post-sign-in redirect",
+        );
+        check(self.use_id_token, "--use-id-token", "id_token bearer mode");
+        check(
+            self.device_code,
+            "--device-code",
+            "the device authorization grant",
         );
         check(
-            self.static_oauth_client_metadata.is_some(),
-            "--static-oauth-client-metadata",
-            SIGN_IN,
+            self.token_endpoint.is_some(),
+            "--token-endpoint",
+            "discovery-less client credentials",
         );
-        check(
-            self.static_oauth_client_info.is_some(),
-            "--static-oauth-client-info",
-            SIGN_IN,
-        );
-        check(
-            self.client_metadata_url.is_some(),
-            "--client-metadata-url",
-            SIGN_IN,
-        );
-        check(self.resource.is_some(), "--resource", SIGN_IN);
-        check(
-            self.disable_resource_parameter,
-            "--disable-resource-parameter",
-            SIGN_IN,
-        );
-        check(
-            !self.authorize_params.is_empty(),
-            "--authorize-param",
-            SIGN_IN,
-        );
-        check(self.use_id_token, "--use-id-token", SIGN_IN);
-        check(self.device_code, "--device-code", SIGN_IN);
-        check(self.client_credentials, "--client-credentials", SIGN_IN);
-        check(self.token_endpoint.is_some(), "--token-endpoint", SIGN_IN);
-        check(self.clean, "--clean", SIGN_IN);
         out
     }
 }

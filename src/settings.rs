@@ -5,6 +5,8 @@
 use crate::cli::{Cli, TransportStrategy};
 use actors::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actors::http::HttpOptions;
+use actors::oauth::{AuthOptions, ResourceParam};
+use actors::token_store::StoredClient;
 use machines::cache_key::{cache_key, CacheKeyInput};
 use machines::link::Strategy;
 use machines::router::RouterConfig;
@@ -39,6 +41,10 @@ pub struct Settings {
     pub silent: bool,
     /// `--transport`.
     pub strategy: Strategy,
+    /// Sign-in settings.
+    pub auth: AuthOptions,
+    /// `--clean`: forget stored credentials first.
+    pub clean: bool,
 }
 
 /// A command line that cannot be used as given.
@@ -58,7 +64,7 @@ pub enum SettingsError {
     #[error("header {0:?} has an invalid name or value")]
     HeaderInvalid(String),
     /// `${VAR}` names an unset variable.
-    #[error("environment variable {var} used in the {header} header is not set")]
+    #[error("environment variable {var} used in {header} is not set")]
     UnsetVariable {
         /// The variable.
         var: String,
@@ -75,6 +81,14 @@ pub enum SettingsError {
         flag: &'static str,
         /// The feature.
         feature: &'static str,
+    },
+    /// A sign-in flag's value cannot be used.
+    #[error("{flag}: {reason}")]
+    AuthFlag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong (never a secret).
+        reason: String,
     },
     /// No home folder and no `MCP_REMOTE_CONFIG_DIR`.
     #[error("cannot find the config folder: set MCP_REMOTE_CONFIG_DIR")]
@@ -144,7 +158,9 @@ impl Settings {
             let expanded = if literal.get(name) == Some(value) {
                 value.clone()
             } else {
-                expand_env(value, name, |v| std::env::var(v).ok())?
+                expand_env(value, &format!("the {name} header"), |v| {
+                    std::env::var(v).ok()
+                })?
             };
             let header_name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SettingsError::HeaderInvalid(name.clone()))?;
@@ -159,11 +175,129 @@ impl Settings {
                 .ok_or(SettingsError::NoConfigDir)?
                 .join(".mcp-auth"),
         };
+        let auth_flag =
+            |flag: &'static str, reason: String| SettingsError::AuthFlag { flag, reason };
+        let mut authorize_params = BTreeMap::new();
+        for kv in &cli.authorize_params {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                auth_flag("--authorize-param", format!("{kv:?} is not key=value"))
+            })?;
+            const RESERVED: [&str; 6] = [
+                "client_id",
+                "redirect_uri",
+                "response_type",
+                "state",
+                "code_challenge",
+                "code_challenge_method",
+            ];
+            if RESERVED.contains(&k) {
+                return Err(auth_flag(
+                    "--authorize-param",
+                    format!("{k} is set by mcp-remote itself and cannot be overridden"),
+                ));
+            }
+            authorize_params.insert(k.to_owned(), v.to_owned());
+        }
+        let resource = match (&cli.resource, cli.disable_resource_parameter) {
+            (_, true) => ResourceParam::Disabled,
+            (Some(r), false) if r.is_empty() => ResourceParam::Disabled,
+            (Some(r), false) => {
+                Url::parse(r).map_err(|_| {
+                    auth_flag(
+                        "--resource",
+                        format!(
+                            "{r:?} is not an absolute URI (RFC 8707), e.g. https://example.com/mcp"
+                        ),
+                    )
+                })?;
+                ResourceParam::Fixed(r.clone())
+            }
+            (None, false) => ResourceParam::Auto,
+        };
+        if let Some(u) = &cli.client_metadata_url {
+            let parsed = Url::parse(u)
+                .map_err(|_| auth_flag("--client-metadata-url", "not a URL".into()))?;
+            if parsed.scheme() != "https" || parsed.path().len() <= 1 {
+                return Err(auth_flag(
+                    "--client-metadata-url",
+                    "must be an https URL with a path".into(),
+                ));
+            }
+        }
+        let static_client = match &cli.static_oauth_client_info {
+            Some(raw) => {
+                let text = json_arg(raw, "--static-oauth-client-info")?;
+                let text = expand_env(&text, "--static-oauth-client-info", |v| {
+                    std::env::var(v).ok()
+                })?;
+                let client: StoredClient = serde_json::from_str(&text).map_err(|_| {
+                    auth_flag(
+                        "--static-oauth-client-info",
+                        "must be JSON with at least a client_id".into(),
+                    )
+                })?;
+                Some(client)
+            }
+            None => None,
+        };
+        let static_metadata = match &cli.static_oauth_client_metadata {
+            Some(raw) => {
+                let text = json_arg(raw, "--static-oauth-client-metadata")?;
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(serde_json::Value::Object(map)) => Some(map),
+                    _ => {
+                        return Err(auth_flag(
+                            "--static-oauth-client-metadata",
+                            "must be a JSON object".into(),
+                        ))
+                    }
+                }
+            }
+            None => None,
+        };
+        if cli.client_credentials
+            && static_client
+                .as_ref()
+                .is_none_or(|c| c.client_secret.is_none())
+        {
+            return Err(auth_flag(
+                "--client-credentials",
+                "needs --static-oauth-client-info with a client_id and a client_secret".into(),
+            ));
+        }
+        let callback_path = cli
+            .callback_path
+            .clone()
+            .unwrap_or_else(|| "/oauth/callback".into());
+        if !callback_path.starts_with('/') {
+            return Err(auth_flag("--callback-path", "must start with /".into()));
+        }
         let key = cache_key(&CacheKeyInput {
             server_url: &cli.server_url,
+            resource: match &resource {
+                ResourceParam::Fixed(r) => Some(r.as_str()),
+                _ => None,
+            },
+            authorize_params: authorize_params.clone(),
             headers: raw,
-            ..Default::default()
+            client_metadata_url: cli.client_metadata_url.as_deref(),
+            token_endpoint: cli.token_endpoint.as_deref(),
         });
+        let auth = AuthOptions {
+            mcp_url: url.clone(),
+            allow_http: cli.allow_http,
+            static_client,
+            static_metadata,
+            client_metadata_url: cli.client_metadata_url.clone(),
+            resource,
+            authorize_params: authorize_params.into_iter().collect(),
+            redirect_host: cli.host.clone().unwrap_or_else(|| "localhost".into()),
+            callback_path,
+            callback_port: cli.callback_port,
+            auth_timeout: Duration::from_secs(cli.auth_timeout.unwrap_or(30).max(1)),
+            client_credentials: cli.client_credentials,
+            client_name: "MCP CLI Proxy".into(),
+        };
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(Settings {
             url,
@@ -189,6 +323,8 @@ impl Settings {
             key,
             debug: cli.debug,
             silent: cli.silent,
+            auth,
+            clean: cli.clean,
             strategy: match cli.transport {
                 TransportStrategy::HttpFirst => Strategy::HttpFirst,
                 TransportStrategy::SseFirst => Strategy::SseFirst,
@@ -196,6 +332,17 @@ impl Settings {
                 TransportStrategy::SseOnly => Strategy::SseOnly,
             },
         })
+    }
+}
+
+/// A JSON argument given inline or as `@file`.
+fn json_arg(raw: &str, flag: &'static str) -> Result<String, SettingsError> {
+    match raw.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| SettingsError::AuthFlag {
+            flag,
+            reason: format!("cannot read {path}: {e}"),
+        }),
+        None => Ok(raw.to_owned()),
     }
 }
 

@@ -7,11 +7,14 @@
 
 use crate::settings::Settings;
 use actix::{Actor, Addr, AsyncContext, Context, Recipient};
+use actors::authorizer::Authorizer;
 use actors::bridge::Bridge;
-use actors::http::{build_client, HttpSetupError};
+use actors::http::{build_client, build_oauth_client, HttpSetupError};
+use actors::messages::AuthorizerPeers;
 use actors::messages::{Flush, ServerFrame, Shutdown};
 use actors::session::{Session, SessionConfig};
 use actors::stdin_reader::StdinReader;
+use actors::token_store::TokenStore;
 
 use actors::stdout_writer::StdoutWriter;
 
@@ -32,6 +35,17 @@ pub fn start_core(
     seed: u64,
 ) -> Result<Core, HttpSetupError> {
     let http = build_client(&settings.http)?;
+    let store = TokenStore::new(settings.config_dir.clone(), settings.key.clone());
+    if settings.clean {
+        tracing::info!("--clean: forgetting this server's stored credentials");
+        store.forget(true);
+    }
+    let authorizer = Authorizer::new(
+        settings.auth.clone(),
+        build_oauth_client(&settings.http)?,
+        store,
+    )
+    .start();
     let bridge_ctx = Context::<Bridge>::new();
     let bridge_addr = bridge_ctx.address();
     let session = Session::new(
@@ -49,7 +63,15 @@ pub fn start_core(
         bridge_addr.clone().recipient(),
         flush,
     )
+    .with_authorizer(
+        authorizer.clone().recipient(),
+        authorizer.clone().recipient(),
+    )
     .start();
+    authorizer.do_send(AuthorizerPeers {
+        ready: session.clone().recipient(),
+        failed: session.clone().recipient(),
+    });
     let bridge = Bridge::new(
         settings.router.clone(),
         session.clone().recipient(),

@@ -85,13 +85,9 @@ fn unknown_flags_are_errors_with_a_suggestion() {
 #[test]
 fn flags_of_later_features_say_so() {
     for args in [
-        &["https://example.com/mcp", "--auth-timeout", "30"][..],
+        &["https://example.com/mcp", "--device-code"][..],
         &["https://example.com/mcp", "--keep-alive"],
-        &[
-            "https://example.com/mcp",
-            "--static-oauth-client-info",
-            "{}",
-        ],
+        &["https://example.com/mcp", "--use-id-token"],
     ] {
         let o = run(args, &[]);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
@@ -101,6 +97,69 @@ fn flags_of_later_features_say_so() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn sign_in_flags_are_checked() {
+    for (args, needle) in [
+        (
+            &[
+                "https://example.com/mcp",
+                "--static-oauth-client-info",
+                "{}",
+            ][..],
+            "client_id",
+        ),
+        (
+            &[
+                "https://example.com/mcp",
+                "--static-oauth-client-info",
+                "@/nonexistent/file.json",
+            ],
+            "cannot read",
+        ),
+        (
+            &["https://example.com/mcp", "--authorize-param", "state=x"],
+            "cannot be overridden",
+        ),
+        (
+            &["https://example.com/mcp", "--authorize-param", "novalue"],
+            "key=value",
+        ),
+        (
+            &["https://example.com/mcp", "--resource", "not a uri"],
+            "absolute URI",
+        ),
+        (
+            &[
+                "https://example.com/mcp",
+                "--client-metadata-url",
+                "http://x.example/c.json",
+            ],
+            "https",
+        ),
+        (
+            &["https://example.com/mcp", "--client-credentials"],
+            "client_secret",
+        ),
+        (
+            &["https://example.com/mcp", "--callback-path", "cb"],
+            "start with /",
+        ),
+    ] {
+        let o = run(args, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    let o = run(
+        &[
+            "https://example.com/mcp",
+            "--static-oauth-client-info",
+            r#"{"client_id":"c","client_secret":"${NOPE_NOT_SET_77}"}"#,
+        ],
+        &[],
+    );
+    assert!(stderr(&o).contains("NOPE_NOT_SET_77"), "{}", stderr(&o));
 }
 
 #[test]

@@ -93,6 +93,34 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupE
         .map_err(|e| HttpSetupError::Client(e.without_url().to_string()))
 }
 
+/// The client for OAuth requests: the same TLS, proxy and time-out settings, but
+/// redirects are never followed (oauth2's SSRF advice; MCP security §SSRF).
+pub fn build_oauth_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("mcp-remote-rs/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(options.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if !options.enable_proxy {
+        builder = builder.no_proxy();
+    }
+    if options.ipv4 {
+        builder = builder.local_address(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    if let Some(path) = &options.extra_ca_certs {
+        let fail = |reason: String| HttpSetupError::ExtraCa {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| HttpSetupError::Client(e.without_url().to_string()))
+}
+
 /// Describe a reqwest error for a user, without the URL (it may carry a secret in its query).
 pub fn describe_error(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
