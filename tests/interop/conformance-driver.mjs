@@ -13,6 +13,19 @@
 //   MCP_CONFORMANCE_SCENARIO    set by the runner; logged only
 //   INTEROP_PREFIX              where setup.sh installed the SDK (default $REPO/.interop)
 //   DRIVER_TIMEOUT_MS           overall bound (default 25000, below the runner's 30 s)
+//   MCP_CONFORMANCE_CONTEXT     set by the runner for some scenarios (JSON); read for auth/*
+//   MCP_CONFORMANCE_BROWSER     auth/* only: the $BROWSER given to the proxy
+//                               (default: browser.sh next to this file)
+//
+// auth/* scenarios (MCP_CONFORMANCE_SCENARIO starts with "auth/") also get,
+// see authSetup() below: `--allow-http`; per scenario `--client-metadata-url`
+// (auth/basic-cimd), `--static-oauth-client-info <json from the context>`
+// (auth/pre-registration), `--client-credentials --static-oauth-client-info`
+// (auth/client-credentials-*); always a fresh MCP_REMOTE_CONFIG_DIR (an
+// inherited one is ignored), BROWSER=<headless browser shim>, and no desktop
+// variables (DISPLAY, XDG_CURRENT_DESKTOP, ...), so that Node mcp-remote's
+// `open` -> bundled xdg-open falls through to $BROWSER and never starts a real
+// browser. MCP_BROWSER_LOG / MCP_BROWSER_TRACE pass through to the shim.
 //
 // Flow: initialize (+ notifications/initialized) -> tools/list -> tools/call
 // (add_numbers {a:2,b:3} if offered, else the first tool with {}) -> close.
@@ -20,7 +33,7 @@
 // roots are answered with fixed values.
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -43,12 +56,60 @@ if (!url || !proxy) {
 const proxyArgs = [url, ...argv, ...(process.env.MCP_REMOTE_ARGS || "").split(" ").filter(Boolean)];
 const cfgDir = mkdtempSync(path.join(os.tmpdir(), "mcp-remote-conformance-"));
 const timeoutMs = Number(process.env.DRIVER_TIMEOUT_MS || 25000);
+const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? "";
+let proxyEnv = { ...process.env, MCP_REMOTE_CONFIG_DIR: process.env.MCP_REMOTE_CONFIG_DIR || cfgDir };
+if (scenario.startsWith("auth/")) {
+  const auth = authSetup(scenario);
+  proxyArgs.push(...auth.args);
+  proxyEnv = auth.env;
+}
 log(`scenario=${process.env.MCP_CONFORMANCE_SCENARIO ?? "?"} proxy=${proxy} args=${JSON.stringify(proxyArgs)}`);
+
+// The proxy flags and environment for an auth/* scenario (mcp-remote's flags).
+function authSetup(name) {
+  let ctx = {};
+  try {
+    ctx = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || "{}");
+  } catch (e) {
+    log("MCP_CONFORMANCE_CONTEXT is not JSON:", String(e));
+  }
+  const staticInfo = () => {
+    if (!ctx.client_id) throw new Error(`${name}: MCP_CONFORMANCE_CONTEXT has no client_id`);
+    const info = { client_id: ctx.client_id };
+    if (ctx.client_secret) info.client_secret = ctx.client_secret;
+    return JSON.stringify(info);
+  };
+  const args = ["--allow-http"];
+  if (name === "auth/basic-cimd") {
+    // The scenario's fixed client_id (not in the context); the AS never fetches it.
+    args.push("--client-metadata-url", "https://conformance-test.local/client-metadata.json");
+  } else if (name === "auth/pre-registration") {
+    args.push("--static-oauth-client-info", staticInfo());
+  } else if (name.startsWith("auth/client-credentials-")) {
+    args.push("--client-credentials", "--static-oauth-client-info", staticInfo());
+  }
+  const env = { ...process.env };
+  // No desktop: Node `open`'s xdg-open then uses $BROWSER (see browser.sh).
+  for (const k of [
+    "DISPLAY", "WAYLAND_DISPLAY", "XDG_CURRENT_DESKTOP", "XDG_SESSION_DESKTOP", "DESKTOP_SESSION",
+    "KDE_FULL_SESSION", "GNOME_DESKTOP_SESSION_ID", "MATE_DESKTOP_SESSION_ID", "LXQT_SESSION_CONFIG",
+    "DBUS_SESSION_BUS_ADDRESS",
+  ]) delete env[k];
+  let browser = process.env.MCP_CONFORMANCE_BROWSER || path.join(here, "browser.sh");
+  if (/[\s:]/.test(browser)) {
+    // xdg-open splits $BROWSER on ':' and on spaces: use a link from the config dir.
+    symlinkSync(browser, path.join(cfgDir, "browser"));
+    browser = path.join(cfgDir, "browser");
+  }
+  env.BROWSER = browser;
+  env.MCP_REMOTE_CONFIG_DIR = cfgDir; // always fresh: stored tokens would skip the flow
+  return { args, env };
+}
 
 const transport = new StdioClientTransport({
   command: proxy,
   args: proxyArgs,
-  env: { ...process.env, MCP_REMOTE_CONFIG_DIR: process.env.MCP_REMOTE_CONFIG_DIR || cfgDir },
+  env: proxyEnv,
   stderr: "inherit",
 });
 const client = new Client(

@@ -9,6 +9,14 @@
 #   MCP_REMOTE_ARGS    extra proxy args, space separated
 #   CONFORMANCE_OUT    results dir (default: a fresh /tmp/mcp-conformance.XXXXXX)
 #   CONFORMANCE_TIMEOUT_MS  per-scenario client timeout given to the runner (default 30000)
+#   CONFORMANCE_LABEL  prefix of the final total line (default "conformance";
+#                      conformance-auth.sh sets "conformance-auth")
+#
+# auth/* scenarios: the driver gives the proxy the flags and environment they
+# need (see conformance-driver.mjs and AUTH-SCENARIOS.md), with BROWSER set to
+# browser.sh. Each scenario's shim log goes to <results>/<scenario>/browser.log
+# (one URL per browser open) and browser-trace.log; when the shim ran, the
+# scenario line ends with browser=<opens>.
 #
 # A scenario passes only if the runner exits 0 AND its checks.json has at
 # least one SUCCESS check AND no FAILURE/WARNING check (the `initialize`
@@ -55,7 +63,8 @@ summarise() {
     const n = (s) => checks.filter((c) => c.status === s).length;
     console.log([n("SUCCESS"), n("FAILURE"), n("WARNING"), n("INFO"), checks.length].join(" "));
     for (const c of checks) if (c.status === "FAILURE" || c.status === "WARNING")
-      console.log(`    ${c.status} ${c.id}: ${c.errorMessage ?? c.details?.message ?? ""}`);
+      console.log(`    ${c.status} ${c.id}: ${c.errorMessage ?? c.details?.message ?? c.description ?? ""}` +
+        (c.details && !c.errorMessage && !c.details.message ? ` ${JSON.stringify(c.details).slice(0, 240)}` : ""));
   ' "$@"
 }
 
@@ -63,6 +72,8 @@ pass=0; fail=0
 for s in "${SCENARIOS[@]}"; do
   sdir="$OUT/${s//\//_}"
   rm -rf "$sdir"; mkdir -p "$sdir"
+  # For the headless browser shim (auth/* scenarios): one log per scenario.
+  export MCP_BROWSER_LOG="$sdir/browser.log" MCP_BROWSER_TRACE="$sdir/browser-trace.log"
   t0=$(date +%s%N)
   # Hard bound well above the runner's own client timeout.
   timeout --kill-after=5 $(( TIMEOUT_MS / 1000 + 60 )) \
@@ -89,8 +100,12 @@ for s in "${SCENARIOS[@]}"; do
     [[ -n "$derr" ]] && details="${details:+$details$'\n'}    $derr"
   fi
   line="$(printf '%-4s %-40s success=%s failure=%s warning=%s info=%s rc=%s %ss' "$verdict" "$s" "$ok" "$bad" "$warn" "$info" "$rc" "$secs")"
+  [[ -f "$sdir/browser.log" ]] && line="$line browser=$(wc -l <"$sdir/browser.log")"
+  if [[ $verdict == FAIL && -s "$sdir/browser-trace.log" ]]; then
+    details="${details:+$details$'\n'}$(sed 's/^/    browser: /' "$sdir/browser-trace.log" | cut -c1-400)"
+  fi
   echo "$line"
   [[ -n "$details" && $verdict == FAIL ]] && echo "$details" && echo "    logs: $sdir"
 done
-echo "conformance: $pass passed, $fail failed"
+echo "${CONFORMANCE_LABEL:-conformance}: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

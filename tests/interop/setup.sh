@@ -128,6 +128,7 @@ if [[ $ENV_ONLY == 1 ]]; then
   echo "MCP_REMOTE_NODE=$NM/.bin/mcp-remote"
   echo "FASTMCP_PYTHON=$VENV_PY"
   echo "FASTMCP_SERVER=$HERE/fastmcp_server.py"
+  echo "SDK_OAUTH_EXAMPLE_JS=$NM/@modelcontextprotocol/sdk/dist/esm/examples/server/simpleStreamableHttp.js"
 else
   cat <<EOF
 interop tooling in $PREFIX
@@ -139,6 +140,8 @@ interop tooling in $PREFIX
   mcp-remote $MCP_REMOTE_VERSION (Node reference): $NM/.bin/mcp-remote  ($MCP_REMOTE_JS)
       e.g. MCP_REMOTE_BIN=$NM/.bin/mcp-remote
       server-everything legacy SSE: PORT=<port> node $SE_JS sse   -> http://127.0.0.1:<port>/sse
+  sdk example with OAuth: $HERE/sdk-oauth-server.sh [--strict]
+      -> http://localhost:<MCP_PORT>/mcp + demo AS http://localhost:<MCP_AUTH_PORT>
   FastMCP (PyPI mcp $(venv_mcp_version || true)): $VENV_PY
       start: $VENV_PY $HERE/fastmcp_server.py <port>   -> http://127.0.0.1:<port>/sse
 EOF
