@@ -1,0 +1,455 @@
+//! Sign-in against the loopback testbed's authorization server, through the
+//! binary, with the headless `mcp-browser` as `$BROWSER`: staying signed in,
+//! refresh, re-authorization, several copies at once, the callback port, and
+//! the security checks on the callback.
+
+mod common;
+
+use common::{call, text, Proxy};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use testbed::{AuthConfig, AuthorizeBehaviour, Config, Testbed};
+
+/// The headless browser (a testbed binary), built on demand.
+fn browser() -> PathBuf {
+    let path = Path::new(common::binary())
+        .with_file_name(format!("mcp-browser{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "testbed", "--bin", "mcp-browser"])
+            .status()
+            .expect("cargo build mcp-browser");
+        assert!(status.success());
+    }
+    path
+}
+
+struct Env {
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        let dir =
+            std::env::temp_dir().join(format!("mcp-remote-oauth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("browser.log");
+        Env { dir, log }
+    }
+
+    fn config(&self) -> String {
+        self.dir.join("config").to_string_lossy().into_owned()
+    }
+
+    fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Proxy {
+        let browser = browser();
+        let config = self.config();
+        let log = self.log.to_string_lossy().into_owned();
+        let mut env = vec![
+            ("MCP_REMOTE_CONFIG_DIR", config.as_str()),
+            ("BROWSER", browser.to_str().unwrap()),
+            ("MCP_BROWSER_LOG", log.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        Proxy::spawn_with_env(args, &env)
+    }
+
+    fn launches(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.join("config").join("mcp-remote-v1")
+    }
+
+    fn stored(&self, suffix: &str) -> Option<serde_json::Value> {
+        let file = std::fs::read_dir(self.store())
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().ends_with(suffix))?;
+        serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()
+    }
+}
+
+async fn protected(auth: AuthConfig) -> Testbed {
+    Testbed::start(Config {
+        auth: Some(auth),
+        ..Config::default()
+    })
+    .await
+    .expect("testbed")
+}
+
+async fn initialize(p: &mut Proxy) -> serde_json::Value {
+    p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    let (r, _) = p.recv_response(&json!(0)).await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signs_in_once_stays_signed_in_and_clean_signs_in_again() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("once");
+    let mut p = env.spawn(&[&tb.url()], &[]);
+    let r = initialize(&mut p).await;
+    assert!(r.get("result").is_some(), "{r}");
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text":"signed in"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "signed in");
+    p.close().await;
+    assert_eq!(env.launches(), 1, "one browser launch");
+    assert_eq!(tb.authorize_count(), 1);
+    // Every request after sign-in carried the token (D27).
+    let token = env.stored("_tokens.json").expect("tokens saved")["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let after: Vec<_> = tb
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/mcp" && r.status != Some(401))
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|r| r.header("authorization") == Some(bearer.as_str())),
+        "Bearer on every request"
+    );
+    // The registration used PKCE S256, a loopback redirect and the resource parameter.
+    let authz = &tb.authorize_requests()[0];
+    assert_eq!(authz.param("code_challenge_method"), Some("S256"));
+    assert_eq!(authz.param("resource"), Some(tb.url().as_str()));
+    assert!(authz
+        .param("redirect_uri")
+        .unwrap()
+        .starts_with("http://localhost:"));
+    assert!(
+        tb.token_requests()
+            .iter()
+            .all(|t| t.resource.as_deref() == Some(tb.url().as_str())),
+        "resource on the token request too"
+    );
+
+    // Second start: no browser.
+    let mut p = env.spawn(&[&tb.url()], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.close().await;
+    assert_eq!(env.launches(), 1, "stored tokens are used");
+
+    // --clean: forget and sign in again.
+    let mut p = env.spawn(&[&tb.url(), "--clean"], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.close().await;
+    assert_eq!(env.launches(), 2, "--clean signs in anew");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_before_expiry_and_keeps_the_rotated_refresh_token() {
+    let tb = protected(AuthConfig {
+        access_ttl_secs: 61,
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("refresh");
+    let mut p = env.spawn(&[&tb.url()], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    let refreshed = |_: &[testbed::Recorded]| {
+        tb.token_requests()
+            .iter()
+            .any(|t| t.grant_type.as_deref() == Some("refresh_token") && t.error.is_none())
+    };
+    assert!(
+        tb.wait_for(refreshed, Duration::from_secs(10)).await,
+        "refreshed ~60 s before expiry"
+    );
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text":"after refresh"})))
+        .await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "after refresh");
+    p.close().await;
+    assert_eq!(env.launches(), 1, "no browser for a refresh");
+    let latest = tb.issued_access_tokens().last().cloned().unwrap();
+    let stored = env.stored("_tokens.json").unwrap();
+    assert_eq!(
+        stored["refresh_token"].as_str(),
+        latest.refresh_token.as_deref(),
+        "the rotated refresh token is saved"
+    );
+    assert_eq!(
+        stored["access_token"].as_str(),
+        Some(latest.access_token.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_mid_session_refreshes_and_the_request_succeeds() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("midsession");
+    let mut p = env.spawn(&[&tb.url()], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    tb.expire_access_tokens();
+    p.send(call(1, "echo", json!({"text":"still here"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "still here", "the host sees a success: {r}");
+    assert_eq!(env.launches(), 1, "refresh, not a new sign-in");
+
+    // Everything revoked: the refresh fails with invalid_grant ⇒ exactly one new browser sign-in.
+    tb.revoke_all_tokens();
+    p.send(call(2, "echo", json!({"text":"signed in again"})))
+        .await;
+    let (r, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(text(&r), "signed in again", "{r}");
+    assert_eq!(env.launches(), 2);
+    assert!(tb
+        .token_requests()
+        .iter()
+        .any(|t| t.error.as_deref() == Some("invalid_grant")));
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_copies_started_together_open_one_tab() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("four");
+    let mut copies: Vec<Proxy> = (0..4).map(|_| env.spawn(&[&tb.url()], &[])).collect();
+    for p in copies.iter_mut() {
+        p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    }
+    for p in copies.iter_mut() {
+        let (r, _) = p.recv_response(&json!(0)).await;
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    for p in copies {
+        p.close().await;
+    }
+    assert_eq!(
+        env.launches(),
+        1,
+        "exactly one browser launch for four copies"
+    );
+    assert_eq!(tb.authorize_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_tab_owner_dies_another_copy_finishes() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("owner");
+    let mut owner = env.spawn(
+        &[&tb.url(), "--auth-timeout", "20"],
+        &[("MCP_BROWSER_NO_FOLLOW", "1")],
+    );
+    owner.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    for _ in 0..100 {
+        if env.launches() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.launches(), 1, "the owner opened the tab");
+    let mut other = env.spawn(&[&tb.url(), "--auth-timeout", "20"], &[]);
+    let r = tokio::spawn(async move {
+        let r = initialize(&mut other).await;
+        other.close().await;
+        r
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    owner.child.kill().await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), r)
+        .await
+        .expect("in time")
+        .unwrap();
+    assert!(r.get("result").is_some(), "the other copy signed in: {r}");
+    assert_eq!(env.launches(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_port_moves_to_a_random_one_unless_pinned() {
+    let tb = protected(AuthConfig {
+        preregistered: Some(("pre-id".into(), "pre-secret".into())),
+        ..AuthConfig::default()
+    })
+    .await;
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = squatter.local_addr().unwrap().port().to_string();
+    let env = Env::new("port");
+    let mut p = env.spawn(&[&tb.url(), &busy], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.close().await;
+    let redirect = tb.registrations()[0].redirect_uris[0].clone();
+    assert!(
+        !redirect.contains(&format!(":{busy}/")),
+        "moved off the busy port: {redirect}"
+    );
+
+    // A pre-registered client pins the redirect URI: a busy port is a clear error.
+    let env = Env::new("strict");
+    let info = r#"{"client_id":"pre-id","client_secret":"pre-secret"}"#;
+    let mut p = env.spawn(&[&tb.url(), &busy, "--static-oauth-client-info", info], &[]);
+    let r = initialize(&mut p).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&busy) && message.contains("pinned"), "{r}");
+    p.close().await;
+    drop(squatter);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_state_is_rejected_and_no_token_is_requested() {
+    let tb = protected(AuthConfig {
+        authorize_behaviour: AuthorizeBehaviour::WrongState,
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("state");
+    let mut p = env.spawn(&[&tb.url(), "--auth-timeout", "2"], &[]);
+    p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    // stdin is served while the sign-in is pending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.write_raw(b"{not json\n").await;
+    assert_eq!(p.recv().await["error"]["code"], -32700);
+    let (r, _) = p.recv_response(&json!(0)).await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("auth-timeout"),
+        "{r}"
+    );
+    p.close().await;
+    assert!(
+        tb.token_requests().is_empty(),
+        "no token request after a forged state"
+    );
+
+    let tb = protected(AuthConfig {
+        authorize_behaviour: AuthorizeBehaviour::WrongIss,
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("iss");
+    let mut p = env.spawn(&[&tb.url()], &[]);
+    let r = initialize(&mut p).await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("issuer"),
+        "{r}"
+    );
+    p.close().await;
+    assert!(
+        tb.token_requests().is_empty(),
+        "RFC 9207: no token request after a wrong iss"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_listener_is_on_loopback_only() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("loopback");
+    let mut p = env.spawn(
+        &[&tb.url(), "--auth-timeout", "5"],
+        &[("MCP_BROWSER_NO_FOLLOW", "1")],
+    );
+    p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
+    assert!(
+        tb.wait_for(
+            |_| tb.authorize_count() == 0 && env.launches() == 1,
+            Duration::from_secs(10)
+        )
+        .await
+            || env.launches() == 1
+    );
+    let url = std::fs::read_to_string(&env.log).unwrap();
+    let redirect = url::Url::parse(url.lines().next().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    let port = url::Url::parse(&redirect).unwrap().port().unwrap();
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let needle = format!(":{port:04X} ");
+    let listening: Vec<&str> = tcp
+        .lines()
+        .filter(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
+        .collect();
+    assert!(!listening.is_empty(), "the listener is up");
+    for line in listening {
+        let local = line.split_whitespace().nth(1).unwrap();
+        assert!(
+            local.starts_with("0100007F:"),
+            "bound to 127.0.0.1 only: {line}"
+        );
+    }
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_logs_or_file_names() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("secrets");
+    let mut p = env.spawn(&[&tb.url(), "--debug"], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    let (_, stderr) = p.close().await;
+    let tokens = env.stored("_tokens.json").unwrap();
+    let client = env.stored("_client_info.json").unwrap();
+    let mut secrets: Vec<String> = vec![
+        tokens["access_token"].as_str().unwrap().into(),
+        tokens["refresh_token"].as_str().unwrap().into(),
+    ];
+    if let Some(s) = client["client_secret"].as_str() {
+        secrets.push(s.into());
+    }
+    for t in tb.token_requests() {
+        for key in ["code", "code_verifier"] {
+            if let Some(v) = t.param(key) {
+                secrets.push(v.to_owned());
+            }
+        }
+    }
+    let debug_log = std::fs::read_dir(env.store())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with("_debug.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap();
+    let listing: String = std::fs::read_dir(env.store())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for s in &secrets {
+        assert!(!stderr.contains(s.as_str()), "secret on stderr");
+        assert!(!debug_log.contains(s.as_str()), "secret in the debug log");
+        assert!(!listing.contains(s.as_str()), "secret in a file name");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(env.store()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for e in std::fs::read_dir(env.store()).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(
+                e.metadata().unwrap().permissions().mode() & 0o777,
+                0o600,
+                "{:?}",
+                e.file_name()
+            );
+        }
+    }
+}
