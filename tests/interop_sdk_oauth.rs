@@ -145,10 +145,12 @@ struct Run<'a> {
     browser_log: &'a Path,
     args: &'a [&'a str],
     logs: &'a Path,
+    /// Another proxy than the one under test (the Node mcp-remote, for compatibility).
+    bin: Option<PathBuf>,
 }
 
 async fn spawn_proxy(r: &Run<'_>) -> Host {
-    let bin = proxy_bin();
+    let bin = r.bin.clone().unwrap_or_else(proxy_bin);
     let stderr_log = r.logs.join(format!("proxy-{}.stderr.log", r.name));
     let errf = std::fs::File::create(&stderr_log).expect("stderr log");
     let mut cmd = Command::new(&bin);
@@ -324,6 +326,7 @@ async fn sign_in_once_then_reuse_tokens() {
         browser_log: &browser_log,
         args,
         logs: &logs,
+        bin: None,
     };
     let ctx = |what: &str| {
         format!(
@@ -390,6 +393,7 @@ async fn sign_in_with_strict_resource_check() {
             browser_log: &browser_log,
             args: &[],
             logs: &logs,
+            bin: None,
         })
         .await;
         assert_eq!(
@@ -407,4 +411,40 @@ async fn sign_in_with_strict_resource_check() {
         );
     })
     .await;
+}
+
+/// A token folder the Node mcp-remote 0.15.1 wrote is used as it is: same
+/// folder layout, same per-server key, same file format — no new sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_written_by_node_mcp_remote_are_used_without_signing_in() {
+    let node = interop_prefix().join("node_modules/.bin/mcp-remote");
+    if node_reference(&proxy_bin()) {
+        return; // the proxy under test is the Node one itself
+    }
+    let logs = fresh_dir(log_dir("interop-sdk-oauth").join("compat"));
+    let server = start_sdk_oauth(&logs, false);
+    let cfg = fresh_dir(logs.join("config"));
+    let browser_log = logs.join("browser.log");
+    let opened = session(&Run {
+        name: "node",
+        server: &server,
+        cfg: &cfg,
+        browser_log: &browser_log,
+        args: &[],
+        logs: &logs,
+        bin: Some(node),
+    })
+    .await;
+    assert_eq!(opened, 1, "the Node mcp-remote signed in once");
+    let opened = session(&Run {
+        name: "rust",
+        server: &server,
+        cfg: &cfg,
+        browser_log: &browser_log,
+        args: &[],
+        logs: &logs,
+        bin: None,
+    })
+    .await;
+    assert_eq!(opened, 0, "our binary used the Node sign-in");
 }
