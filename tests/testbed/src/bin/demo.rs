@@ -1,9 +1,13 @@
-//! `mcp-demo`: the README's first command. Starts the loopback testbed, runs
-//! `mcp-remote <testbed url>` as an MCP host would (a child process spoken to
-//! over stdin/stdout), plays a short session through it and prints every line
-//! that crosses the proxy's stdio. No network beyond 127.0.0.1 is needed.
+//! `mcp-demo`: the README's first command. Starts the loopback testbed — an MCP
+//! server protected by its own OAuth authorization server — runs `mcp-remote
+//! <testbed url>` as an MCP host would (a child process spoken to over
+//! stdin/stdout), with the headless `mcp-browser` standing in for the user's
+//! browser, plays a short session through it and prints every line that crosses
+//! the proxy's stdio. The sign-in (discovery, registration, PKCE, the browser
+//! redirect, the token exchange) shows on stderr. No network beyond 127.0.0.1.
 //!
-//! The proxy binary is `$MCP_REMOTE_BIN`, else `mcp-remote` next to this program.
+//! The proxy binary is `$MCP_REMOTE_BIN`, else `mcp-remote` next to this program;
+//! the browser is `mcp-browser` next to this program.
 
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -37,17 +41,31 @@ async fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .with_file_name(format!("mcp-remote{}", std::env::consts::EXE_SUFFIX)),
     };
-    let tb = Testbed::start(Config::default())
+    let browser = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name(format!("mcp-browser{}", std::env::consts::EXE_SUFFIX));
+    let config = Config {
+        auth: Some(testbed::AuthConfig::default()),
+        ..Config::default()
+    };
+    let tb = Testbed::start(config)
         .await
         .map_err(|e| format!("cannot start the testbed: {e}"))?;
-    println!("testbed MCP server listening on {}", tb.url());
-    println!("host ⇄ {} {}\n", proxy.display(), tb.url());
+    // A fresh token folder each run, so the sign-in shows every time.
+    let tokens = std::env::temp_dir().join(format!("mcp-remote-demo-{}", std::process::id()));
+    println!(
+        "testbed MCP server (OAuth-protected) listening on {}",
+        tb.url()
+    );
+    println!(
+        "host ⇄ {} {}   (sign-in logs on stderr)\n",
+        proxy.display(),
+        tb.url()
+    );
     let mut child = Command::new(&proxy)
         .arg(tb.url())
-        .env(
-            "MCP_REMOTE_CONFIG_DIR",
-            std::env::temp_dir().join("mcp-remote-demo"),
-        )
+        .env("MCP_REMOTE_CONFIG_DIR", &tokens)
+        .env("BROWSER", &browser)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -112,10 +130,21 @@ async fn run() -> Result<(), String> {
     let seen = tb.requests();
     println!(
         "\nproxy exited with {status}; the server saw {} POSTs, {} GET stream(s), {} DELETE",
-        seen.iter().filter(|r| r.method == "POST").count(),
-        seen.iter().filter(|r| r.method == "GET").count(),
+        seen.iter()
+            .filter(|r| r.method == "POST" && r.path == "/mcp")
+            .count(),
+        seen.iter()
+            .filter(|r| r.method == "GET" && r.path == "/mcp")
+            .count(),
         seen.iter().filter(|r| r.method == "DELETE").count()
     );
+    println!(
+        "signed in with {} browser sign-in, {} token request(s); the tokens were kept in {} (removed now)",
+        tb.authorize_count(),
+        tb.token_requests().len(),
+        tokens.display()
+    );
     tb.shutdown();
+    let _ = std::fs::remove_dir_all(&tokens);
     Ok(())
 }
