@@ -453,3 +453,55 @@ async fn no_secret_in_logs_or_file_names() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_works_on_the_legacy_transport_too() {
+    let config = Config {
+        auth: Some(AuthConfig::default()),
+        transport: testbed::Transport::Legacy,
+        ..Config::default()
+    };
+    let tb = Testbed::start(config).await.unwrap();
+    let env = Env::new("legacy");
+    // The default strategy: POST /sse gets 401 (sign in), then 404 with the token (fall back).
+    let mut p = env.spawn(&[&tb.sse_url()], &[]);
+    let r = initialize(&mut p).await;
+    assert!(r.get("result").is_some(), "{r}");
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text":"legacy and signed in"})))
+        .await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "legacy and signed in");
+    p.close().await;
+    assert_eq!(env.launches(), 1);
+    let token = env.stored("_tokens.json").unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("Bearer {token}");
+    let legacy: Vec<_> = tb
+        .requests()
+        .into_iter()
+        .filter(|r| (r.path == "/sse" && r.method == "GET") || r.path == "/messages")
+        .collect();
+    assert!(!legacy.is_empty());
+    assert!(
+        legacy
+            .iter()
+            .all(|r| r.header("authorization") == Some(bearer.as_str())),
+        "the stream and every POST carry the token"
+    );
+
+    // sse-only: the first thing is the GET of the stream, which gets the 401.
+    let env = Env::new("legacy-only");
+    let mut p = env.spawn(&[&tb.sse_url(), "--transport", "sse-only"], &[]);
+    let r = initialize(&mut p).await;
+    assert!(r.get("result").is_some(), "{r}");
+    p.close().await;
+    assert_eq!(env.launches(), 1);
+    assert!(tb
+        .requests()
+        .iter()
+        .any(|r| r.path == "/sse" && r.method == "GET" && r.status == Some(401)));
+}

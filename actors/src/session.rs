@@ -905,13 +905,18 @@ impl Session {
         let now = Instant::now();
         let generation = self.legacy_generation;
         let (link_event, stream_event) = match end {
-            ExchangeEnd::Unauthorized { status, .. } => (
-                Some(LinkEvent::LegacyRefused {
-                    status,
-                    reason: "the server's event stream requires authorization (not supported on the legacy transport yet)".into(),
-                }),
-                StreamEvent::Refused { status },
-            ),
+            ExchangeEnd::Unauthorized { status, challenge } => {
+                self.last_need = Some((
+                    Need::Unauthorized {
+                        scope: challenge.scope.clone(),
+                    },
+                    challenge,
+                ));
+                (
+                    Some(LinkEvent::StreamUnauthorized),
+                    StreamEvent::Refused { status },
+                )
+            }
             ExchangeEnd::StreamOpened => {
                 ctx.run_later(ENDPOINT_TIMEOUT, move |act, ctx| {
                     if act.legacy_generation == generation && act.live_connection.is_none() {
@@ -1168,7 +1173,11 @@ impl Exchange {
                     });
                     self.read_sse(&mut response, session_id).await
                 }
-                GetOutcome::Refused | GetOutcome::Unauthorized => ExchangeEnd::Refused {
+                GetOutcome::Unauthorized => ExchangeEnd::Unauthorized {
+                    status: code,
+                    challenge: challenge_of(&response),
+                },
+                GetOutcome::Refused => ExchangeEnd::Refused {
                     status: code,
                     detail: describe(),
                 },

@@ -185,6 +185,8 @@ pub enum LinkEvent {
         /// The message.
         seq: u64,
     },
+    /// The legacy event stream's GET was answered 401: it needs a token first.
+    StreamUnauthorized,
     /// A (new) access token is in use.
     TokenArrived,
     /// No token can be had.
@@ -573,6 +575,28 @@ impl Link {
                     context,
                     &format!("the server refused to reconnect: {reason}"),
                 );
+                self.established = false;
+                self.host_initialized = false;
+                self.transport = None;
+                Transition(State::idle())
+            }
+            LinkEvent::StreamUnauthorized => {
+                // MCP authorization applies to the legacy transport too (checklist C6).
+                context.0.push(LinkEffect::CloseLegacyStream);
+                if !self.awaiting_token {
+                    self.awaiting_token = true;
+                    context.0.push(LinkEffect::RequestToken);
+                }
+                Handled
+            }
+            LinkEvent::TokenArrived if self.awaiting_token => {
+                self.awaiting_token = false;
+                context.0.push(LinkEffect::OpenLegacyStream);
+                Handled
+            }
+            LinkEvent::AuthFailed { reason } => {
+                self.awaiting_token = false;
+                self.fail_held(context, reason);
                 self.established = false;
                 self.host_initialized = false;
                 self.transport = None;
@@ -1052,6 +1076,42 @@ mod tests {
     }
 
     #[test]
+    fn a_legacy_stream_that_needs_a_token_reopens_with_it() {
+        let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
+        assert_eq!(
+            step(&mut sm, sent(1, "initialize")),
+            vec![LinkEffect::OpenLegacyStream]
+        );
+        let e = step(&mut sm, LinkEvent::StreamUnauthorized);
+        assert_eq!(
+            e,
+            vec![LinkEffect::CloseLegacyStream, LinkEffect::RequestToken]
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::TokenArrived),
+            vec![LinkEffect::OpenLegacyStream]
+        );
+        let e = step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m".into(),
+            },
+        );
+        assert_eq!(e, vec![post(1, false)]);
+        let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(&mut sm, LinkEvent::StreamUnauthorized);
+        let e = step(
+            &mut sm,
+            LinkEvent::AuthFailed {
+                reason: "denied".into(),
+            },
+        );
+        assert!(matches!(&e[..], [LinkEffect::Fail { seq: 1, .. }]), "{e:?}");
+        assert_eq!(sm.state(), &State::idle());
+    }
+
+    #[test]
     fn network_errors_do_not_fall_back() {
         let mut sm = Link::new(Strategy::SseFirst, None).state_machine();
         step(&mut sm, sent(1, "initialize"));
@@ -1203,6 +1263,7 @@ mod tests {
             Just(LinkEvent::ReinitFailed { reason: "x".into() }),
             Just(LinkEvent::InitializedDelivered),
             (0u64..50).prop_map(|seq| LinkEvent::Unauthorized { seq }),
+            Just(LinkEvent::StreamUnauthorized),
             Just(LinkEvent::TokenArrived),
             Just(LinkEvent::AuthFailed { reason: "x".into() }),
             Just(LinkEvent::ShutdownRequested),
