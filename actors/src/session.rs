@@ -328,6 +328,9 @@ impl Session {
                 self.drive_stream(LEGACY_STREAM, StreamEvent::Closed, ctx);
                 self.streams.remove(&LEGACY_STREAM);
             }
+            LinkEffect::Discard { seq } => {
+                self.unsent.remove(&seq);
+            }
             LinkEffect::RequestToken => match (&self.authorizer, self.last_need.clone()) {
                 (Some((need, _)), Some((what, challenge))) => need.do_send(NeedToken {
                     need: what,

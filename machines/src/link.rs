@@ -239,6 +239,12 @@ pub enum LinkEffect {
     RememberTransport(Transport),
     /// Forget what was remembered about this server's transport.
     ForgetTransport,
+    /// Drop the message `seq` quietly (the host's `notifications/initialized` held
+    /// across a re-initialization, which sent its own).
+    Discard {
+        /// The message.
+        seq: u64,
+    },
     /// Ask the Authorizer for a token (the messages that need it are held).
     RequestToken,
     /// DELETE the session (best effort).
@@ -270,6 +276,8 @@ pub struct Link {
     initialize_seq: Option<u64>,
     /// Whether the host has sent `notifications/initialized`.
     host_initialized: bool,
+    /// The handle of the host's `notifications/initialized`.
+    initialized_seq: Option<u64>,
     /// Whether a session was established once (a new legacy stream then means re-initializing).
     established: bool,
     /// Messages held back, in arrival order, with their retry flag.
@@ -465,6 +473,7 @@ impl Link {
                 && !self.host_initialized =>
             {
                 self.host_initialized = true;
+                self.initialized_seq = Some(*seq);
                 self.open_get_when_confirmed = self.transport == Some(Transport::Streamable);
                 context.0.push(LinkEffect::Post {
                     seq: *seq,
@@ -652,6 +661,16 @@ impl Link {
                     // The optional GET stream (transports §Listening for Messages from the Server).
                     context.0.push(LinkEffect::OpenGetStream);
                 }
+                // A re-initialization sent its own notifications/initialized: the host's,
+                // if it was held (it never reached the server), would be a second one.
+                if let Some(pos) = self
+                    .held
+                    .iter()
+                    .position(|(seq, _)| Some(*seq) == self.initialized_seq)
+                {
+                    let (seq, _) = self.held.remove(pos);
+                    context.0.push(LinkEffect::Discard { seq });
+                }
                 self.release_held(context);
                 Transition(State::live())
             }
@@ -663,6 +682,17 @@ impl Link {
     #[superstate(superstate = "open")]
     fn holding(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
+            LinkEvent::HostSent {
+                seq,
+                kind: Kind::Notification,
+                method,
+            } if method.as_deref() == Some("notifications/initialized") => {
+                // Remember it: a re-initialization sends its own, and this one is then dropped.
+                self.host_initialized = true;
+                self.initialized_seq = Some(*seq);
+                self.hold(*seq, false);
+                Handled
+            }
             LinkEvent::HostSent { seq, .. } => {
                 self.hold(*seq, false);
                 Handled
@@ -1072,6 +1102,40 @@ mod tests {
         assert!(
             step(&mut sm, LinkEvent::TokenArrived).is_empty(),
             "a token nobody waits for changes nothing"
+        );
+    }
+
+    #[test]
+    fn the_hosts_initialized_held_across_a_reconnect_is_not_sent_twice() {
+        let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=1".into(),
+            },
+        );
+        step(&mut sm, answered("x"));
+        step(&mut sm, LinkEvent::LegacyStreamLost);
+        assert!(
+            step(&mut sm, sent(2, "notifications/initialized")).is_empty(),
+            "held"
+        );
+        assert!(step(&mut sm, sent(3, "tools/call")).is_empty(), "held");
+        step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=2".into(),
+            },
+        );
+        let again = LinkEvent::ReinitAnswered {
+            session_id: None,
+            protocol_version: None,
+        };
+        assert_eq!(step(&mut sm, again), vec![LinkEffect::PostInitialized]);
+        assert_eq!(
+            step(&mut sm, LinkEvent::InitializedDelivered),
+            vec![LinkEffect::Discard { seq: 2 }, post(3, false)]
         );
     }
 
