@@ -388,9 +388,11 @@ async fn the_callback_listener_is_on_loopback_only() {
     assert!(!listening.is_empty(), "the listener is up");
     for line in listening {
         let local = line.split_whitespace().nth(1).unwrap();
+        let loopback = local.starts_with("0100007F:")
+            || local.starts_with("00000000000000000000000001000000:");
         assert!(
-            local.starts_with("0100007F:"),
-            "bound to 127.0.0.1 only: {line}"
+            loopback,
+            "bound to loopback only (127.0.0.1 or ::1): {line}"
         );
     }
     p.close().await;
@@ -504,4 +506,36 @@ async fn sign_in_works_on_the_legacy_transport_too() {
         .requests()
         .iter()
         .any(|r| r.path == "/sse" && r.method == "GET" && r.status == Some(401)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_remote_client_runs_the_whole_sign_in() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("client");
+    let (url, config, log, browser) = (tb.url(), env.config(), env.log.clone(), browser());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mcp-remote-client"))
+            .arg(url)
+            .env("MCP_REMOTE_CONFIG_DIR", config)
+            .env("BROWSER", browser)
+            .env("MCP_BROWSER_LOG", log)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Connected to mcp-testbed")
+            && stdout.contains("echo")
+            && stdout.contains("test://static/hello"),
+        "{stdout}"
+    );
+    assert_eq!(env.launches(), 1, "one browser sign-in");
 }

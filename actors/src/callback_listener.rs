@@ -1,7 +1,8 @@
 //! CallbackListener: the loopback HTTP server that receives the browser's
 //! redirect after sign-in (RFC 8252 §7.3).
 //!
-//! It listens on 127.0.0.1 only, only while a flow is pending, answers only the
+//! It listens on loopback only (127.0.0.1, and ::1 on the same port when the
+//! system has it, since a `localhost` redirect may resolve to either), only while a flow is pending, answers only the
 //! exact callback path, and delivers exactly one callback whose `state` is the
 //! one expected; anything else (another path, a missing or forged `state`) gets
 //! a static error page and is not delivered, and the listener keeps waiting for
@@ -43,20 +44,40 @@ const SUCCESS: &str = "<!doctype html><meta charset=utf-8><title>Signed in</titl
 const FAILURE: &str = "<!doctype html><meta charset=utf-8><title>Sign-in failed</title><p>Sign-in did not complete. Return to your MCP client for details.";
 const REJECTED: &str = "<!doctype html><meta charset=utf-8><title>Not accepted</title><p>This sign-in response was not accepted.";
 
-/// Bind 127.0.0.1 on `port` (0: any free port); returns the listener and its port.
-pub async fn bind(port: u16) -> std::io::Result<(TcpListener, u16)> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    let port = listener.local_addr()?.port();
-    Ok((listener, port))
+/// The bound loopback sockets of one flow.
+pub struct Listener {
+    /// 127.0.0.1.
+    v4: TcpListener,
+    /// ::1 on the same port, when available.
+    v6: Option<TcpListener>,
+    /// The port both use.
+    pub port: u16,
+}
+
+/// Bind 127.0.0.1 on `port` (0: any free port), and ::1 on the same port if possible.
+pub async fn bind(port: u16) -> std::io::Result<Listener> {
+    let v4 = TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = v4.local_addr()?.port();
+    let v6 = TcpListener::bind(("::1", port)).await.ok();
+    Ok(Listener { v4, v6, port })
 }
 
 /// Serve until one valid callback arrived (or the receiver is dropped).
-pub async fn serve(listener: TcpListener, path: String, state: String) -> Option<Callback> {
+pub async fn serve(listener: Listener, path: String, state: String) -> Option<Callback> {
     let (tx, rx) = oneshot::channel::<Callback>();
     let tx = Arc::new(Mutex::new(Some(tx)));
     let accept = async {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let next = async {
+                match &listener.v6 {
+                    Some(v6) => tokio::select! {
+                        a = listener.v4.accept() => a,
+                        b = v6.accept() => b,
+                    },
+                    None => listener.v4.accept().await,
+                }
+            };
+            let Ok((stream, _)) = next.await else {
                 continue;
             };
             let (path, state, tx) = (path.clone(), state.clone(), tx.clone());

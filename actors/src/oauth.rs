@@ -540,7 +540,8 @@ pub async fn sign_in(
         match effect {
             PortEffect::TryBind(port) => {
                 let event = match callback_listener::bind(port).await {
-                    Ok((l, p)) => {
+                    Ok(l) => {
+                        let p = l.port;
                         listener = Some(l);
                         PortEvent::Bound { port: p }
                     }
@@ -556,10 +557,7 @@ pub async fn sign_in(
     }
     let listener =
         listener.ok_or_else(|| AuthError::new("could not open the callback listener"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| AuthError::new(e.to_string()))?
-        .port();
+    let port = listener.port;
     let redirect_uri = format!("http://{}:{port}{}", opts.redirect_host, opts.callback_path);
     let client = ensure_client(http, opts, store, &disc, &redirect_uri, scope.as_deref()).await?;
 
