@@ -114,12 +114,14 @@ pub struct Cli {
     #[arg(long, value_name = "MODE", help_heading = "Not supported yet")]
     pub protocol: Option<String>,
 
-    /// Send keep-alive pings.
-    #[arg(long, help_heading = "Not supported yet")]
+    /// Send a keep-alive ping every 30 s (or --ping-interval): keeps idle
+    /// connections from being reaped, and an unanswered ping declares the
+    /// connection dead (pending requests get an error, the link reconnects).
+    #[arg(long)]
     pub keep_alive: bool,
 
-    /// Seconds between keep-alive pings.
-    #[arg(long, value_name = "SECONDS", help_heading = "Not supported yet")]
+    /// Seconds between keep-alive pings (implies --keep-alive).
+    #[arg(long, value_name = "SECONDS")]
     pub ping_interval: Option<u64>,
 
     /// Turn off the per-origin cookie jar.
@@ -225,12 +227,6 @@ impl Cli {
             self.protocol.as_deref().is_some_and(|p| p != "legacy"),
             "--protocol",
             "2026-07-28 era bridging",
-        );
-        check(self.keep_alive, "--keep-alive", "keep-alive pings");
-        check(
-            self.ping_interval.is_some(),
-            "--ping-interval",
-            "keep-alive pings",
         );
         check(self.disable_cookies, "--disable-cookies", "the cookie jar");
         check(

@@ -45,6 +45,8 @@ pub struct Settings {
     pub auth: AuthOptions,
     /// `--clean`: forget stored credentials first.
     pub clean: bool,
+    /// `--keep-alive` / `--ping-interval`.
+    pub ping_interval: Option<Duration>,
 }
 
 /// A command line that cannot be used as given.
@@ -325,6 +327,8 @@ impl Settings {
             silent: cli.silent,
             auth,
             clean: cli.clean,
+            ping_interval: (cli.keep_alive || cli.ping_interval.is_some())
+                .then(|| Duration::from_secs(cli.ping_interval.unwrap_or(30).max(1))),
             strategy: match cli.transport {
                 TransportStrategy::HttpFirst => Strategy::HttpFirst,
                 TransportStrategy::SseFirst => Strategy::SseFirst,

@@ -57,6 +57,7 @@ pub fn start_core(
             seed,
             strategy: settings.strategy,
             transport_memory: Some(settings.transport_memory()),
+            ping_interval: settings.ping_interval,
         },
         http,
         bridge_addr.clone().recipient(),

@@ -86,7 +86,7 @@ fn unknown_flags_are_errors_with_a_suggestion() {
 fn flags_of_later_features_say_so() {
     for args in [
         &["https://example.com/mcp", "--device-code"][..],
-        &["https://example.com/mcp", "--keep-alive"],
+        &["https://example.com/mcp", "--disable-cookies"],
         &["https://example.com/mcp", "--use-id-token"],
     ] {
         let o = run(args, &[]);

@@ -77,6 +77,8 @@ pub enum Origin {
     Reinit,
     /// A POST the proxy makes on its own behalf (`notifications/initialized` after a re-init).
     Own,
+    /// A keep-alive ping of the proxy's own.
+    Ping,
     /// A GET stream: 0 is the standalone stream, others resume a POST's stream.
     Get {
         /// The Session's handle on the stream.

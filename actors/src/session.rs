@@ -73,6 +73,9 @@ pub struct SessionConfig {
     pub strategy: Strategy,
     /// The file remembering which transport this server speaks (`<key>_transport.json`).
     pub transport_memory: Option<PathBuf>,
+    /// `--keep-alive` / `--ping-interval`: send a ping this often; one unanswered by the
+    /// next tick means the connection went silent.
+    pub ping_interval: Option<Duration>,
 }
 
 /// A host message the Session still holds.
@@ -153,6 +156,12 @@ pub struct Session {
     token_confirmed: bool,
     /// The latest 401/403 and its challenge, for the next token request.
     last_need: Option<(Need, BearerChallenge)>,
+    /// POST exchanges in progress, to drop them when the connection is declared dead.
+    post_tasks: HashMap<u64, SpawnHandle>,
+    /// The keep-alive ping awaiting its answer: its id and when it was sent.
+    ping_outstanding: Option<String>,
+    /// Pings sent, for unique reserved ids.
+    pings: u64,
 }
 
 impl Session {
@@ -165,7 +174,9 @@ impl Session {
         stdout: Option<Recipient<Flush>>,
     ) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
-        let link = Link::new(config.strategy, remembered).state_machine();
+        let link = Link::new(config.strategy, remembered)
+            .with_seed(config.seed)
+            .state_machine();
         Self {
             config,
             http,
@@ -192,6 +203,9 @@ impl Session {
             authorization: None,
             token_confirmed: false,
             last_need: None,
+            post_tasks: HashMap::new(),
+            ping_outstanding: None,
+            pings: 0,
         }
     }
 
@@ -231,7 +245,9 @@ impl Session {
                 pending.generation = self.live_connection.unwrap_or(0);
                 let (request, with_session) = self.post(pending.bytes.clone(), true);
                 self.posted.insert(seq, pending);
-                self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
+                let handle =
+                    self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
+                self.post_tasks.insert(seq, handle);
             }
             LinkEffect::Fail { seq, reason } => {
                 if let Some(pending) = self
@@ -327,6 +343,48 @@ impl Session {
             LinkEffect::CloseLegacyStream => {
                 self.drive_stream(LEGACY_STREAM, StreamEvent::Closed, ctx);
                 self.streams.remove(&LEGACY_STREAM);
+            }
+            LinkEffect::ScheduleRetry(delay) => {
+                tracing::info!(
+                    "the server is unreachable; trying again in {:.1} s",
+                    delay.as_secs_f64()
+                );
+                ctx.run_later(delay, |act, ctx| {
+                    act.dispatch(LinkEvent::RetryTimerFired, ctx)
+                });
+            }
+            LinkEffect::AbandonInFlight { reason } => {
+                tracing::warn!("{reason}");
+                for (seq, handle) in std::mem::take(&mut self.post_tasks) {
+                    ctx.cancel_future(handle);
+                    if let Some(pending) = self.posted.remove(&seq) {
+                        self.fail(&pending, reason.clone());
+                    }
+                }
+                let resuming: Vec<u64> = self
+                    .streams
+                    .iter()
+                    .filter(|(_, t)| t.awaiting.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in resuming {
+                    self.drive_stream(id, StreamEvent::Closed, ctx);
+                    if let Some(key) = self.streams.remove(&id).and_then(|t| t.awaiting) {
+                        self.fail_key(key, reason.clone());
+                    }
+                }
+                if self.link.transport() == Some(Transport::Legacy) {
+                    // Answers of requests accepted on the dead stream will not come either.
+                    let accepted: Vec<IdKey> = self
+                        .awaiting
+                        .iter()
+                        .filter(|(_, seq)| !self.unsent.contains_key(seq))
+                        .map(|(key, _)| key.clone())
+                        .collect();
+                    for key in accepted {
+                        self.fail_key(key, reason.clone());
+                    }
+                }
             }
             LinkEffect::Discard { seq } => {
                 self.unsent.remove(&seq);
@@ -628,6 +686,33 @@ impl Session {
 
 impl Actor for Session {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(interval) = self.config.ping_interval {
+            ctx.run_interval(interval, |act, ctx| act.keep_alive(ctx));
+        }
+    }
+}
+
+impl Session {
+    /// One keep-alive tick: an unanswered ping means the peer went silent;
+    /// otherwise send the next one (reserved id; its answer is swallowed).
+    fn keep_alive(&mut self, ctx: &mut Context<Self>) {
+        if self.exiting || !self.link.established() {
+            return;
+        }
+        if self.ping_outstanding.take().is_some() {
+            tracing::warn!("no answer to the keep-alive ping; treating the connection as dead");
+            self.dispatch(LinkEvent::PeerSilent, ctx);
+            return;
+        }
+        self.pings += 1;
+        let id = format!("{}ping-{}", jsonrpc::RESERVED_ID_PREFIX, self.pings);
+        let bytes = jsonrpc::request(&id, "ping", None);
+        self.ping_outstanding = Some(id);
+        let (request, with_session) = self.post(Bytes::from(bytes), true);
+        self.spawn_exchange(Origin::Ping, request, with_session, false, ctx);
+    }
 }
 
 impl Handler<Forward> for Session {
@@ -701,6 +786,13 @@ impl Handler<ServerMessage> for Session {
                         };
                         self.dispatch(event, ctx);
                     }
+                    if self
+                        .ping_outstanding
+                        .as_deref()
+                        .is_some_and(|id| key == IdKey::Str(id.to_owned()))
+                    {
+                        self.ping_outstanding = None;
+                    }
                     return; // the proxy's own request: never shown to the host
                 }
                 if self.host_initialize.as_ref() == Some(&key) {
@@ -744,11 +836,18 @@ impl Handler<ExchangeEnded> for Session {
                     self.initialized_seq = None;
                     self.dispatch(LinkEvent::InitializedDelivered, ctx);
                 }
+                self.post_tasks.remove(&seq);
                 let Some(pending) = self.posted.remove(&seq) else {
                     return;
                 };
                 if matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
                     self.token_worked();
+                }
+                if !matches!(
+                    end,
+                    ExchangeEnd::Failed { .. } | ExchangeEnd::Unreachable { .. }
+                ) {
+                    self.dispatch(LinkEvent::Reachable, ctx);
                 }
                 match end {
                     ExchangeEnd::Expired => {
@@ -785,6 +884,15 @@ impl Handler<ExchangeEnded> for Session {
                             },
                             ctx,
                         );
+                    }
+                    ExchangeEnd::Unreachable { .. }
+                        if self.link.transport() == Some(Transport::Streamable)
+                            && (pending.id_key.is_none()
+                                || pending.id_key != self.host_initialize) =>
+                    {
+                        // Never reached the server: the link retries it after a delay.
+                        self.unsent.insert(seq, pending);
+                        self.dispatch(LinkEvent::Unreachable { seq }, ctx);
                     }
                     ExchangeEnd::Unreachable { .. }
                         if self.link.transport() == Some(Transport::Legacy)
@@ -854,6 +962,11 @@ impl Handler<ExchangeEnded> for Session {
                         _ => "the server did not answer the replayed initialize".into(),
                     };
                     self.dispatch(LinkEvent::ReinitFailed { reason }, ctx);
+                }
+            }
+            Origin::Ping => {
+                if !matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
+                    tracing::debug!("keep-alive ping failed: {end:?}");
                 }
             }
             Origin::Own => {

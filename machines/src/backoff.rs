@@ -30,6 +30,15 @@ impl BackoffPolicy {
         max_attempts: None,
     };
 
+    /// Reaching a server that refused connections: quick first retries, then at most
+    /// every 10 s, for as long as the requests' deadlines allow.
+    pub const RECONNECT: BackoffPolicy = BackoffPolicy {
+        min_delay: Duration::from_millis(250),
+        max_delay: Duration::from_secs(10),
+        factor: 2.0,
+        max_attempts: None,
+    };
+
     /// Resuming a broken POST response stream: a few quick attempts, then the
     /// request fails and the host is told.
     pub const RESUME: BackoffPolicy = BackoffPolicy {

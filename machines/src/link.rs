@@ -47,8 +47,10 @@
 // statig generates the `State` and `Superstate` enums without docs.
 #![allow(missing_docs)]
 
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::jsonrpc::{Kind, RESERVED_ID_PREFIX};
 use statig::prelude::*;
+use std::time::Duration;
 
 /// The two ways to reach an MCP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,6 +189,17 @@ pub enum LinkEvent {
     },
     /// The legacy event stream's GET was answered 401: it needs a token first.
     StreamUnauthorized,
+    /// The POST of message `seq` was refused at connect: it surely never reached the server.
+    Unreachable {
+        /// The message.
+        seq: u64,
+    },
+    /// The delay asked for by `ScheduleRetry` is over.
+    RetryTimerFired,
+    /// The server answered an HTTP request (the network is back).
+    Reachable,
+    /// Dead-peer detection: a keep-alive ping went unanswered.
+    PeerSilent,
     /// A (new) access token is in use.
     TokenArrived,
     /// No token can be had.
@@ -247,6 +260,14 @@ pub enum LinkEffect {
     },
     /// Ask the Authorizer for a token (the messages that need it are held).
     RequestToken,
+    /// Call back with `RetryTimerFired` after this delay (the server was unreachable).
+    ScheduleRetry(Duration),
+    /// The connection is dead: fail the requests whose answer was to come on it
+    /// (their fate is unknown), and drop the exchanges in progress.
+    AbandonInFlight {
+        /// What to tell the host.
+        reason: String,
+    },
     /// DELETE the session (best effort).
     DeleteSession,
 }
@@ -288,6 +309,10 @@ pub struct Link {
     reinit_count: u64,
     /// A token was asked for and has not arrived: new messages wait for it.
     awaiting_token: bool,
+    /// Delays between attempts to reach an unreachable server (reset when it answers).
+    retry_backoff: Option<Backoff>,
+    /// Seed of the jitter of those delays.
+    seed: u64,
 }
 
 impl Link {
@@ -298,6 +323,20 @@ impl Link {
             remembered,
             ..Self::default()
         }
+    }
+
+    /// Seed the jitter of the reconnection delays.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    fn next_retry(&mut self) -> Duration {
+        let seed = self.seed;
+        let backoff = self
+            .retry_backoff
+            .get_or_insert_with(|| BackoffPolicy::RECONNECT.schedule(seed));
+        backoff.next().unwrap_or(BackoffPolicy::RECONNECT.max_delay)
     }
 
     /// The session id to send, if any (Streamable HTTP only).
@@ -313,6 +352,11 @@ impl Link {
     /// The transport in use or being tried.
     pub fn transport(&self) -> Option<Transport> {
         self.transport
+    }
+
+    /// Whether a session was established (the host's `initialize` was answered).
+    pub fn established(&self) -> bool {
+        self.established
     }
 
     /// Where legacy POSTs go.
@@ -480,6 +524,32 @@ impl Link {
                     retry: false,
                 });
                 Transition(State::confirming())
+            }
+            LinkEvent::Unreachable { seq } if self.transport == Some(Transport::Streamable) => {
+                // Invariant 3: it never reached the server, so it may be sent again, after a delay.
+                self.hold(*seq, true);
+                let delay = self.next_retry();
+                context.0.push(LinkEffect::ScheduleRetry(delay));
+                Transition(State::reconnecting())
+            }
+            LinkEvent::PeerSilent => {
+                context.0.push(LinkEffect::AbandonInFlight {
+                    reason: "the connection to the server went silent (no answer to keep-alive pings); the request may or may not have been executed".into(),
+                });
+                match self.transport {
+                    Some(Transport::Legacy) => {
+                        context.0.push(LinkEffect::CloseLegacyStream);
+                        context.0.push(LinkEffect::OpenLegacyStream);
+                        Transition(State::connecting_legacy())
+                    }
+                    _ => {
+                        if self.host_initialized {
+                            context.0.push(LinkEffect::CloseGetStream);
+                            context.0.push(LinkEffect::OpenGetStream);
+                        }
+                        Handled
+                    }
+                }
             }
             LinkEvent::HostSent { seq, method, .. } if method.as_deref() == Some("initialize") => {
                 // A host that initializes again starts a new session from scratch.
@@ -652,6 +722,22 @@ impl Link {
         }
     }
 
+    /// The server could not be reached: messages wait for the next attempt.
+    #[state(superstate = "holding")]
+    fn reconnecting(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
+        match event {
+            LinkEvent::RetryTimerFired => {
+                self.release_held(context);
+                Transition(State::live())
+            }
+            LinkEvent::Unreachable { seq } => {
+                self.hold(*seq, true);
+                Handled
+            }
+            _ => Super,
+        }
+    }
+
     /// `notifications/initialized` is on its way; what comes after it waits.
     #[state(superstate = "holding")]
     fn confirming(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
@@ -722,6 +808,17 @@ impl Link {
     #[superstate]
     fn open(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
+            LinkEvent::Reachable => {
+                self.retry_backoff = None;
+                Handled
+            }
+            LinkEvent::Unreachable { seq } => {
+                context.0.push(LinkEffect::Fail {
+                    seq: *seq,
+                    reason: "could not connect to the server".into(),
+                });
+                Handled
+            }
             LinkEvent::HostSent { seq, .. } if self.awaiting_token => {
                 self.hold(*seq, false);
                 Handled
@@ -1176,6 +1273,38 @@ mod tests {
     }
 
     #[test]
+    fn unreachable_requests_wait_and_are_sent_again_after_a_delay() {
+        let mut sm = Link::new(Strategy::HttpOnly, None)
+            .with_seed(1)
+            .state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(&mut sm, answered("s"));
+        step(&mut sm, sent(2, "notifications/initialized"));
+        step(&mut sm, LinkEvent::InitializedDelivered);
+        step(&mut sm, sent(3, "tools/call"));
+        let e = step(&mut sm, LinkEvent::Unreachable { seq: 3 });
+        assert!(
+            matches!(&e[..], [LinkEffect::ScheduleRetry(d)] if *d >= Duration::from_millis(250)),
+            "{e:?}"
+        );
+        assert!(
+            step(&mut sm, sent(4, "ping")).is_empty(),
+            "held while the server is unreachable"
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::RetryTimerFired),
+            vec![post(3, true), post(4, false)]
+        );
+        // The initialize of a server that is not there fails at once: a wrong URL is not a flaky network.
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        assert!(matches!(
+            &step(&mut sm, LinkEvent::Unreachable { seq: 1 })[..],
+            [LinkEffect::Fail { seq: 1, .. }]
+        ));
+    }
+
+    #[test]
     fn network_errors_do_not_fall_back() {
         let mut sm = Link::new(Strategy::SseFirst, None).state_machine();
         step(&mut sm, sent(1, "initialize"));
@@ -1328,6 +1457,10 @@ mod tests {
             Just(LinkEvent::InitializedDelivered),
             (0u64..50).prop_map(|seq| LinkEvent::Unauthorized { seq }),
             Just(LinkEvent::StreamUnauthorized),
+            (0u64..50).prop_map(|seq| LinkEvent::Unreachable { seq }),
+            Just(LinkEvent::RetryTimerFired),
+            Just(LinkEvent::Reachable),
+            Just(LinkEvent::PeerSilent),
             Just(LinkEvent::TokenArrived),
             Just(LinkEvent::AuthFailed { reason: "x".into() }),
             Just(LinkEvent::ShutdownRequested),

@@ -1,0 +1,83 @@
+//! Riding through network trouble on Streamable HTTP: a server that goes away
+//! and comes back, and keep-alive pings.
+
+mod common;
+
+use common::{call, text, Proxy};
+use serde_json::json;
+use std::time::Duration;
+use testbed::{Config, Testbed};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_sent_while_the_server_is_down_is_answered_when_it_is_back() {
+    let tb = Testbed::start(Config {
+        sessions: false,
+        get_stream: false,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let port = tb.port();
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    tb.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Refused at connect: it surely never reached the server, so it may be sent again (invariant 3).
+    p.send(call(7, "echo", json!({"text": "after the restart"})))
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let restarted = Testbed::start_on_port(
+        Config {
+            sessions: false,
+            get_stream: false,
+            ..Config::default()
+        },
+        port,
+    )
+    .await
+    .expect("the same port again");
+    let (r, _) = p.recv_response(&json!(7)).await;
+    assert_eq!(text(&r), "after the restart", "{r}");
+    let calls = restarted
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .count();
+    assert_eq!(calls, 1, "sent once to the new server");
+    p.assert_quiet(Duration::from_millis(300)).await;
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_pings_use_reserved_ids_and_never_reach_the_host() {
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let mut p = Proxy::spawn(&[&tb.url(), "--ping-interval", "1"]);
+    p.initialize("2025-11-25").await;
+    let pinged = |r: &[testbed::Recorded]| {
+        r.iter()
+            .filter(|r| r.rpc_method().as_deref() == Some("ping"))
+            .count()
+            >= 2
+    };
+    assert!(
+        tb.wait_for(pinged, Duration::from_secs(5)).await,
+        "pings every second"
+    );
+    for r in tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("ping"))
+    {
+        let id = r.json().unwrap()["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("mcp-remote-ping-"), "{id}");
+        assert!(
+            r.header("mcp-session-id").is_some(),
+            "pings belong to the session"
+        );
+    }
+    p.assert_quiet(Duration::from_millis(500)).await;
+    p.send(call(1, "echo", json!({"text": "still fine"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "still fine");
+    p.close().await;
+}
