@@ -146,5 +146,17 @@ pub fn describe_error(error: reqwest::Error) -> String {
         }
         source = s.source();
     }
+    let lower = detail.to_ascii_lowercase();
+    if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("invalid peer")
+    {
+        // The classic VPN / corporate proxy case (mcp-remote README "VPN Certs").
+        return format!(
+            "{kind}: {detail}. The server's TLS certificate is not trusted by this machine. Behind a VPN or a \
+             corporate proxy, point NODE_EXTRA_CA_CERTS (or --extra-ca-certs) at its CA bundle, e.g. in the \
+             client config: \"env\": {{ \"NODE_EXTRA_CA_CERTS\": \"/path/to/ca.pem\" }}"
+        );
+    }
     format!("{kind}: {detail}")
 }

@@ -729,6 +729,25 @@ impl Handler<Forward> for Session {
         if let (Kind::Request, Some(key)) = (outbound.kind, &outbound.id_key) {
             self.awaiting.insert(key.clone(), seq);
         }
+        if outbound.method.as_deref() == Some("notifications/cancelled") {
+            // A request answered by the proxy (time-out) while still waiting to be sent is dropped.
+            let cancelled = jsonrpc::Message::parse(bytes.to_vec())
+                .ok()
+                .and_then(|m| m.params())
+                .and_then(|p| p.get("requestId").map(|v| v.to_string()))
+                .and_then(|raw| serde_json::value::RawValue::from_string(raw).ok())
+                .and_then(|raw| IdKey::from_raw(&raw));
+            if let Some(key) = cancelled {
+                if let Some(&held) = self
+                    .awaiting
+                    .get(&key)
+                    .filter(|s| self.unsent.contains_key(s))
+                {
+                    self.awaiting.remove(&key);
+                    self.dispatch(LinkEvent::Withdraw { seq: held }, ctx);
+                }
+            }
+        }
         if outbound.kind == Kind::Notification
             && outbound.method.as_deref() == Some("notifications/initialized")
         {

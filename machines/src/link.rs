@@ -102,6 +102,9 @@ impl Strategy {
     }
 }
 
+/// Most messages held back while the link is down; more are refused with an error.
+pub const MAX_HELD: usize = 1024;
+
 /// The statuses that mean "not this transport" (MCP 2025-11-25 transports §Backwards Compatibility).
 pub fn is_fallback_status(status: u16) -> bool {
     matches!(status, 400 | 404 | 405)
@@ -200,6 +203,11 @@ pub enum LinkEvent {
     Reachable,
     /// Dead-peer detection: a keep-alive ping went unanswered.
     PeerSilent,
+    /// The request `seq` was answered by the proxy (time-out) while still held: drop it.
+    Withdraw {
+        /// The message.
+        seq: u64,
+    },
     /// A (new) access token is in use.
     TokenArrived,
     /// No token can be had.
@@ -364,8 +372,22 @@ impl Link {
         self.endpoint.as_deref()
     }
 
+    /// Hold a message back; beyond [`MAX_HELD`] it fails at once (bounded memory, invariant 4).
     fn hold(&mut self, seq: u64, retry: bool) {
         self.held.push((seq, retry));
+    }
+
+    fn hold_or_refuse(&mut self, seq: u64, retry: bool, context: &mut LinkOutbox) {
+        if self.held.len() >= MAX_HELD {
+            context.0.push(LinkEffect::Fail {
+                seq,
+                reason: format!(
+                    "the server is not reachable and {MAX_HELD} messages are already waiting"
+                ),
+            });
+        } else {
+            self.hold(seq, retry);
+        }
     }
 
     fn fail_held(&mut self, context: &mut LinkOutbox, reason: &str) {
@@ -780,7 +802,7 @@ impl Link {
                 Handled
             }
             LinkEvent::HostSent { seq, .. } => {
-                self.hold(*seq, false);
+                self.hold_or_refuse(*seq, false, context);
                 Handled
             }
             LinkEvent::TokenArrived => {
@@ -808,6 +830,13 @@ impl Link {
     #[superstate]
     fn open(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
+            LinkEvent::Withdraw { seq } => {
+                if let Some(pos) = self.held.iter().position(|(s, _)| s == seq) {
+                    self.held.remove(pos);
+                    context.0.push(LinkEffect::Discard { seq: *seq });
+                }
+                Handled
+            }
             LinkEvent::Reachable => {
                 self.retry_backoff = None;
                 Handled
@@ -820,7 +849,7 @@ impl Link {
                 Handled
             }
             LinkEvent::HostSent { seq, .. } if self.awaiting_token => {
-                self.hold(*seq, false);
+                self.hold_or_refuse(*seq, false, context);
                 Handled
             }
             LinkEvent::Unauthorized { seq } => {
@@ -1461,6 +1490,7 @@ mod tests {
             Just(LinkEvent::RetryTimerFired),
             Just(LinkEvent::Reachable),
             Just(LinkEvent::PeerSilent),
+            (0u64..50).prop_map(|seq| LinkEvent::Withdraw { seq }),
             Just(LinkEvent::TokenArrived),
             Just(LinkEvent::AuthFailed { reason: "x".into() }),
             Just(LinkEvent::ShutdownRequested),
