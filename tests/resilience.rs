@@ -81,3 +81,36 @@ async fn keep_alive_pings_use_reserved_ids_and_never_reach_the_host() {
     assert_eq!(text(&r), "still fine");
     p.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_that_timed_out_is_never_sent_later() {
+    let config = || Config {
+        sessions: false,
+        get_stream: false,
+        ..Config::default()
+    };
+    let tb = Testbed::start(config()).await.unwrap();
+    let port = tb.port();
+    let mut p = Proxy::spawn(&[&tb.url(), "--request-timeout", "1"]);
+    p.initialize("2025-11-25").await;
+    tb.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.send(call(9, "echo", json!({"text": "too late"}))).await;
+    let (r, _) = p.recv_response(&json!(9)).await;
+    assert_eq!(r["error"]["code"], -32001, "answered by the time-out: {r}");
+    let restarted = Testbed::start_on_port(config(), port)
+        .await
+        .expect("the same port again");
+    p.send(call(10, "echo", json!({"text": "fresh"}))).await;
+    let (r, _) = p.recv_response(&json!(10)).await;
+    assert_eq!(text(&r), "fresh");
+    let late = restarted.requests().iter().any(|r| {
+        r.json()
+            .is_some_and(|j| j["id"] == 9 && j["method"] == "tools/call")
+    });
+    assert!(
+        !late,
+        "the timed-out request must not run after its error was given"
+    );
+    p.close().await;
+}
