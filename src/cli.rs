@@ -106,9 +106,15 @@ pub struct Cli {
     #[arg(long)]
     pub ipv4: bool,
 
-    /// Extra CA certificates (PEM bundle) to trust besides the system store.
-    #[arg(long, env = "NODE_EXTRA_CA_CERTS", value_name = "PEM_FILE")]
-    pub extra_ca_certs: Option<PathBuf>,
+    /// Extra CA certificates (PEM bundle) to trust besides the system store
+    /// (an empty value counts as unset, as in Node).
+    #[arg(
+        long,
+        env = "NODE_EXTRA_CA_CERTS",
+        value_name = "PEM_FILE",
+        value_parser = clap::builder::ValueParser::os_string()
+    )]
+    pub extra_ca_certs: Option<std::ffi::OsString>,
 
     /// Protocol era: legacy (default) or auto (2026-07-28 bridging).
     #[arg(long, value_name = "MODE", help_heading = "Not supported yet")]

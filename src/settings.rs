@@ -312,7 +312,8 @@ impl Settings {
                 extra_ca_certs: cli
                     .extra_ca_certs
                     .clone()
-                    .filter(|p| !p.as_os_str().is_empty()),
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from),
             },
             router: RouterConfig {
                 request_timeout: seconds(cli.request_timeout),

@@ -147,15 +147,24 @@ pub fn describe_error(error: reqwest::Error) -> String {
         source = s.source();
     }
     let lower = detail.to_ascii_lowercase();
-    if lower.contains("certificate")
-        || lower.contains("unknownissuer")
-        || lower.contains("invalid peer")
+    if lower.contains("unknownissuer")
+        || lower.contains("unknown issuer")
+        || lower.contains("self-signed")
+        || lower.contains("self signed")
     {
         // The classic VPN / corporate proxy case (mcp-remote README "VPN Certs").
         return format!(
             "{kind}: {detail}. The server's TLS certificate is not trusted by this machine. Behind a VPN or a \
              corporate proxy, point NODE_EXTRA_CA_CERTS (or --extra-ca-certs) at its CA bundle, e.g. in the \
              client config: \"env\": {{ \"NODE_EXTRA_CA_CERTS\": \"/path/to/ca.pem\" }}"
+        );
+    }
+    if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        return format!("{kind}: {detail}. The certificate is for another name: use a server URL with a name it covers.");
+    }
+    if lower.contains("expired") && lower.contains("certificate") {
+        return format!(
+            "{kind}: {detail}. The certificate has expired, or this machine's clock is wrong."
         );
     }
     format!("{kind}: {detail}")
