@@ -128,6 +128,11 @@ pub enum ExchangeEnd {
         /// A short description (no URL, no secret).
         detail: String,
     },
+    /// 503 or 429 with `Retry-After` (seconds): not processed, try again later.
+    Busy {
+        /// The server's delay.
+        retry_after: std::time::Duration,
+    },
     /// 401, or 403 `insufficient_scope`: credentials needed.
     Unauthorized {
         /// The HTTP status.

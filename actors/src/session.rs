@@ -30,7 +30,7 @@ use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Incoming, Kind};
 use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
 use machines::sse::SseParser;
-use machines::stream::{StreamEffect, StreamEvent, StreamLink, StreamOutbox};
+use machines::stream::{SilenceWatch, StreamEffect, StreamEvent, StreamLink, StreamOutbox};
 use machines::transport::{self, GetOutcome, PostOutcome};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use statig::blocking::StateMachine;
@@ -44,6 +44,8 @@ use url::Url;
 const GET_STREAM: u64 = 0;
 /// The legacy (HTTP+SSE) event stream's handle among the streams.
 const LEGACY_STREAM: u64 = u64::MAX;
+/// How long a GET for an event stream may wait for its response headers.
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new legacy stream may take to send its `endpoint` event.
 const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the DELETE at shutdown.
@@ -874,6 +876,14 @@ impl Handler<ExchangeEnded> for Session {
                         self.unsent.insert(seq, pending);
                         self.dispatch(LinkEvent::SessionExpired { seq, retried }, ctx);
                     }
+                    ExchangeEnd::Busy { retry_after } => {
+                        tracing::info!(
+                            "the server is busy; it asks to retry after {} s",
+                            retry_after.as_secs()
+                        );
+                        self.unsent.insert(seq, pending);
+                        self.dispatch(LinkEvent::Busy { seq, retry_after }, ctx);
+                    }
                     ExchangeEnd::Unauthorized { status, challenge } => {
                         let need = match (status, &challenge.scope) {
                             (403, Some(scope)) => Need::InsufficientScope {
@@ -1026,7 +1036,9 @@ impl Handler<ExchangeEnded> for Session {
                         tracing::debug!(stream, "GET stream failed: {detail}");
                         StreamEvent::Failed { now }
                     }
-                    ExchangeEnd::Accepted | ExchangeEnd::Expired => StreamEvent::Failed { now },
+                    ExchangeEnd::Accepted | ExchangeEnd::Expired | ExchangeEnd::Busy { .. } => {
+                        StreamEvent::Failed { now }
+                    }
                 };
                 self.drive_stream(stream, event, ctx);
             }
@@ -1113,7 +1125,7 @@ impl Session {
                 Some(LinkEvent::LegacyFailed { reason: detail }),
                 StreamEvent::Failed { now },
             ),
-            ExchangeEnd::Accepted | ExchangeEnd::Expired => {
+            ExchangeEnd::Accepted | ExchangeEnd::Expired | ExchangeEnd::Busy { .. } => {
                 let reason = "the server did not answer with an event stream".to_owned();
                 (
                     Some(LinkEvent::LegacyFailed { reason }),
@@ -1254,7 +1266,14 @@ impl Exchange {
     }
 
     async fn exchange(&self, request: reqwest::RequestBuilder) -> ExchangeEnd {
-        let sent = match self.headers_timeout {
+        // A stream's response headers come at once from a live server; a GET that hangs
+        // there (a silent network) is given up sooner so the stream machine can retry.
+        let headers_timeout = match (self.is_get, self.headers_timeout) {
+            (true, Some(t)) => Some(t.min(STREAM_OPEN_TIMEOUT)),
+            (true, None) => Some(STREAM_OPEN_TIMEOUT),
+            (false, t) => t,
+        };
+        let sent = match headers_timeout {
             Some(limit) => match tokio::time::timeout(limit, request.send()).await {
                 Ok(sent) => sent,
                 Err(_) => {
@@ -1338,6 +1357,11 @@ impl Exchange {
                 status: code,
                 challenge: challenge_of(&response),
             },
+            PostOutcome::Failed { status: 503 | 429 } if retry_after(&response).is_some() => {
+                ExchangeEnd::Busy {
+                    retry_after: retry_after(&response).unwrap_or_default(),
+                }
+            }
             PostOutcome::Failed { status: 403 } if is_insufficient_scope(&response) => {
                 ExchangeEnd::Unauthorized {
                     status: 403,
@@ -1366,8 +1390,23 @@ impl Exchange {
     ) -> ExchangeEnd {
         let mut parser = SseParser::new(self.max);
         let mut broken = None;
+        // Long-lived GET streams: notice a connection that died silently (no FIN, no RST).
+        let mut silence = SilenceWatch::default();
         loop {
-            match response.chunk().await {
+            let next = match silence.limit().filter(|_| self.is_get) {
+                Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        broken = Some(format!("the stream went silent for {} s", limit.as_secs()));
+                        break;
+                    }
+                },
+                None => response.chunk().await,
+            };
+            if let Ok(Some(_)) = &next {
+                silence.on_bytes(Instant::now());
+            }
+            match next {
                 Ok(Some(chunk)) => {
                     if let Err(e) = parser.push(&chunk) {
                         broken = Some(e.to_string());
@@ -1430,6 +1469,19 @@ impl Exchange {
             Err(e) => tracing::warn!("the server sent a message that is not JSON-RPC: {e}"),
         }
     }
+}
+
+/// `Retry-After` in seconds (RFC 9110 §10.2.3), capped at two minutes; an HTTP-date is not used.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(120)))
 }
 
 /// The Bearer challenge of a 401/403 answer.

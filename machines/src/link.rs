@@ -197,6 +197,14 @@ pub enum LinkEvent {
         /// The message.
         seq: u64,
     },
+    /// The POST of message `seq` was answered 503 or 429 with `Retry-After`: the
+    /// server did not process it and asks to be tried again later.
+    Busy {
+        /// The message.
+        seq: u64,
+        /// The server's `Retry-After`, a minimum for the next attempt.
+        retry_after: Duration,
+    },
     /// The delay asked for by `ScheduleRetry` is over.
     RetryTimerFired,
     /// The server answered an HTTP request (the network is back).
@@ -321,6 +329,8 @@ pub struct Link {
     retry_backoff: Option<Backoff>,
     /// Seed of the jitter of those delays.
     seed: u64,
+    /// A retry timer is running (there is never more than one).
+    timer_pending: bool,
 }
 
 impl Link {
@@ -337,6 +347,15 @@ impl Link {
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Ask for a retry timer unless one is already running.
+    fn schedule_retry(&mut self, at_least: Duration, context: &mut LinkOutbox) {
+        if !self.timer_pending {
+            self.timer_pending = true;
+            let delay = self.next_retry().max(at_least);
+            context.0.push(LinkEffect::ScheduleRetry(delay));
+        }
     }
 
     fn next_retry(&mut self) -> Duration {
@@ -549,9 +568,15 @@ impl Link {
             }
             LinkEvent::Unreachable { seq } if self.transport == Some(Transport::Streamable) => {
                 // Invariant 3: it never reached the server, so it may be sent again, after a delay.
-                self.hold(*seq, true);
-                let delay = self.next_retry();
-                context.0.push(LinkEffect::ScheduleRetry(delay));
+                self.hold(*seq, false);
+                self.schedule_retry(Duration::ZERO, context);
+                Transition(State::reconnecting())
+            }
+            LinkEvent::Busy { seq, retry_after }
+                if self.transport == Some(Transport::Streamable) =>
+            {
+                self.hold(*seq, false);
+                self.schedule_retry(*retry_after, context);
                 Transition(State::reconnecting())
             }
             LinkEvent::PeerSilent => {
@@ -748,12 +773,31 @@ impl Link {
     #[state(superstate = "holding")]
     fn reconnecting(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
-            LinkEvent::RetryTimerFired => {
+            // A new message is an attempt of its own: the moment the server answers it,
+            // the ones waiting go too (the link comes back as soon as the network does).
+            LinkEvent::HostSent { seq, .. } if !self.awaiting_token => {
+                context.0.push(LinkEffect::Post {
+                    seq: *seq,
+                    retry: false,
+                });
+                Handled
+            }
+            LinkEvent::Reachable => {
+                self.retry_backoff = None;
                 self.release_held(context);
                 Transition(State::live())
             }
+            LinkEvent::RetryTimerFired => {
+                self.timer_pending = false;
+                self.release_held(context);
+                Transition(State::live())
+            }
+            LinkEvent::Busy { seq, .. } => {
+                self.hold(*seq, false);
+                Handled
+            }
             LinkEvent::Unreachable { seq } => {
-                self.hold(*seq, true);
+                self.hold(*seq, false);
                 Handled
             }
             _ => Super,
@@ -837,8 +881,22 @@ impl Link {
                 }
                 Handled
             }
+            LinkEvent::RetryTimerFired => {
+                self.timer_pending = false;
+                Handled
+            }
             LinkEvent::Reachable => {
                 self.retry_backoff = None;
+                Handled
+            }
+            LinkEvent::Busy { seq, retry_after } => {
+                context.0.push(LinkEffect::Fail {
+                    seq: *seq,
+                    reason: format!(
+                        "the server is busy; it asks to retry after {} s",
+                        retry_after.as_secs()
+                    ),
+                });
                 Handled
             }
             LinkEvent::Unreachable { seq } => {
@@ -1316,13 +1374,36 @@ mod tests {
             matches!(&e[..], [LinkEffect::ScheduleRetry(d)] if *d >= Duration::from_millis(250)),
             "{e:?}"
         );
-        assert!(
-            step(&mut sm, sent(4, "ping")).is_empty(),
-            "held while the server is unreachable"
-        );
+        // A new message is tried at once; it is refused too, so it waits with the first.
+        assert_eq!(step(&mut sm, sent(4, "ping")), vec![post(4, false)]);
+        assert!(step(&mut sm, LinkEvent::Unreachable { seq: 4 }).is_empty());
         assert_eq!(
             step(&mut sm, LinkEvent::RetryTimerFired),
-            vec![post(3, true), post(4, false)]
+            vec![post(3, false), post(4, false)]
+        );
+        // Back to waiting: an answer to a new message releases the others at once.
+        step(&mut sm, LinkEvent::Unreachable { seq: 3 });
+        step(&mut sm, LinkEvent::Unreachable { seq: 4 });
+        assert_eq!(step(&mut sm, sent(6, "ping")), vec![post(6, false)]);
+        assert_eq!(
+            step(&mut sm, LinkEvent::Reachable),
+            vec![post(3, false), post(4, false)]
+        );
+        assert_eq!(sm.state(), &State::live());
+        assert!(
+            step(&mut sm, LinkEvent::RetryTimerFired).is_empty(),
+            "the stale timer changes nothing"
+        );
+        let e = step(&mut sm, sent(5, "tools/call"));
+        assert_eq!(e, vec![post(5, false)]);
+        let busy = LinkEvent::Busy {
+            seq: 5,
+            retry_after: Duration::from_secs(20),
+        };
+        let e = step(&mut sm, busy);
+        assert!(
+            matches!(&e[..], [LinkEffect::ScheduleRetry(d)] if *d >= Duration::from_secs(20)),
+            "Retry-After is a minimum: {e:?}"
         );
         // The initialize of a server that is not there fails at once: a wrong URL is not a flaky network.
         let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
@@ -1487,6 +1568,10 @@ mod tests {
             (0u64..50).prop_map(|seq| LinkEvent::Unauthorized { seq }),
             Just(LinkEvent::StreamUnauthorized),
             (0u64..50).prop_map(|seq| LinkEvent::Unreachable { seq }),
+            (0u64..50).prop_map(|seq| LinkEvent::Busy {
+                seq,
+                retry_after: Duration::from_secs(1)
+            }),
             Just(LinkEvent::RetryTimerFired),
             Just(LinkEvent::Reachable),
             Just(LinkEvent::PeerSilent),

@@ -164,6 +164,43 @@ impl StreamLink {
     }
 }
 
+/// Silence detection for long-lived event streams (dead-peer detection without
+/// pings). Servers that send keep-alive comments keep doing so at a steady pace;
+/// once a few gaps have been seen, a silence of four times the longest of them
+/// (at least 5 s, so a hiccup of a few seconds is ridden out) means the connection died silently — the VPN flap that leaves
+/// no FIN and no RST. Before enough gaps are seen, only the body time-out applies.
+#[derive(Debug, Clone, Default)]
+pub struct SilenceWatch {
+    /// When bytes last arrived.
+    last: Option<Instant>,
+    /// Gaps seen between arrivals.
+    gaps: u32,
+    /// The longest gap seen.
+    longest: Duration,
+}
+
+impl SilenceWatch {
+    /// Gaps to see before trusting the pace.
+    const SAMPLES: u32 = 3;
+    /// Never declare death sooner than this.
+    const FLOOR: Duration = Duration::from_secs(5);
+
+    /// Bytes arrived at `now`.
+    pub fn on_bytes(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last);
+            self.longest = self.longest.max(gap);
+            self.gaps += 1;
+        }
+        self.last = Some(now);
+    }
+
+    /// How long a silence may last before the stream counts as dead, if the pace is known.
+    pub fn limit(&self) -> Option<Duration> {
+        (self.gaps >= Self::SAMPLES).then(|| (self.longest * 4).max(Self::FLOOR))
+    }
+}
+
 #[state_machine(
     initial = "State::idle()",
     state(derive(Debug, Clone, PartialEq, Eq)),
@@ -280,6 +317,28 @@ mod tests {
         let mut out = StreamOutbox::default();
         sm.handle_with_context(&e, &mut out);
         out.0
+    }
+
+    #[test]
+    fn silence_limit_follows_the_keepalive_pace() {
+        let t0 = Instant::now();
+        let mut w = SilenceWatch::default();
+        assert_eq!(w.limit(), None);
+        for i in 0..4 {
+            w.on_bytes(t0 + Duration::from_secs(i));
+        }
+        assert_eq!(w.limit(), Some(Duration::from_secs(5)));
+        w.on_bytes(t0 + Duration::from_secs(20));
+        assert_eq!(w.limit(), Some(Duration::from_secs(68)), "17 s gap × 4");
+        let mut fast = SilenceWatch::default();
+        for i in 0..5 {
+            fast.on_bytes(t0 + Duration::from_millis(10 * i));
+        }
+        assert_eq!(
+            fast.limit(),
+            Some(Duration::from_secs(5)),
+            "never sooner than 5 s"
+        );
     }
 
     #[test]

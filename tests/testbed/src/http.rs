@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::mcp::{self, Call, Outcome};
 use crate::record::Recorded;
@@ -56,8 +57,17 @@ pub(crate) enum Role {
     Elsewhere,
 }
 
-/// Accepts connections until shutdown, then drops them all.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role) {
+/// How long a client may take over its TLS handshake (HTTPS mode).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown, then drops them all. With `tls`, each connection
+/// is a TLS one; a failed handshake is recorded in [`Shared::tls_failures`].
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    role: Role,
+    tls: Option<TlsAcceptor>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut connections = JoinSet::new();
     loop {
@@ -66,7 +76,10 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let shared = shared.clone();
-                    connections.spawn(serve_connection(stream, shared, role));
+                    match &tls {
+                        None => connections.spawn(serve_connection(stream, shared, role)),
+                        Some(tls) => connections.spawn(serve_tls(tls.clone(), stream, shared, role)),
+                    };
                 }
                 // Out of file descriptors or similar: let it pass rather than spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -78,8 +91,26 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role
     connections.shutdown().await;
 }
 
-/// Serves one HTTP/1.1 connection.
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, role: Role) {
+/// Serves one HTTPS connection: the TLS handshake, then HTTP/1.1 inside it.
+async fn serve_tls(
+    tls: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    role: Role,
+) {
+    let failure = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => return serve_connection(stream, shared, role).await,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the client did not finish the TLS handshake in time".to_owned(),
+    };
+    lock(&shared.tls_failures).push(failure);
+}
+
+/// Serves one HTTP/1.1 connection, over TCP or TLS.
+async fn serve_connection<I>(stream: I, shared: Arc<Shared>, role: Role)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request| {
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(receive(shared, role, request).await) }

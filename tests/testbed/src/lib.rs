@@ -8,6 +8,12 @@
 //! [`Testbed::expire_sessions`] and [`Testbed::push_notification`] change the server's
 //! behaviour while the proxy is talking to it.
 //!
+//! For the network settings a VPN brings: [`Testbed::start_tls`] serves the same over HTTPS
+//! with a certificate a [`ThrowawayCa`] issued (a CA no trust store knows), recording
+//! refused handshakes in [`Testbed::tls_failures`]; [`Testbed::start_with`] and a [`Listen`]
+//! also put it on `::1`; [`ForwardProxy`] is a loopback HTTP proxy (`CONNECT` and
+//! absolute-form) that records what a client sent through it.
+//!
 //! The behaviour follows the Streamable HTTP transport of MCP 2025-03-26 … 2025-11-25:
 //!
 //! - `POST /mcp` takes one JSON-RPC message (a batch only when the session negotiated
@@ -58,15 +64,19 @@
 
 mod auth;
 mod authserver;
+pub mod chaos;
+mod forward_proxy;
 mod http;
 mod legacy;
 mod mcp;
 mod record;
+pub mod relay;
 mod resource;
 mod sse;
 mod state;
+mod tls;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,8 +86,11 @@ pub use auth::{
     AsMetadataUrl, AuthConfig, AuthorizeBehaviour, AuthorizeRequest, IssuedToken, PrmUrl,
     Registration, TokenRequest,
 };
+pub use forward_proxy::{ForwardProxy, ProxiedRequest};
 pub use mcp::{SUPPORTED_PROTOCOL_VERSIONS, TOOL_NAMES};
 pub use record::Recorded;
+pub use relay::{Relay, RelayStats};
+pub use tls::{ThrowawayCa, TlsIdentity};
 
 use state::{lock, Shared};
 
@@ -175,6 +188,30 @@ impl Default for Config {
     }
 }
 
+/// Where and how a testbed listens: see [`Testbed::start_with`].
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// The loopback address of both listeners: `127.0.0.1` by default, `::1` for a server
+    /// reachable over IPv6 only. The URLs carry it (`http://[::1]:PORT/mcp`).
+    pub ip: IpAddr,
+    /// The main listener's port; 0 (the default) for an ephemeral one. The "elsewhere"
+    /// listener always takes an ephemeral port.
+    pub port: u16,
+    /// `Some`: both listeners speak HTTPS with this certificate and key, and the URLs are
+    /// `https://…`. `None` (the default): plain HTTP.
+    pub tls: Option<TlsIdentity>,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            tls: None,
+        }
+    }
+}
+
 /// A handle on a running testbed. Cloning it gives another handle on the same server.
 #[derive(Clone)]
 pub struct Testbed {
@@ -198,21 +235,67 @@ impl Testbed {
     /// Like [`Testbed::start`], on a given port of `127.0.0.1` (0 for an ephemeral one).
     /// The "elsewhere" listener always takes an ephemeral port.
     pub async fn start_on_port(config: Config, port: u16) -> std::io::Result<Testbed> {
-        let main = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-        let elsewhere = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let origin = format!("http://{}", main.local_addr()?);
-        let elsewhere_origin = format!("http://{}", elsewhere.local_addr()?);
+        Self::start_with(
+            config,
+            Listen {
+                port,
+                ..Listen::default()
+            },
+        )
+        .await
+    }
+
+    /// Like [`Testbed::start`], over HTTPS on `127.0.0.1` with this certificate and key
+    /// (for example one from [`ThrowawayCa::issue`] for `127.0.0.1`). The URLs are
+    /// `https://127.0.0.1:PORT/…`; a failed handshake is recorded in
+    /// [`Testbed::tls_failures`].
+    pub async fn start_tls(config: Config, identity: &TlsIdentity) -> std::io::Result<Testbed> {
+        Self::start_with(
+            config,
+            Listen {
+                tls: Some(identity.clone()),
+                ..Listen::default()
+            },
+        )
+        .await
+    }
+
+    /// Starts a testbed as `listen` says: address, port, plain HTTP or HTTPS. An address
+    /// that is not loopback is refused: the testbed never listens beyond this machine.
+    pub async fn start_with(config: Config, listen: Listen) -> std::io::Result<Testbed> {
+        if !listen.ip.is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the testbed listens on loopback addresses only",
+            ));
+        }
+        let tls = match &listen.tls {
+            Some(identity) => Some(tokio_rustls::TlsAcceptor::from(identity.server_config()?)),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let main = TcpListener::bind(SocketAddr::from((listen.ip, listen.port))).await?;
+        let elsewhere = TcpListener::bind(SocketAddr::from((listen.ip, 0))).await?;
+        let origin = format!("{scheme}://{}", main.local_addr()?);
+        let elsewhere_origin = format!("{scheme}://{}", elsewhere.local_addr()?);
         let shared = Arc::new(Shared::new(config, origin, elsewhere_origin));
-        tokio::spawn(http::serve(main, shared.clone(), http::Role::Main));
+        tokio::spawn(http::serve(
+            main,
+            shared.clone(),
+            http::Role::Main,
+            tls.clone(),
+        ));
         tokio::spawn(http::serve(
             elsewhere,
             shared.clone(),
             http::Role::Elsewhere,
+            tls,
         ));
         Ok(Testbed { shared })
     }
 
-    /// The MCP endpoint, `http://127.0.0.1:PORT/mcp`.
+    /// The MCP endpoint, `http://127.0.0.1:PORT/mcp` (`https://` in HTTPS mode, `[::1]`
+    /// on IPv6).
     pub fn url(&self) -> String {
         format!("{}/mcp", self.shared.origin)
     }
@@ -257,6 +340,13 @@ impl Testbed {
     /// Every HTTP request the "elsewhere" listener received, in arrival order.
     pub fn elsewhere_requests(&self) -> Vec<Recorded> {
         self.shared.elsewhere_log.snapshot()
+    }
+
+    /// Why each failed TLS handshake failed (HTTPS mode), in order, as rustls put it: a
+    /// client that refuses the certificate shows here as an alert it sent, such as
+    /// `received fatal alert: UnknownCA`. Empty for a plain HTTP testbed.
+    pub fn tls_failures(&self) -> Vec<String> {
+        lock(&self.shared.tls_failures).clone()
     }
 
     /// Forgets the requests recorded so far (on both listeners).
@@ -381,6 +471,19 @@ impl Testbed {
     /// Every `POST /token`, in arrival order, with its outcome.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         lock(&self.shared.auth).token_requests.clone()
+    }
+
+    /// How many times the `count` tool ran for `nonce` (0 if never).
+    pub fn executions(&self, nonce: &str) -> u64 {
+        lock(&self.shared.executions)
+            .get(nonce)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// How many times the `count` tool ran, for every nonce it saw.
+    pub fn execution_counts(&self) -> std::collections::HashMap<String, u64> {
+        lock(&self.shared.executions).clone()
     }
 
     /// Every token response that issued tokens (and every minted token), in order.

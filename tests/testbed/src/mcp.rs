@@ -24,7 +24,7 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
 const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// The names of the tools `tools/list` offers.
-pub const TOOL_NAMES: [&str; 13] = [
+pub const TOOL_NAMES: [&str; 14] = [
     "echo",
     "add",
     "slow",
@@ -38,6 +38,7 @@ pub const TOOL_NAMES: [&str; 13] = [
     "notify",
     "reply_invalid",
     "lines",
+    "count",
 ];
 
 /// How long a tool waits for the client to answer a server→client request.
@@ -282,6 +283,8 @@ fn tool_list() -> Value {
         {"name": "notify", "description": "Sends `count` notifications/message on the GET stream (the session's stream on legacy HTTP+SSE), then answers", "inputSchema": integer("count")},
         {"name": "reply_invalid", "description": "Answers HTTP 500 with a body that is not JSON", "inputSchema": none},
         {"name": "lines", "description": "Returns text holding \\n, \\r\\n and U+2028", "inputSchema": none},
+        {"name": "count", "description": "Counts how many times it ran for `nonce` and returns that number",
+         "inputSchema": {"type": "object", "properties": {"nonce": {"type": "string"}}, "required": ["nonce"]}},
     ])
 }
 
@@ -368,6 +371,15 @@ async fn call_tool(call: &Call, params: &Value) -> Option<Result<Value, Value>> 
         // it was one of several requests in a batch.
         "reply_invalid" => tool_error("reply_invalid only works as a single request"),
         "lines" => text_result("line one\nline two\r\nline three\u{2028}line four"),
+        "count" => match args.get("nonce").and_then(Value::as_str) {
+            Some(nonce) => {
+                let mut executions = lock(&call.shared.executions);
+                let runs = executions.entry(nonce.to_owned()).or_insert(0);
+                *runs += 1;
+                text_result(runs.to_string())
+            }
+            None => tool_error("count needs a string argument `nonce`"),
+        },
         _ => {
             return Some(Err(rpc_error(
                 INVALID_PARAMS,

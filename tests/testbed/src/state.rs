@@ -59,12 +59,17 @@ pub(crate) struct Shared {
     pub(crate) answers_made: AtomicU64,
     /// Numbers the server's own request ids (`srv-1`, `srv-2`, …) so they never repeat.
     pub(crate) server_requests_made: AtomicU64,
+    /// How many times the `count` tool ran for each nonce, so a test can tell a tool call
+    /// executed twice (a retry that reached the server twice) from one executed once.
+    pub(crate) executions: Mutex<HashMap<String, u64>>,
     /// Flips to `true` on shutdown; every long wait and every stream watches it.
     pub(crate) shutdown: watch::Sender<bool>,
     /// `http://127.0.0.1:PORT` of the main listener.
     pub(crate) origin: String,
     /// `http://127.0.0.1:PORT` of the "elsewhere" listener.
     pub(crate) elsewhere_origin: String,
+    /// Why each failed TLS handshake failed, in order (HTTPS mode only).
+    pub(crate) tls_failures: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -80,9 +85,11 @@ impl Shared {
             pending: Mutex::new(HashMap::new()),
             answers_made: AtomicU64::new(0),
             server_requests_made: AtomicU64::new(0),
+            executions: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
             origin,
             elsewhere_origin,
+            tls_failures: Mutex::new(Vec::new()),
         }
     }
 
