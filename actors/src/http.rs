@@ -46,30 +46,14 @@ pub enum HttpSetupError {
     Client(String),
 }
 
-/// Build the client.
-pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
+/// What both clients share: TLS (ring, platform verifier, extra CAs), proxies,
+/// IPv4, the connect time-out.
+fn base_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, HttpSetupError> {
     // Several calls are fine: only the first installs the provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("mcp-remote-rs/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(options.connect_timeout)
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            let same = attempt
-                .previous()
-                .first()
-                .is_some_and(|first| same_origin(first, attempt.url()));
-            if !same {
-                attempt.stop()
-            } else if attempt.previous().len() >= 5 {
-                attempt.error("too many redirects")
-            } else {
-                attempt.follow()
-            }
-        }))
-        .tcp_nodelay(true);
-    if let Some(t) = options.read_timeout {
-        builder = builder.read_timeout(t);
-    }
+        .connect_timeout(options.connect_timeout);
     if !options.enable_proxy {
         builder = builder.no_proxy();
     }
@@ -88,37 +72,42 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupE
         }
         builder = builder.tls_certs_merge(certs);
     }
+    Ok(builder)
+}
+
+fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpSetupError> {
     builder
         .build()
         .map_err(|e| HttpSetupError::Client(e.without_url().to_string()))
 }
 
+/// Build the client for the MCP server: redirects only within its origin.
+pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
+    let mut builder = base_builder(options)?
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| same_origin(first, attempt.url()));
+            if !same {
+                attempt.stop()
+            } else if attempt.previous().len() >= 5 {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        }))
+        .tcp_nodelay(true);
+    if let Some(t) = options.read_timeout {
+        builder = builder.read_timeout(t);
+    }
+    finish(builder)
+}
+
 /// The client for OAuth requests: the same TLS, proxy and time-out settings, but
 /// redirects are never followed (oauth2's SSRF advice; MCP security §SSRF).
 pub fn build_oauth_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("mcp-remote-rs/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(options.connect_timeout)
-        .redirect(reqwest::redirect::Policy::none());
-    if !options.enable_proxy {
-        builder = builder.no_proxy();
-    }
-    if options.ipv4 {
-        builder = builder.local_address(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    }
-    if let Some(path) = &options.extra_ca_certs {
-        let fail = |reason: String| HttpSetupError::ExtraCa {
-            path: path.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder
-        .build()
-        .map_err(|e| HttpSetupError::Client(e.without_url().to_string()))
+    finish(base_builder(options)?.redirect(reqwest::redirect::Policy::none()))
 }
 
 /// Describe a reqwest error for a user, without the URL (it may carry a secret in its query).
