@@ -44,3 +44,240 @@ pub fn sse(data: &[u8]) {
         }
     }
 }
+
+/// Host and server messages through the Router: whatever arrives, each host
+/// request is answered at most once, and after its deadline exactly once.
+pub fn router(data: &[u8]) {
+    use crate::router::{Router, RouterConfig, RouterEffect};
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+    let mut router = Router::new(RouterConfig {
+        request_timeout: Some(Duration::from_secs(5)),
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut answers: HashMap<String, u32> = HashMap::new();
+    let mut requested: HashMap<String, u32> = HashMap::new();
+    let mut out = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        let Some((&op, body)) = line.split_first() else {
+            continue;
+        };
+        out.clear();
+        match op % 4 {
+            0 => {
+                if let Ok(incoming) = jsonrpc::parse_incoming(body.to_vec()) {
+                    if let jsonrpc::Incoming::Single(m) = &incoming {
+                        if m.kind == jsonrpc::Kind::Request {
+                            if let Some(k) = &m.id_key {
+                                *requested.entry(k.to_string()).or_default() += 1;
+                            }
+                        }
+                    }
+                    router.on_host_incoming(incoming, now, &mut out);
+                }
+            }
+            1 => {
+                if let Ok(jsonrpc::Incoming::Single(m)) = jsonrpc::parse_incoming(body.to_vec()) {
+                    router.on_server_message(m, &mut out);
+                }
+            }
+            2 => {
+                now += Duration::from_millis(u64::from(body.first().copied().unwrap_or(0)) * 100);
+                router.on_tick(now, &mut out);
+            }
+            _ => {
+                if let Ok(jsonrpc::Incoming::Single(m)) = jsonrpc::parse_incoming(body.to_vec()) {
+                    if let Some(k) = m.id_key {
+                        router.on_request_failed(&k, "fuzz", &mut out);
+                    }
+                }
+            }
+        }
+        for e in &out {
+            if let RouterEffect::ToHost(bytes) = e {
+                let m = jsonrpc::Message::parse(bytes.clone())
+                    .expect("the router writes valid JSON-RPC");
+                if let (jsonrpc::Kind::Response, Some(k)) = (m.kind, m.id_key) {
+                    let n = answers.entry(k.to_string()).or_default();
+                    *n += 1;
+                    let asked = requested.get(&k.to_string()).copied().unwrap_or(0);
+                    assert!(*n <= asked.max(1), "more answers than requests for {k}");
+                }
+            }
+        }
+    }
+}
+
+/// `WWW-Authenticate` header values, one per line.
+pub fn www_authenticate(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let values: Vec<&str> = text.lines().collect();
+    let _ = crate::auth::challenge::parse(&values);
+    let _ = crate::auth::challenge::bearer(&values);
+}
+
+/// Authorization metadata documents and the checks applied to them.
+pub fn metadata(data: &[u8]) {
+    use crate::auth::discovery::{self, AuthServerMetadata, ProtectedResource};
+    let mcp = url::Url::parse("https://mcp.example/api/mcp").expect("static");
+    if let Ok(prm) = serde_json::from_slice::<ProtectedResource>(data) {
+        let _ = discovery::check_resource(&prm, &mcp);
+        for s in &prm.authorization_servers {
+            if let Ok(u) = discovery::check_secure(s, false) {
+                let _ = discovery::as_metadata_candidates(&u);
+            }
+        }
+    }
+    if let Ok(meta) = serde_json::from_slice::<AuthServerMetadata>(data) {
+        let _ = discovery::check_as_metadata(&meta, "https://as.example", true);
+        let _ = discovery::check_secure(&meta.authorization_endpoint, false);
+        let _ = discovery::choose_token_auth(meta.token_endpoint_auth_methods_supported.as_deref());
+        let _ =
+            crate::auth::scope::initial_scope(None, None, None, meta.scopes_supported.as_deref());
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = discovery::prm_candidates(&mcp, Some(text));
+        let _ = crate::transport::resolve_endpoint(&mcp, text);
+    }
+}
+
+/// The Link machine under arbitrary event sequences: no message is both posted
+/// and failed in one step, and whatever is held comes out at shutdown.
+pub fn link_events(data: &[u8]) {
+    use crate::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
+    use statig::prelude::*;
+    use std::time::Duration;
+    let strategy = match data.first().copied().unwrap_or(0) % 4 {
+        0 => Strategy::HttpFirst,
+        1 => Strategy::SseFirst,
+        2 => Strategy::HttpOnly,
+        _ => Strategy::SseOnly,
+    };
+    let mut sm = Link::new(strategy, None::<Transport>)
+        .with_seed(7)
+        .state_machine();
+    for pair in data.chunks(2).skip(1) {
+        let (op, arg) = (pair[0], u64::from(*pair.get(1).unwrap_or(&0)));
+        let methods = [
+            "initialize",
+            "ping",
+            "notifications/initialized",
+            "tools/call",
+        ];
+        let event = match op % 20 {
+            0 | 1 => {
+                let m = methods[(arg % 4) as usize];
+                let kind = if m.starts_with("notifications/") {
+                    jsonrpc::Kind::Notification
+                } else {
+                    jsonrpc::Kind::Request
+                };
+                LinkEvent::HostSent {
+                    seq: arg,
+                    kind,
+                    method: Some(m.into()),
+                }
+            }
+            2 => LinkEvent::InitializeAnswered {
+                session_id: Some("s".into()),
+                protocol_version: None,
+            },
+            3 => LinkEvent::InitializeFailed,
+            4 => LinkEvent::InitializeRefused {
+                seq: arg,
+                status: [400, 401, 404, 405, 500][(arg % 5) as usize],
+                reason: "r".into(),
+            },
+            5 => LinkEvent::EndpointReceived {
+                endpoint: "http://h/m".into(),
+            },
+            6 => LinkEvent::LegacyRefused {
+                status: 404,
+                reason: "r".into(),
+            },
+            7 => LinkEvent::LegacyFailed { reason: "r".into() },
+            8 => LinkEvent::LegacyStreamLost,
+            9 => LinkEvent::SessionExpired {
+                seq: arg,
+                retried: arg % 2 == 0,
+            },
+            10 => LinkEvent::ReinitAnswered {
+                session_id: None,
+                protocol_version: None,
+            },
+            11 => LinkEvent::ReinitFailed { reason: "r".into() },
+            12 => LinkEvent::InitializedDelivered,
+            13 => LinkEvent::Unauthorized { seq: arg },
+            14 => LinkEvent::TokenArrived,
+            15 => LinkEvent::AuthFailed { reason: "r".into() },
+            16 => LinkEvent::Unreachable { seq: arg },
+            17 => LinkEvent::RetryTimerFired,
+            18 => LinkEvent::Busy {
+                seq: arg,
+                retry_after: Duration::from_secs(arg),
+            },
+            _ => LinkEvent::PeerSilent,
+        };
+        let mut out = LinkOutbox::default();
+        sm.handle_with_context(&event, &mut out);
+        if let LinkEvent::HostSent { seq, .. } = event {
+            let posted = out
+                .0
+                .iter()
+                .any(|e| matches!(e, LinkEffect::Post { seq: s, .. } if *s == seq));
+            let failed = out
+                .0
+                .iter()
+                .any(|e| matches!(e, LinkEffect::Fail { seq: s, .. } if *s == seq));
+            assert!(!(posted && failed), "a message posted and failed at once");
+        }
+        for e in &out.0 {
+            if let LinkEffect::ScheduleRetry(d) = e {
+                assert!(*d >= Duration::from_millis(250), "a retry without a delay");
+            }
+        }
+    }
+    let mut out = LinkOutbox::default();
+    sm.handle_with_context(&LinkEvent::ShutdownRequested, &mut out);
+}
+
+/// The Grant machine under arbitrary events: sign-ins stay bounded without success.
+pub fn grant_events(data: &[u8]) {
+    use crate::auth::grant::{
+        Grant, GrantEffect, GrantEvent, GrantOutbox, Need, MAX_SIGN_INS, MAX_STEP_UPS,
+    };
+    use statig::prelude::*;
+    let mut sm = Grant::default().state_machine();
+    let (mut sign_ins, mut fails) = (0usize, 0usize);
+    for &b in data {
+        let event = match b % 8 {
+            0 => GrantEvent::Needed(Need::Unauthorized { scope: None }),
+            1 => GrantEvent::Needed(Need::InsufficientScope { scope: "x".into() }),
+            2 => GrantEvent::Expiring,
+            3 => GrantEvent::Refreshed,
+            4 => GrantEvent::RefreshRejected,
+            5 => GrantEvent::SignedIn,
+            6 => GrantEvent::SignInFailed { reason: "r".into() },
+            _ => GrantEvent::Loaded {
+                token: b & 0x10 != 0,
+                refresh: b & 0x20 != 0,
+                fresh: b & 0x40 != 0,
+            },
+        };
+        let mut out = GrantOutbox::default();
+        sm.handle_with_context(&event, &mut out);
+        for e in out.0 {
+            match e {
+                GrantEffect::SignIn { .. } => sign_ins += 1,
+                GrantEffect::Fail(_) => fails += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        sign_ins <= (fails + 1) * (MAX_SIGN_INS + MAX_STEP_UPS) as usize,
+        "a sign-in storm"
+    );
+}
