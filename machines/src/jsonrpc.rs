@@ -187,7 +187,11 @@ impl Message {
         if env.jsonrpc.as_deref() != Some("2.0") {
             return Err(bad("\"jsonrpc\" must be \"2.0\""));
         }
-        if env.id.is_some() && id_key.is_none() {
+        // JSON-RPC 2.0 §5: an error about a request whose id could not be read has `"id": null`.
+        let null_id_error = env.id.map(RawValue::get) == Some("null")
+            && env.error.is_some()
+            && env.method.is_none();
+        if env.id.is_some() && id_key.is_none() && !null_id_error {
             return Err(bad("\"id\" must be a string or a number"));
         }
         if let Some(p) = env.params {
@@ -561,6 +565,22 @@ mod tests {
         let resp: serde_json::Value = serde_json::from_slice(&e.to_response()).unwrap();
         assert_eq!(resp["id"], "q");
         assert_eq!(resp["error"]["code"], INVALID_REQUEST);
+    }
+
+    #[test]
+    fn the_proxys_own_null_id_errors_parse_back() {
+        // Found by the router fuzz target: an error for an unreadable request has "id": null.
+        let e = parse_incoming(b"\r\r[\r[\r\r]\r\r\r]\r".to_vec()).unwrap();
+        let Incoming::Batch(items) = e else {
+            panic!("a batch")
+        };
+        let response = items[0].as_ref().unwrap_err().to_response();
+        let m = Message::parse(response).expect("valid JSON-RPC");
+        assert_eq!((m.kind, m.id_key, m.is_error), (Kind::Response, None, true));
+        assert!(
+            parse(r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#).is_err(),
+            "a request may not have a null id"
+        );
     }
 
     #[test]
