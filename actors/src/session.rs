@@ -309,19 +309,7 @@ impl Session {
             }
             LinkEffect::DeleteSession => self.delete_then_exit(ctx),
             LinkEffect::FailAccepted { reason } => {
-                // Requests neither held nor being posted were accepted by the server;
-                // their answers were to come on the stream that is gone.
-                let accepted: Vec<IdKey> = self
-                    .awaiting
-                    .iter()
-                    .filter(|(_, seq)| {
-                        !self.unsent.contains_key(seq) && !self.posted.contains_key(seq)
-                    })
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                for key in accepted {
-                    self.fail_key(key, reason.clone());
-                }
+                self.fail_accepted(&reason);
             }
             LinkEffect::OpenLegacyStream => {
                 self.legacy_generation += 1;
@@ -377,15 +365,7 @@ impl Session {
                 }
                 if self.link.transport() == Some(Transport::Legacy) {
                     // Answers of requests accepted on the dead stream will not come either.
-                    let accepted: Vec<IdKey> = self
-                        .awaiting
-                        .iter()
-                        .filter(|(_, seq)| !self.unsent.contains_key(seq))
-                        .map(|(key, _)| key.clone())
-                        .collect();
-                    for key in accepted {
-                        self.fail_key(key, reason.clone());
-                    }
+                    self.fail_accepted(&reason);
                 }
             }
             LinkEffect::Discard { seq } => {
@@ -501,6 +481,20 @@ impl Session {
                 });
             }
             _ => tracing::warn!("a message to the server was lost: {reason}"),
+        }
+    }
+
+    /// Fail the requests the server accepted and has not answered: neither held
+    /// nor being posted, their answers were to come on a stream that is gone.
+    fn fail_accepted(&mut self, reason: &str) {
+        let accepted: Vec<IdKey> = self
+            .awaiting
+            .iter()
+            .filter(|(_, seq)| !self.unsent.contains_key(seq) && !self.posted.contains_key(seq))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in accepted {
+            self.fail_key(key, reason.to_owned());
         }
     }
 
