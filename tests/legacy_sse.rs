@@ -401,3 +401,104 @@ async fn a_server_restart_brings_the_session_back() {
         "re-initialized, then the held call\n{err}"
     );
 }
+
+/// A legacy server that sends no keep-alives (as the TypeScript SDK's): its stream is
+/// silent between messages and must not be taken for dead.
+fn silent() -> Config {
+    Config {
+        keepalives: false,
+        ..Config::default()
+    }
+}
+
+/// The reserved-id pings the testbed received.
+fn check_pings(tb: &Testbed) -> usize {
+    tb.requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("ping"))
+        .filter(|r| {
+            r.json().is_some_and(|m| {
+                m["id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("mcp-remote-check-"))
+            })
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_without_keepalives_is_kept_and_checked_before_it_is_relied_on() {
+    let tb = legacy(silent()).await;
+    let mut p = Proxy::spawn(&[&tb.sse_url(), "--transport", "sse-only", "--debug"]);
+    p.initialize("2024-11-05").await;
+    p.send(call(1, "echo", json!({"text": "warm"}))).await;
+    assert_eq!(text(&p.recv_response(&json!(1)).await.0), "warm");
+    // Quiet for longer than a stream without keep-alives is trusted (5 s).
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    p.send(call(2, "echo", json!({"text": "still here"}))).await;
+    let (r, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(text(&r), "still here", "{r}");
+    assert_eq!(
+        tb.legacy_session_ids().len(),
+        1,
+        "a silent stream is not reconnected"
+    );
+    assert_eq!(check_pings(&tb), 1, "one ping confirmed the quiet stream");
+    let (_, stderr) = p.close().await;
+    assert!(!stderr.contains("event stream broke"), "{stderr}");
+    assert!(!stderr.contains("re-initializing"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_died_silently_is_replaced_before_the_next_request_relies_on_it() {
+    let tb = legacy(silent()).await;
+    let relay = testbed::relay::Relay::start(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        tb.port(),
+    )))
+    .await
+    .expect("relay");
+    let url = format!("{}/sse", relay.url(""));
+    let mut p = Proxy::spawn(&[
+        &url,
+        "--transport",
+        "sse-only",
+        "--request-timeout",
+        "30",
+        "--debug",
+    ]);
+    p.initialize("2024-11-05").await;
+    // The VPN flap: the open stream dies without FIN or RST; new connections work again.
+    relay.blackhole_kill();
+    relay.clear();
+    tokio::time::sleep(Duration::from_millis(6_000)).await;
+    p.send(call(1, "echo", json!({"text": "after the flap"})))
+        .await;
+    let Some(r) = p.recv_within(Duration::from_secs(10)).await else {
+        let _ = p.child.start_kill();
+        panic!("no answer; stderr:\n{}", p.stderr.await.unwrap());
+    };
+    assert_eq!(
+        text(&r),
+        "after the flap",
+        "held, then sent on the new stream, not lost on the dead one: {r}"
+    );
+    let echoes = tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .count();
+    assert_eq!(
+        echoes, 1,
+        "sent once, after the check found the stream dead"
+    );
+    assert!(check_pings(&tb) >= 1);
+    let initializes = tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("initialize"))
+        .count();
+    assert_eq!(initializes, 2, "a new stream, the session re-initialized");
+    p.assert_quiet(Duration::from_millis(300)).await;
+    p.close().await;
+}

@@ -79,6 +79,11 @@ pub enum Origin {
     Own,
     /// A keep-alive ping of the proxy's own.
     Ping,
+    /// A ping checking that the quiet legacy event stream is alive.
+    Check {
+        /// The check it belongs to.
+        number: u64,
+    },
     /// A GET stream: 0 is the standalone stream, others resume a POST's stream.
     Get {
         /// The Session's handle on the stream.

@@ -30,7 +30,7 @@ use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Incoming, Kind};
 use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
 use machines::sse::SseParser;
-use machines::stream::{SilenceWatch, StreamEffect, StreamEvent, StreamLink, StreamOutbox};
+use machines::stream::{StreamEffect, StreamEvent, StreamLink, StreamOutbox};
 use machines::transport::{self, GetOutcome, PostOutcome};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use statig::blocking::StateMachine;
@@ -40,14 +40,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use url::Url;
 
+mod liveness;
+use liveness::{read_pulse, Check, LegacyOpen, Pulse};
+
 /// The standalone GET stream's handle among the streams.
 const GET_STREAM: u64 = 0;
 /// The legacy (HTTP+SSE) event stream's handle among the streams.
 const LEGACY_STREAM: u64 = u64::MAX;
 /// How long a GET for an event stream may wait for its response headers.
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a new legacy stream may take to send its `endpoint` event.
-const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the DELETE at shutdown.
 const DELETE_TIMEOUT: Duration = Duration::from_millis(800);
 /// Whatever happens, the process ends this long after shutdown began (with the
@@ -93,6 +94,8 @@ struct Pending {
     retried: bool,
     /// The legacy connection it was posted under (if that one died, the answer will not come).
     generation: u64,
+    /// When its POST was sent.
+    posted_at: Option<Instant>,
 }
 
 /// A GET stream being kept open or resumed.
@@ -164,6 +167,18 @@ pub struct Session {
     ping_outstanding: Option<String>,
     /// Pings sent, for unique reserved ids.
     pings: u64,
+    /// The current legacy stream's pulse (when bytes last came, the keep-alive pace).
+    pulse: Pulse,
+    /// The check of the quiet legacy stream in progress.
+    check: Option<Check>,
+    /// Checks begun, for unique ping ids and to tell stale timers.
+    checks: u64,
+    /// The slowest answer to a check ping seen (from its 202 to the answer).
+    check_lag: Option<Duration>,
+    /// Opening the legacy stream: attempts and how long they took.
+    legacy_open: LegacyOpen,
+    /// Smoothed time from a legacy POST to its 202.
+    post_lag: Option<Duration>,
 }
 
 impl Session {
@@ -208,6 +223,12 @@ impl Session {
             post_tasks: HashMap::new(),
             ping_outstanding: None,
             pings: 0,
+            pulse: Pulse::default(),
+            check: None,
+            checks: 0,
+            check_lag: None,
+            legacy_open: LegacyOpen::default(),
+            post_lag: None,
         }
     }
 
@@ -245,11 +266,15 @@ impl Session {
                 };
                 pending.retried = retry;
                 pending.generation = self.live_connection.unwrap_or(0);
+                pending.posted_at = Some(Instant::now());
                 let (request, with_session) = self.post(pending.bytes.clone(), true);
                 self.posted.insert(seq, pending);
                 let handle =
                     self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
                 self.post_tasks.insert(seq, handle);
+                if self.link.transport() == Some(Transport::Legacy) {
+                    self.watch_post(seq, ctx);
+                }
             }
             LinkEffect::Fail { seq, reason } => {
                 if let Some(pending) = self
@@ -318,7 +343,7 @@ impl Session {
                     ctx.cancel_future(old);
                 }
                 let seed = self.config.seed.wrapping_add(self.legacy_generation);
-                let machine = StreamLink::new(BackoffPolicy::STREAM, seed).state_machine();
+                let machine = StreamLink::new(BackoffPolicy::LEGACY, seed).state_machine();
                 self.streams.insert(
                     LEGACY_STREAM,
                     Tracked {
@@ -334,6 +359,7 @@ impl Session {
                 self.drive_stream(LEGACY_STREAM, StreamEvent::Closed, ctx);
                 self.streams.remove(&LEGACY_STREAM);
             }
+            LinkEffect::CheckStream => self.start_check(ctx),
             LinkEffect::ScheduleRetry(delay) => {
                 tracing::info!(
                     "the server is unreachable; trying again in {:.1} s",
@@ -460,6 +486,7 @@ impl Session {
             sent_session,
             is_get,
             legacy: None,
+            pulse: Pulse::default(),
         };
         ctx.spawn(exchange.run(request).into_actor(self))
     }
@@ -529,7 +556,9 @@ impl Session {
                         sent_session: false,
                         is_get: true,
                         legacy: Some((self.legacy_generation, self.config.url.clone())),
+                        pulse: self.new_legacy_pulse(),
                     };
+                    self.legacy_open_started(ctx);
                     let handle = ctx.spawn(exchange.run(request).into_actor(self));
                     if let Some(t) = self.streams.get_mut(&id) {
                         t.task = Some(handle);
@@ -724,6 +753,15 @@ impl Handler<Forward> for Session {
         }
         if let (Kind::Request, Some(key)) = (outbound.kind, &outbound.id_key) {
             self.awaiting.insert(key.clone(), seq);
+            if self.link.transport() == Some(Transport::Legacy)
+                && self.stream_is_quiet(Instant::now())
+            {
+                // Its answer would come on a stream that may have died silently.
+                tracing::debug!(
+                    "the server's event stream has been quiet; checking it before sending"
+                );
+                self.dispatch(LinkEvent::StreamQuiet, ctx);
+            }
         }
         if outbound.method.as_deref() == Some("notifications/cancelled") {
             // A request answered by the proxy (time-out) while still waiting to be sent is dropped.
@@ -758,6 +796,7 @@ impl Handler<Forward> for Session {
                 id_key: outbound.id_key,
                 retried: false,
                 generation: self.live_connection.unwrap_or(0),
+                posted_at: None,
             },
         );
         self.dispatch(
@@ -808,6 +847,7 @@ impl Handler<ServerMessage> for Session {
                     {
                         self.ping_outstanding = None;
                     }
+                    self.check_answered(&key, ctx);
                     return; // the proxy's own request: never shown to the host
                 }
                 if self.host_initialize.as_ref() == Some(&key) {
@@ -857,6 +897,9 @@ impl Handler<ExchangeEnded> for Session {
                 };
                 if matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
                     self.token_worked();
+                }
+                if self.link.transport() == Some(Transport::Legacy) {
+                    self.legacy_post_ended(&pending, &end, ctx);
                 }
                 if !matches!(
                     end,
@@ -987,6 +1030,7 @@ impl Handler<ExchangeEnded> for Session {
                     self.dispatch(LinkEvent::ReinitFailed { reason }, ctx);
                 }
             }
+            Origin::Check { number } => self.check_ping_ended(number, end, ctx),
             Origin::Ping => {
                 if !matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
                     tracing::debug!("keep-alive ping failed: {end:?}");
@@ -1044,7 +1088,9 @@ impl Session {
     /// The legacy event stream answered, ended or failed: tell the link, then the stream machine.
     fn legacy_stream_ended(&mut self, end: ExchangeEnd, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let generation = self.legacy_generation;
+        if end != ExchangeEnd::StreamOpened {
+            self.legacy_open_ended();
+        }
         let (link_event, stream_event) = match end {
             ExchangeEnd::Unauthorized { status, challenge } => {
                 self.last_need = Some((
@@ -1059,27 +1105,7 @@ impl Session {
                 )
             }
             ExchangeEnd::StreamOpened => {
-                ctx.run_later(ENDPOINT_TIMEOUT, move |act, ctx| {
-                    if act.legacy_generation == generation && act.live_connection.is_none() {
-                        let reason =
-                            format!("no endpoint event within {} s", ENDPOINT_TIMEOUT.as_secs());
-                        act.dispatch(LinkEvent::LegacyFailed { reason }, ctx);
-                        if let Some(handle) = act
-                            .streams
-                            .get_mut(&LEGACY_STREAM)
-                            .and_then(|t| t.task.take())
-                        {
-                            ctx.cancel_future(handle);
-                        }
-                        act.drive_stream(
-                            LEGACY_STREAM,
-                            StreamEvent::Failed {
-                                now: Instant::now(),
-                            },
-                            ctx,
-                        );
-                    }
-                });
+                // Until the `endpoint` event, the open time-out (liveness.rs) applies.
                 (None, StreamEvent::Connected { now })
             }
             ExchangeEnd::Done {
@@ -1092,6 +1118,7 @@ impl Session {
                 } else {
                     tracing::info!("the server closed its event stream");
                 }
+                self.check = None;
                 let link_event = if self.live_connection.take().is_some() {
                     LinkEvent::LegacyStreamLost
                 } else {
@@ -1192,6 +1219,7 @@ impl Handler<LegacyEndpoint> for Session {
         match message.endpoint {
             Ok(endpoint) => {
                 tracing::info!("the server's event stream is ready (legacy HTTP+SSE transport)");
+                self.legacy_opened();
                 self.connections += 1;
                 self.live_connection = Some(self.connections);
                 self.dispatch(
@@ -1248,6 +1276,9 @@ struct Exchange {
     is_get: bool,
     /// For the legacy event stream: its generation and URL (`endpoint` events are resolved against it).
     legacy: Option<(u64, Url)>,
+    /// When bytes last came on a stream and its keep-alive pace (shared with the
+    /// Session for the legacy stream).
+    pulse: Pulse,
 }
 
 impl Exchange {
@@ -1363,9 +1394,11 @@ impl Exchange {
                 }
             }
             PostOutcome::Failed { status } => {
-                // The body MAY be a JSON-RPC error for the request (transports §Sending Messages item 4).
+                // The body MAY be a JSON-RPC error for the request (transports §Sending Messages
+                // item 4); one for a request of the proxy's own is not the host's business.
+                let hosts = matches!(self.origin, Origin::Post { .. });
                 if let Ok(body) = read_limited(&mut response, ERROR_BODY_LIMIT).await {
-                    if jsonrpc::is_json(&body) {
+                    if hosts && jsonrpc::is_json(&body) {
                         self.deliver(body, &session_id);
                     }
                 }
@@ -1385,9 +1418,9 @@ impl Exchange {
         let mut parser = SseParser::new(self.max);
         let mut broken = None;
         // Long-lived GET streams: notice a connection that died silently (no FIN, no RST).
-        let mut silence = SilenceWatch::default();
         loop {
-            let next = match silence.limit().filter(|_| self.is_get) {
+            let limit = read_pulse(&self.pulse, |w| w.limit());
+            let next = match limit.filter(|_| self.is_get) {
                 Some(limit) => match tokio::time::timeout(limit, response.chunk()).await {
                     Ok(next) => next,
                     Err(_) => {
@@ -1397,15 +1430,14 @@ impl Exchange {
                 },
                 None => response.chunk().await,
             };
-            if let Ok(Some(_)) = &next {
-                silence.on_bytes(Instant::now());
-            }
             match next {
                 Ok(Some(chunk)) => {
+                    let comments = parser.comments();
                     if let Err(e) = parser.push(&chunk) {
                         broken = Some(e.to_string());
                         break;
                     }
+                    let mut keepalive = parser.comments() > comments;
                     while let Some(event) = parser.next_event() {
                         if let (Some("endpoint"), Some((generation, url))) =
                             (event.event.as_deref(), &self.legacy)
@@ -1421,10 +1453,16 @@ impl Exchange {
                         if event.data.is_empty()
                             || !matches!(event.event.as_deref(), None | Some("message"))
                         {
+                            keepalive = true;
                             continue;
                         }
                         self.deliver(event.data.into_bytes(), &session_id);
                     }
+                    let now = Instant::now();
+                    read_pulse(&self.pulse, |w| match keepalive {
+                        true => w.on_keepalive(now),
+                        false => w.on_bytes(now),
+                    });
                 }
                 Ok(None) => break,
                 Err(e) => {

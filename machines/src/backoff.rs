@@ -30,6 +30,15 @@ impl BackoffPolicy {
         max_attempts: None,
     };
 
+    /// Reopening the legacy (HTTP+SSE) event stream: every answer comes on it, so the
+    /// first attempt goes almost at once (0.1–0.2 s), then doubling up to 10 s.
+    pub const LEGACY: BackoffPolicy = BackoffPolicy {
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(10),
+        factor: 2.0,
+        max_attempts: None,
+    };
+
     /// Reaching a server that refused connections: quick first retries, then at most
     /// every 10 s, for as long as the requests' deadlines allow.
     pub const RECONNECT: BackoffPolicy = BackoffPolicy {

@@ -159,6 +159,11 @@ pub enum LinkEvent {
     },
     /// The legacy stream ended or broke after its endpoint was known.
     LegacyStreamLost,
+    /// The legacy stream has been quiet for a while and a request is about to rely on
+    /// it (sent just before that request's `HostSent`): confirm it is alive first.
+    StreamQuiet,
+    /// The legacy stream proved alive (bytes arrived after the check began).
+    StreamConfirmed,
     /// The legacy stream's `endpoint` cannot be used (another origin, not a URL).
     EndpointRejected {
         /// Why, for the host.
@@ -264,6 +269,9 @@ pub enum LinkEffect {
     OpenLegacyStream,
     /// Close the legacy event stream.
     CloseLegacyStream,
+    /// Confirm the legacy stream is alive (ping it); answer with `StreamConfirmed` or
+    /// `LegacyStreamLost`. Messages are held meanwhile.
+    CheckStream,
     /// Remember that this server speaks this transport.
     RememberTransport(Transport),
     /// Forget what was remembered about this server's transport.
@@ -579,6 +587,12 @@ impl Link {
                 self.schedule_retry(*retry_after, context);
                 Transition(State::reconnecting())
             }
+            LinkEvent::StreamQuiet
+                if self.transport == Some(Transport::Legacy) && self.endpoint.is_some() =>
+            {
+                context.0.push(LinkEffect::CheckStream);
+                Transition(State::checking())
+            }
             LinkEvent::PeerSilent => {
                 context.0.push(LinkEffect::AbandonInFlight {
                     reason: "the connection to the server went silent (no answer to keep-alive pings); the request may or may not have been executed".into(),
@@ -739,6 +753,8 @@ impl Link {
             }
             // Reconnecting: the stream machine retries with backoff; keep holding.
             LinkEvent::LegacyFailed { .. } | LinkEvent::LegacyStreamLost => Handled,
+            // No stream to check.
+            LinkEvent::StreamQuiet => Handled,
             _ => Super,
         }
     }
@@ -804,6 +820,20 @@ impl Link {
         }
     }
 
+    /// The quiet legacy stream is being confirmed alive; new messages wait. If it is
+    /// dead, `LegacyStreamLost` takes the link to `connecting_legacy` with them held.
+    #[state(superstate = "holding")]
+    fn checking(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
+        match event {
+            LinkEvent::StreamConfirmed => {
+                self.release_held(context);
+                Transition(State::live())
+            }
+            LinkEvent::StreamQuiet => Handled,
+            _ => Super,
+        }
+    }
+
     /// `notifications/initialized` is on its way; what comes after it waits.
     #[state(superstate = "holding")]
     fn confirming(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
@@ -852,6 +882,14 @@ impl Link {
             LinkEvent::TokenArrived => {
                 // The held messages go when the session is usable again.
                 self.awaiting_token = false;
+                Handled
+            }
+            LinkEvent::StreamQuiet
+                if self.transport == Some(Transport::Legacy) && self.endpoint.is_some() =>
+            {
+                // Messages are held anyway; a dead stream would hold them (and the answer
+                // this state waits for) until a time-out.
+                context.0.push(LinkEffect::CheckStream);
                 Handled
             }
             LinkEvent::SessionExpired { seq, retried } => {
@@ -1465,6 +1503,111 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_legacy_stream_is_checked_before_a_request_relies_on_it() {
+        let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=1".into(),
+            },
+        );
+        step(&mut sm, answered("s"));
+        step(&mut sm, sent(2, "notifications/initialized"));
+        step(&mut sm, LinkEvent::InitializedDelivered);
+        // Quiet: the request waits for the check.
+        assert_eq!(
+            step(&mut sm, LinkEvent::StreamQuiet),
+            vec![LinkEffect::CheckStream]
+        );
+        assert!(step(&mut sm, sent(3, "tools/call")).is_empty());
+        assert!(step(&mut sm, sent(4, "tools/call")).is_empty());
+        assert!(
+            step(&mut sm, LinkEvent::StreamQuiet).is_empty(),
+            "one check at a time"
+        );
+        // Alive: they go, in order.
+        assert_eq!(
+            step(&mut sm, LinkEvent::StreamConfirmed),
+            vec![post(3, false), post(4, false)]
+        );
+        assert_eq!(step(&mut sm, sent(5, "tools/call")), vec![post(5, false)]);
+        // Dead: what the server accepted fails, the waiting request goes on the next
+        // stream after the re-initialization, never on the dead one.
+        step(&mut sm, LinkEvent::StreamQuiet);
+        assert!(step(&mut sm, sent(6, "tools/call")).is_empty());
+        assert_eq!(
+            step(&mut sm, LinkEvent::LegacyStreamLost),
+            vec![LinkEffect::FailAccepted {
+                reason: "the connection to the server dropped".into()
+            }]
+        );
+        assert!(
+            step(&mut sm, LinkEvent::StreamConfirmed).is_empty(),
+            "too late"
+        );
+        let reinit = step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=2".into(),
+            },
+        );
+        assert!(matches!(
+            reinit.as_slice(),
+            [LinkEffect::PostReinitialize { .. }]
+        ));
+        step(
+            &mut sm,
+            LinkEvent::ReinitAnswered {
+                session_id: None,
+                protocol_version: None,
+            },
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::InitializedDelivered),
+            vec![post(6, false)]
+        );
+    }
+
+    #[test]
+    fn a_stream_is_checked_while_messages_wait_for_the_session_too() {
+        let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        assert!(
+            step(&mut sm, LinkEvent::StreamQuiet).is_empty(),
+            "no stream yet"
+        );
+        step(
+            &mut sm,
+            LinkEvent::EndpointReceived {
+                endpoint: "http://h/m?s=1".into(),
+            },
+        );
+        step(&mut sm, answered("s"));
+        step(&mut sm, sent(2, "notifications/initialized"));
+        // Confirming (the POST of notifications/initialized hangs): checked all the same.
+        assert!(step(&mut sm, sent(3, "tools/call")).is_empty());
+        assert_eq!(
+            step(&mut sm, LinkEvent::StreamQuiet),
+            vec![LinkEffect::CheckStream]
+        );
+        step(&mut sm, LinkEvent::LegacyStreamLost);
+        assert!(
+            step(&mut sm, LinkEvent::StreamQuiet).is_empty(),
+            "reconnecting: nothing to check"
+        );
+    }
+
+    #[test]
+    fn streamable_http_is_never_checked() {
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(&mut sm, answered("s"));
+        assert!(step(&mut sm, LinkEvent::StreamQuiet).is_empty());
+        assert_eq!(step(&mut sm, sent(2, "tools/call")), vec![post(2, false)]);
+    }
+
+    #[test]
     fn legacy_stream_loss_fails_accepted_holds_the_rest_and_reinitializes() {
         let mut sm = Link::new(Strategy::SseOnly, None).state_machine();
         step(&mut sm, sent(1, "initialize"));
@@ -1554,6 +1697,8 @@ mod tests {
             }),
             Just(LinkEvent::LegacyFailed { reason: "x".into() }),
             Just(LinkEvent::LegacyStreamLost),
+            Just(LinkEvent::StreamQuiet),
+            Just(LinkEvent::StreamConfirmed),
             Just(LinkEvent::EndpointRejected {
                 reason: "cross-origin".into()
             }),

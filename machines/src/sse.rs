@@ -65,6 +65,8 @@ pub struct SseParser {
     ready: VecDeque<SseEvent>,
     /// Set once a bound was exceeded; the parser then refuses more input.
     failed: Option<SseError>,
+    /// Comment lines seen (servers send them as keep-alives).
+    comments: u64,
 }
 
 impl SseParser {
@@ -82,6 +84,7 @@ impl SseParser {
             max_event,
             ready: VecDeque::new(),
             failed: None,
+            comments: 0,
         }
     }
 
@@ -147,6 +150,11 @@ impl SseParser {
         self.retry
     }
 
+    /// How many comment lines (keep-alives) were seen so far.
+    pub fn comments(&self) -> u64 {
+        self.comments
+    }
+
     fn fail(&mut self) -> Result<(), SseError> {
         let e = SseError::TooLarge {
             max: self.max_event,
@@ -163,7 +171,8 @@ impl SseParser {
             return self.dispatch();
         }
         if line[0] == b':' {
-            return Ok(()); // comment (keep-alive)
+            self.comments += 1; // comment (keep-alive)
+            return Ok(());
         }
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {

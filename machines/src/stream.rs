@@ -166,16 +166,22 @@ impl StreamLink {
 
 /// Silence detection for long-lived event streams (dead-peer detection without
 /// pings). Servers that send keep-alive comments keep doing so at a steady pace;
-/// once a few gaps have been seen, a silence of four times the longest of them
-/// (at least 5 s, so a hiccup of a few seconds is ridden out) means the connection died silently — the VPN flap that leaves
-/// no FIN and no RST. Before enough gaps are seen, only the body time-out applies.
+/// once a few gaps between keep-alives have been seen, a silence of four times the
+/// longest of them (at least 5 s, so a hiccup of a few seconds is ridden out) means
+/// the connection died silently — the VPN flap that leaves no FIN and no RST.
+/// Messages do not set the pace: a server without keep-alives may be silent for as
+/// long as nobody asks it anything, so for it only the body time-out applies, and
+/// [`SilenceWatch::is_quiet`] tells when to confirm the stream with a ping
+/// ([`StreamCheck`]) before relying on it.
 #[derive(Debug, Clone, Default)]
 pub struct SilenceWatch {
-    /// When bytes last arrived.
+    /// When bytes last arrived (anything: messages, comments).
     last: Option<Instant>,
-    /// Gaps seen between arrivals.
+    /// When the last keep-alive arrived.
+    last_keepalive: Option<Instant>,
+    /// Gaps seen between keep-alives.
     gaps: u32,
-    /// The longest gap seen.
+    /// The longest gap seen between keep-alives.
     longest: Duration,
 }
 
@@ -184,20 +190,158 @@ impl SilenceWatch {
     const SAMPLES: u32 = 3;
     /// Never declare death sooner than this.
     const FLOOR: Duration = Duration::from_secs(5);
+    /// A stream without keep-alives is confirmed before use after this long without a byte.
+    pub const QUIET_UNPACED: Duration = Duration::from_secs(5);
+    /// A stream with keep-alives is quiet after three of its gaps, but never sooner than this.
+    const QUIET_FLOOR: Duration = Duration::from_secs(1);
 
     /// Bytes arrived at `now`.
     pub fn on_bytes(&mut self, now: Instant) {
-        if let Some(last) = self.last {
+        self.last = Some(now);
+    }
+
+    /// A keep-alive (a comment, or an event that carries no message) arrived at `now`.
+    pub fn on_keepalive(&mut self, now: Instant) {
+        self.on_bytes(now);
+        if let Some(last) = self.last_keepalive {
             let gap = now.saturating_duration_since(last);
             self.longest = self.longest.max(gap);
             self.gaps += 1;
         }
-        self.last = Some(now);
+        self.last_keepalive = Some(now);
+    }
+
+    /// The keep-alive pace (the longest gap), once enough gaps were seen.
+    fn pace(&self) -> Option<Duration> {
+        (self.gaps >= Self::SAMPLES).then_some(self.longest)
     }
 
     /// How long a silence may last before the stream counts as dead, if the pace is known.
     pub fn limit(&self) -> Option<Duration> {
-        (self.gaps >= Self::SAMPLES).then(|| (self.longest * 4).max(Self::FLOOR))
+        self.pace().map(|pace| (pace * 4).max(Self::FLOOR))
+    }
+
+    /// When bytes last arrived.
+    pub fn last_bytes(&self) -> Option<Instant> {
+        self.last
+    }
+
+    /// Whether the stream has been silent long enough at `now` that it should be
+    /// confirmed alive before a request relies on it: three keep-alive gaps (at least
+    /// 1 s) when the server sends keep-alives, [`Self::QUIET_UNPACED`] otherwise. A
+    /// stream that sent nothing yet is still opening, not quiet.
+    pub fn is_quiet(&self, now: Instant) -> bool {
+        let Some(last) = self.last else {
+            return false;
+        };
+        let after = match self.pace() {
+            Some(pace) => (pace * 3).max(Self::QUIET_FLOOR),
+            None => Self::QUIET_UNPACED,
+        };
+        now.saturating_duration_since(last) >= after
+    }
+}
+
+/// Confirming that a quiet event stream is alive before a request relies on it (the
+/// legacy HTTP+SSE transport, where every answer comes on that one stream): the proxy
+/// POSTs a ping whose answer comes on the stream.
+///
+/// - Any byte on the stream after the check began proves it alive (the caller looks).
+/// - A ping the server accepted (202) with no answer within the answer wait proves
+///   it dead: the server wrote to a connection that no longer reaches the proxy.
+/// - While no ping gets through (the network itself is down), another goes every
+///   [`StreamCheck::REPING`], at most [`StreamCheck::MAX_PINGS`]; when none was
+///   accepted after [`StreamCheck::GIVE_UP`], the stream counts as dead too.
+///
+/// A request waits (held by the Link) while its stream is checked, so one that would
+/// have been lost on a dead stream is sent on the next one instead (invariant 3).
+#[derive(Debug, Clone)]
+pub struct StreamCheck {
+    /// When the check began.
+    started: Instant,
+    /// Pings sent so far.
+    pings: u32,
+    /// When the first ping was accepted.
+    accepted: Option<Instant>,
+    /// How long an accepted ping's answer may take.
+    answer_wait: Duration,
+}
+
+/// What to do next in a [`StreamCheck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStep {
+    /// Send a ping now (then poll again).
+    Ping,
+    /// Nothing until this moment; poll again then.
+    Wait(Instant),
+    /// The stream is dead.
+    Dead,
+}
+
+impl StreamCheck {
+    /// Between pings while none was accepted.
+    pub const REPING: Duration = Duration::from_millis(500);
+    /// At most this many pings per check.
+    pub const MAX_PINGS: u32 = 10;
+    /// With no ping accepted by then, the stream counts as dead.
+    pub const GIVE_UP: Duration = Duration::from_secs(8);
+    /// The answer wait is four times the slowest answer seen, within these bounds.
+    const ANSWER_FLOOR: Duration = Duration::from_secs(1);
+    /// See [`Self::ANSWER_FLOOR`].
+    const ANSWER_CEILING: Duration = Duration::from_secs(5);
+
+    /// How long an accepted ping's answer may take, given the slowest seen so far
+    /// (from the 202 to the answer on the stream).
+    pub fn answer_wait(slowest: Option<Duration>) -> Duration {
+        slowest
+            .map(|s| s * 4)
+            .unwrap_or_default()
+            .clamp(Self::ANSWER_FLOOR, Self::ANSWER_CEILING)
+    }
+
+    /// A check beginning at `now`; its first [`StreamCheck::poll`] asks for a ping.
+    pub fn new(now: Instant, answer_wait: Duration) -> Self {
+        Self {
+            started: now,
+            pings: 0,
+            accepted: None,
+            answer_wait,
+        }
+    }
+
+    /// When the check began: bytes after this prove the stream alive.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The server accepted one of the check's pings at `now`.
+    pub fn on_accepted(&mut self, now: Instant) {
+        self.accepted.get_or_insert(now);
+    }
+
+    /// What to do at `now` (the stream delivered nothing since the check began).
+    pub fn poll(&mut self, now: Instant) -> CheckStep {
+        if let Some(accepted) = self.accepted {
+            let deadline = accepted + self.answer_wait;
+            return if now >= deadline {
+                CheckStep::Dead
+            } else {
+                CheckStep::Wait(deadline)
+            };
+        }
+        let give_up = self.started + Self::GIVE_UP;
+        if now >= give_up {
+            return CheckStep::Dead;
+        }
+        if self.pings < Self::MAX_PINGS {
+            let next = self.started + Self::REPING * self.pings;
+            if now >= next {
+                self.pings += 1;
+                return CheckStep::Ping;
+            }
+            return CheckStep::Wait(next.min(give_up));
+        }
+        CheckStep::Wait(give_up)
     }
 }
 
@@ -325,20 +469,91 @@ mod tests {
         let mut w = SilenceWatch::default();
         assert_eq!(w.limit(), None);
         for i in 0..4 {
-            w.on_bytes(t0 + Duration::from_secs(i));
+            w.on_keepalive(t0 + Duration::from_secs(i));
         }
         assert_eq!(w.limit(), Some(Duration::from_secs(5)));
-        w.on_bytes(t0 + Duration::from_secs(20));
+        w.on_keepalive(t0 + Duration::from_secs(20));
         assert_eq!(w.limit(), Some(Duration::from_secs(68)), "17 s gap × 4");
         let mut fast = SilenceWatch::default();
         for i in 0..5 {
-            fast.on_bytes(t0 + Duration::from_millis(10 * i));
+            fast.on_keepalive(t0 + Duration::from_millis(10 * i));
         }
         assert_eq!(
             fast.limit(),
             Some(Duration::from_secs(5)),
             "never sooner than 5 s"
         );
+    }
+
+    #[test]
+    fn messages_do_not_set_the_pace_and_quiet_follows_keepalives() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // A server without keep-alives: three quick answers, then idle. Not dead, ever;
+        // quiet (worth a ping before the next request) after 5 s.
+        let mut w = SilenceWatch::default();
+        assert!(!w.is_quiet(t0 + s(60)), "nothing yet: still opening");
+        for i in 0..4 {
+            w.on_bytes(t0 + Duration::from_millis(10 * i));
+        }
+        assert_eq!(w.limit(), None, "message gaps are not a keep-alive pace");
+        assert!(!w.is_quiet(t0 + s(4)));
+        assert!(w.is_quiet(t0 + s(6)));
+        // Keep-alives every second: quiet after 3 s without a byte, dead after 5 s.
+        let mut k = SilenceWatch::default();
+        for i in 0..5 {
+            k.on_keepalive(t0 + s(i));
+        }
+        assert_eq!(k.last_bytes(), Some(t0 + s(4)));
+        assert!(!k.is_quiet(t0 + Duration::from_millis(6_900)));
+        assert!(k.is_quiet(t0 + s(7)));
+        assert_eq!(k.limit(), Some(s(5)));
+    }
+
+    #[test]
+    fn a_check_pings_again_until_one_is_accepted_then_waits_for_its_answer() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = StreamCheck::new(t0, StreamCheck::answer_wait(None));
+        assert_eq!(c.started(), t0);
+        assert_eq!(c.poll(t0), CheckStep::Ping);
+        assert_eq!(c.poll(t0), CheckStep::Wait(t0 + ms(500)));
+        assert_eq!(c.poll(t0 + ms(500)), CheckStep::Ping);
+        assert_eq!(c.poll(t0 + ms(600)), CheckStep::Wait(t0 + ms(1000)));
+        c.on_accepted(t0 + ms(700));
+        c.on_accepted(t0 + ms(900)); // a second acceptance does not move the deadline
+        assert_eq!(c.poll(t0 + ms(800)), CheckStep::Wait(t0 + ms(1700)));
+        assert_eq!(c.poll(t0 + ms(1700)), CheckStep::Dead);
+    }
+
+    #[test]
+    fn a_check_with_nothing_accepted_gives_up_after_a_bounded_number_of_pings() {
+        let t0 = Instant::now();
+        let mut c = StreamCheck::new(t0, Duration::from_secs(1));
+        let mut pings = 0;
+        let mut now = t0;
+        for _ in 0..100 {
+            match c.poll(now) {
+                CheckStep::Ping => pings += 1,
+                CheckStep::Wait(until) => {
+                    assert!(until > now, "a wait always moves time forward");
+                    now = until;
+                }
+                CheckStep::Dead => break,
+            }
+        }
+        assert_eq!(pings, StreamCheck::MAX_PINGS);
+        assert_eq!(now, t0 + StreamCheck::GIVE_UP);
+        assert_eq!(c.poll(now), CheckStep::Dead);
+    }
+
+    #[test]
+    fn the_answer_wait_scales_with_the_slowest_answer_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(StreamCheck::answer_wait(None), ms(1000));
+        assert_eq!(StreamCheck::answer_wait(Some(ms(20))), ms(1000));
+        assert_eq!(StreamCheck::answer_wait(Some(ms(600))), ms(2400));
+        assert_eq!(StreamCheck::answer_wait(Some(ms(9000))), ms(5000));
     }
 
     #[test]

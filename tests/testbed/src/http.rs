@@ -617,7 +617,7 @@ fn redirect_elsewhere(shared: &Shared) -> Response<Body> {
 pub(crate) fn sse_response(shared: &Shared, rx: mpsc::UnboundedReceiver<Bytes>) -> Response<Body> {
     let mut response = with_status(
         StatusCode::OK,
-        event_stream_body(rx, shared.shutdown.subscribe()),
+        event_stream_body(rx, shared.shutdown.subscribe(), shared.config().keepalives),
     );
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

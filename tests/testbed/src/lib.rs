@@ -163,6 +163,9 @@ pub struct Config {
     /// the stream opens, so a test can check a client waits for it; keepalive comments may
     /// come first.
     pub legacy_delay_endpoint_ms: Option<u64>,
+    /// Whether open streams carry a `: keepalive` comment every second. Off, a stream is
+    /// silent between messages, as the TypeScript SDK's and server-everything's are.
+    pub keepalives: bool,
     /// OAuth: `None` leaves every endpoint open and the OAuth paths `404`, as on a server
     /// without authorization; `Some` makes the MCP endpoints a protected resource and
     /// serves an authorization server on the same origin (checklist §D).
@@ -183,6 +186,7 @@ impl Default for Config {
             legacy_post_status: 404,
             legacy_endpoint_override: None,
             legacy_delay_endpoint_ms: None,
+            keepalives: true,
             auth: None,
         }
     }

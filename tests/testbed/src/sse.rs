@@ -159,11 +159,13 @@ pub(crate) fn parse_event_id(id: &str) -> Option<(u64, u64)> {
     Some((stream.parse().ok()?, seq.parse().ok()?))
 }
 
-/// The body of an SSE response: what arrives on `rx`, interleaved with keepalive comments.
-/// It ends when every sender of `rx` is gone or the testbed shuts down.
+/// The body of an SSE response: what arrives on `rx`, interleaved with keepalive comments
+/// when `keepalives` is set. It ends when every sender of `rx` is gone or the testbed shuts
+/// down.
 pub(crate) fn event_stream_body(
     rx: mpsc::UnboundedReceiver<Bytes>,
     shutdown: watch::Receiver<bool>,
+    keepalives: bool,
 ) -> Body {
     /// The state the body stream carries from one frame to the next.
     struct Feed {
@@ -187,13 +189,13 @@ pub(crate) fn event_stream_body(
         shutdown,
         keepalive,
     };
-    let frames = futures_util::stream::unfold(feed, |mut feed| async move {
+    let frames = futures_util::stream::unfold(feed, move |mut feed| async move {
         let next = tokio::select! {
             // Queued events before keepalives, so they go out in the order written.
             biased;
             chunk = feed.rx.recv() => chunk.map_or(Next::End, Next::Chunk),
             _ = until_shutdown(&mut feed.shutdown) => Next::End,
-            _ = feed.keepalive.tick() => Next::Keepalive,
+            _ = feed.keepalive.tick(), if keepalives => Next::Keepalive,
         };
         let bytes = match next {
             Next::Chunk(bytes) => bytes,

@@ -1,0 +1,358 @@
+//! Liveness of the legacy (HTTP+SSE) event stream: every answer comes on that one
+//! stream, so a stream that died silently (a VPN flap: no FIN, no RST) swallows them.
+//!
+//! - Before a request relies on a quiet stream ([`SilenceWatch::is_quiet`]), the Link
+//!   holds it and the stream is checked with a ping ([`StreamCheck`]): bytes on the
+//!   stream release the request; an accepted ping with no answer means the stream is
+//!   dead, and the request goes on the next stream after the re-initialization.
+//! - A legacy POST is answered 202 at once by a live server: one that has no response
+//!   after four times the usual time (at least 1 s), or fails on the network, is a sign
+//!   of trouble, and the stream is checked at once. Requests wait (held by the Link)
+//!   during the check instead of going into a network that swallows them.
+//! - Reopening the stream is bounded by time: an attempt that has not delivered its
+//!   `endpoint` within four times the last successful open (1–10 s, doubling after each
+//!   time-out) is abandoned and retried, so a GET that went into a blackhole does not
+//!   hold the session once the network is back.
+
+use super::{Pending, Session, LEGACY_STREAM};
+use crate::messages::{ExchangeEnd, Origin};
+use actix::prelude::*;
+use bytes::Bytes;
+use machines::jsonrpc::{self, IdKey};
+use machines::link::LinkEvent;
+use machines::stream::{CheckStep, SilenceWatch, StreamCheck, StreamEvent};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long the first legacy stream may take to deliver its `endpoint`.
+pub(super) const FIRST_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds of the time allowed to reopen the legacy stream.
+const REOPEN_FLOOR: Duration = Duration::from_secs(1);
+/// See [`REOPEN_FLOOR`].
+const REOPEN_CEILING: Duration = Duration::from_secs(10);
+/// Bounds of the wait for a legacy POST's response before the stream is checked.
+const SUSPECT_FLOOR: Duration = Duration::from_secs(1);
+/// See [`SUSPECT_FLOOR`].
+const SUSPECT_CEILING: Duration = Duration::from_secs(5);
+
+/// The reserved id prefix of check pings.
+fn check_prefix() -> String {
+    format!("{}check-", jsonrpc::RESERVED_ID_PREFIX)
+}
+
+/// What a legacy stream's reader shares with the Session: when bytes last came, and
+/// the keep-alive pace.
+pub(super) type Pulse = Arc<Mutex<SilenceWatch>>;
+
+/// Reads a pulse (a poisoned lock still holds valid timestamps).
+pub(super) fn read_pulse<T>(pulse: &Pulse, f: impl FnOnce(&mut SilenceWatch) -> T) -> T {
+    f(&mut pulse.lock().unwrap_or_else(PoisonError::into_inner))
+}
+
+/// A check in progress.
+#[derive(Debug)]
+pub(super) struct Check {
+    /// Its number, in its pings' ids and timers.
+    number: u64,
+    /// The decisions.
+    machine: StreamCheck,
+    /// Pings sent: id and when the server accepted it.
+    pings: Vec<(String, Option<Instant>)>,
+}
+
+/// Opening the legacy stream: the current attempt and what earlier ones took.
+#[derive(Debug, Default)]
+pub(super) struct LegacyOpen {
+    /// Attempts made, to tell a current attempt's timer from a stale one.
+    attempt: u64,
+    /// When the current attempt began.
+    started: Option<Instant>,
+    /// How long the last successful open took (GET to `endpoint`).
+    last: Option<Duration>,
+    /// Attempts in a row that timed out.
+    timeouts: u32,
+}
+
+impl LegacyOpen {
+    /// The time allowed to the next attempt.
+    fn limit(&self) -> Duration {
+        match self.last {
+            None => FIRST_OPEN_TIMEOUT,
+            Some(took) => {
+                let base = (took * 4).clamp(REOPEN_FLOOR, REOPEN_CEILING);
+                base.saturating_mul(1 << self.timeouts.min(4))
+                    .min(REOPEN_CEILING)
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Whether a request about to be sent should wait for the legacy stream to be
+    /// confirmed alive (it is up, quiet, and not being checked already).
+    pub(super) fn stream_is_quiet(&self, now: Instant) -> bool {
+        self.live_connection.is_some()
+            && self.check.is_none()
+            && read_pulse(&self.pulse, |w| w.is_quiet(now))
+    }
+
+    /// Watches the legacy POST of message `seq`: no response in the usual time is a
+    /// sign of trouble.
+    pub(super) fn watch_post(&mut self, seq: u64, ctx: &mut Context<Self>) {
+        let after = self
+            .post_lag
+            .map(|lag| lag * 4)
+            .unwrap_or_default()
+            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
+        let connection = self.live_connection;
+        ctx.run_later(after, move |act, ctx| {
+            if act.post_tasks.contains_key(&seq) && act.live_connection == connection {
+                let why = format!("a POST got no response within {:.1} s", after.as_secs_f64());
+                act.suspect(&why, ctx);
+            }
+        });
+    }
+
+    /// A legacy POST ended: learn the usual time to a 202, and treat a network failure
+    /// as a sign of trouble.
+    pub(super) fn legacy_post_ended(
+        &mut self,
+        pending: &Pending,
+        end: &ExchangeEnd,
+        ctx: &mut Context<Self>,
+    ) {
+        match end {
+            ExchangeEnd::Accepted => {
+                if let Some(sent) = pending.posted_at {
+                    let lag = sent.elapsed();
+                    // Smoothed as TCP smooths round trips: one stall does not stick.
+                    self.post_lag = Some(match self.post_lag {
+                        None => lag,
+                        Some(old) => old.mul_f64(0.875) + lag.mul_f64(0.125),
+                    });
+                }
+            }
+            ExchangeEnd::Failed { .. }
+                if pending.generation == self.live_connection.unwrap_or(0) =>
+            {
+                self.suspect("a POST failed on the network", ctx)
+            }
+            _ => {}
+        }
+    }
+
+    /// Something suggests the network had trouble: check the stream, unless a check
+    /// runs already or there is no stream to check.
+    fn suspect(&mut self, why: &str, ctx: &mut Context<Self>) {
+        if self.check.is_some() || self.live_connection.is_none() || self.exiting {
+            return;
+        }
+        tracing::info!("{why}; checking the server's event stream");
+        self.dispatch(LinkEvent::StreamQuiet, ctx);
+    }
+
+    /// The Link asked for a check of the legacy stream.
+    pub(super) fn start_check(&mut self, ctx: &mut Context<Self>) {
+        self.checks += 1;
+        let number = self.checks;
+        self.check = Some(Check {
+            number,
+            machine: StreamCheck::new(Instant::now(), StreamCheck::answer_wait(self.check_lag)),
+            pings: Vec::new(),
+        });
+        self.poll_check(number, ctx);
+    }
+
+    /// Moves check `number` on: bytes since it began confirm the stream; otherwise
+    /// ping, wait or declare the stream dead, as the [`StreamCheck`] says.
+    pub(super) fn poll_check(&mut self, number: u64, ctx: &mut Context<Self>) {
+        loop {
+            let Some(check) = self.check.as_mut().filter(|c| c.number == number) else {
+                return;
+            };
+            let started = check.machine.started();
+            if read_pulse(&self.pulse, |w| w.last_bytes()).is_some_and(|t| t > started) {
+                self.stream_confirmed(ctx);
+                return;
+            }
+            let now = Instant::now();
+            match check.machine.poll(now) {
+                CheckStep::Ping => {
+                    let id = format!("{}{number}-{}", check_prefix(), check.pings.len() + 1);
+                    check.pings.push((id.clone(), None));
+                    let bytes = jsonrpc::request(&id, "ping", None);
+                    let (request, endpoint) = self.post(Bytes::from(bytes), true);
+                    self.spawn_exchange(Origin::Check { number }, request, endpoint, false, ctx);
+                }
+                CheckStep::Wait(until) => {
+                    ctx.run_later(until.saturating_duration_since(now), move |act, ctx| {
+                        act.poll_check(number, ctx)
+                    });
+                    return;
+                }
+                CheckStep::Dead => {
+                    let waited = now.saturating_duration_since(started).as_secs_f64();
+                    self.stream_dead(
+                        format!("no sign of life within {waited:.1} s of a ping"),
+                        ctx,
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The POST of one of check `number`'s pings ended.
+    pub(super) fn check_ping_ended(
+        &mut self,
+        number: u64,
+        end: ExchangeEnd,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(check) = self.check.as_mut().filter(|c| c.number == number) else {
+            return;
+        };
+        match end {
+            ExchangeEnd::Accepted | ExchangeEnd::Done { .. } => {
+                let now = Instant::now();
+                check.machine.on_accepted(now);
+                if let Some(ping) = check.pings.iter_mut().find(|(_, at)| at.is_none()) {
+                    ping.1 = Some(now);
+                }
+                self.poll_check(number, ctx);
+            }
+            // The endpoint is gone: so is the stream that went with it.
+            ExchangeEnd::Expired => {
+                self.stream_dead("the server no longer knows the session".into(), ctx)
+            }
+            other => tracing::debug!("stream check ping failed: {other:?}"),
+        }
+    }
+
+    /// An answer with a reserved id arrived: if it is a check ping's, the stream lives.
+    pub(super) fn check_answered(&mut self, key: &IdKey, ctx: &mut Context<Self>) -> bool {
+        let IdKey::Str(id) = key else {
+            return false;
+        };
+        if !id.starts_with(&check_prefix()) {
+            return false;
+        }
+        if let Some(accepted) = self
+            .check
+            .as_ref()
+            .and_then(|c| c.pings.iter().find(|(p, _)| p == id))
+            .and_then(|(_, at)| *at)
+        {
+            let lag = accepted.elapsed();
+            self.check_lag = Some(self.check_lag.map_or(lag, |l| l.max(lag)));
+        }
+        if self.check.is_some() {
+            self.stream_confirmed(ctx);
+        }
+        true
+    }
+
+    /// The checked stream is alive: the held messages go.
+    fn stream_confirmed(&mut self, ctx: &mut Context<Self>) {
+        self.check = None;
+        tracing::debug!("the server's event stream is alive");
+        self.dispatch(LinkEvent::StreamConfirmed, ctx);
+    }
+
+    /// The legacy stream is dead although it never said so: drop it, then react as to
+    /// any broken stream (fail what it owed, reconnect, re-initialize).
+    fn stream_dead(&mut self, why: String, ctx: &mut Context<Self>) {
+        self.check = None;
+        if let Some(handle) = self
+            .streams
+            .get_mut(&LEGACY_STREAM)
+            .and_then(|t| t.task.take())
+        {
+            ctx.cancel_future(handle);
+        }
+        self.legacy_stream_ended(
+            ExchangeEnd::Done {
+                last_event_id: None,
+                retry_ms: None,
+                broken: Some(why),
+            },
+            ctx,
+        );
+    }
+
+    /// A new legacy stream replaces the old one: a fresh pulse, no check.
+    pub(super) fn new_legacy_pulse(&mut self) -> Pulse {
+        self.check = None;
+        self.pulse = Pulse::default();
+        self.pulse.clone()
+    }
+
+    /// An attempt to open the legacy stream begins: bound it in time.
+    pub(super) fn legacy_open_started(&mut self, ctx: &mut Context<Self>) {
+        self.legacy_open.attempt += 1;
+        self.legacy_open.started = Some(Instant::now());
+        let attempt = self.legacy_open.attempt;
+        let limit = self.legacy_open.limit();
+        ctx.run_later(limit, move |act, ctx| {
+            let opening = act.legacy_open.started.is_some() && act.live_connection.is_none();
+            if act.legacy_open.attempt != attempt || !opening {
+                return;
+            }
+            act.legacy_open.timeouts += 1;
+            let reason = format!(
+                "the server's event stream did not open within {:.1} s",
+                limit.as_secs_f64()
+            );
+            tracing::info!("{reason}");
+            if let Some(handle) = act
+                .streams
+                .get_mut(&LEGACY_STREAM)
+                .and_then(|t| t.task.take())
+            {
+                ctx.cancel_future(handle);
+            }
+            act.dispatch(LinkEvent::LegacyFailed { reason }, ctx);
+            act.drive_stream(
+                LEGACY_STREAM,
+                StreamEvent::Failed {
+                    now: Instant::now(),
+                },
+                ctx,
+            );
+        });
+    }
+
+    /// The attempt to open the legacy stream ended without an `endpoint`: its time-out
+    /// no longer applies.
+    pub(super) fn legacy_open_ended(&mut self) {
+        self.legacy_open.started = None;
+    }
+
+    /// The legacy stream delivered its `endpoint`: note how long opening took.
+    pub(super) fn legacy_opened(&mut self) {
+        if let Some(started) = self.legacy_open.started.take() {
+            self.legacy_open.last = Some(started.elapsed());
+        }
+        self.legacy_open.timeouts = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopening_is_bounded_by_what_opening_took() {
+        let ms = Duration::from_millis;
+        let mut open = LegacyOpen::default();
+        assert_eq!(open.limit(), FIRST_OPEN_TIMEOUT, "no history yet");
+        open.last = Some(ms(20));
+        assert_eq!(open.limit(), ms(1000), "a fast server: 1 s");
+        open.last = Some(ms(700));
+        assert_eq!(open.limit(), ms(2800));
+        open.timeouts = 1;
+        assert_eq!(open.limit(), ms(5600), "doubling after a time-out");
+        open.timeouts = 9;
+        assert_eq!(open.limit(), REOPEN_CEILING);
+    }
+}
