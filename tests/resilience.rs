@@ -114,3 +114,58 @@ async fn a_held_request_that_timed_out_is_never_sent_later() {
     );
     p.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_back() {
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let relay = testbed::relay::Relay::start(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        tb.port(),
+    )))
+    .await
+    .expect("relay");
+    let url = format!("{}/mcp", relay.url(""));
+    let mut p = Proxy::spawn(&[&url, "--request-timeout", "6", "--debug"]);
+    p.initialize("2025-11-25").await;
+    p.send(call(0, "echo", json!({"text": "warm"}))).await;
+    assert_eq!(text(&p.recv_response(&json!(0)).await.0), "warm");
+    // The VPN flap: connections open now and made now are dead (no data, FIN or RST).
+    relay.blackhole_kill();
+    p.send(call(1, "echo", json!({"text": "into the void"})))
+        .await;
+    // Its POST gets no response: the proxy starts checking, and holds what comes next.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    p.send(call(2, "echo", json!({"text": "waited"}))).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    relay.clear();
+    let (r, _) = p.recv_response(&json!(2)).await;
+    if r.get("result").is_none() {
+        let _ = p.child.start_kill();
+        panic!("{r}\nstderr:\n{}", p.stderr.await.unwrap());
+    }
+    assert_eq!(
+        text(&r),
+        "waited",
+        "held, then sent once a ping got through: {r}"
+    );
+    // The first went into the void: its fate is unknown, so it gets an error, not a retry.
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let runs = |text: &str| {
+        tb.requests()
+            .iter()
+            .filter(|r| {
+                r.json()
+                    .is_some_and(|j| j["params"]["arguments"]["text"] == text)
+            })
+            .count()
+    };
+    assert_eq!(runs("waited"), 1);
+    assert_eq!(runs("into the void"), 0, "never reached the server");
+    p.assert_quiet(Duration::from_millis(300)).await;
+    let (_, stderr) = p.close().await;
+    assert!(
+        stderr.contains("checking that the server is reachable"),
+        "{stderr}"
+    );
+}

@@ -272,9 +272,7 @@ impl Session {
                 let handle =
                     self.spawn_exchange(Origin::Post { seq }, request, with_session, false, ctx);
                 self.post_tasks.insert(seq, handle);
-                if self.link.transport() == Some(Transport::Legacy) {
-                    self.watch_post(seq, ctx);
-                }
+                self.watch_post(seq, ctx);
             }
             LinkEffect::Fail { seq, reason } => {
                 if let Some(pending) = self
@@ -898,9 +896,7 @@ impl Handler<ExchangeEnded> for Session {
                 if matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
                     self.token_worked();
                 }
-                if self.link.transport() == Some(Transport::Legacy) {
-                    self.legacy_post_ended(&pending, &end, ctx);
-                }
+                self.post_ended(&pending, &end, ctx);
                 if !matches!(
                     end,
                     ExchangeEnd::Failed { .. } | ExchangeEnd::Unreachable { .. }

@@ -159,10 +159,12 @@ pub enum LinkEvent {
     },
     /// The legacy stream ended or broke after its endpoint was known.
     LegacyStreamLost,
-    /// The legacy stream has been quiet for a while and a request is about to rely on
-    /// it (sent just before that request's `HostSent`): confirm it is alive first.
+    /// The connection may be dead: the legacy stream has been quiet for a while and a
+    /// request is about to rely on it (sent just before that request's `HostSent`), or a
+    /// POST got no response in the usual time. Confirm the server is reachable first.
     StreamQuiet,
-    /// The legacy stream proved alive (bytes arrived after the check began).
+    /// The check proved the connection alive (legacy: bytes on the stream after the
+    /// check began; Streamable HTTP: a ping answered).
     StreamConfirmed,
     /// The legacy stream's `endpoint` cannot be used (another origin, not a URL).
     EndpointRejected {
@@ -269,8 +271,9 @@ pub enum LinkEffect {
     OpenLegacyStream,
     /// Close the legacy event stream.
     CloseLegacyStream,
-    /// Confirm the legacy stream is alive (ping it); answer with `StreamConfirmed` or
-    /// `LegacyStreamLost`. Messages are held meanwhile.
+    /// Confirm the connection is alive (ping the server); answer with `StreamConfirmed`,
+    /// or `LegacyStreamLost` (legacy: the stream is dead) or `PeerSilent` (Streamable
+    /// HTTP: nothing got through; checking goes on). Messages are held meanwhile.
     CheckStream,
     /// Remember that this server speaks this transport.
     RememberTransport(Transport),
@@ -588,7 +591,7 @@ impl Link {
                 Transition(State::reconnecting())
             }
             LinkEvent::StreamQuiet
-                if self.transport == Some(Transport::Legacy) && self.endpoint.is_some() =>
+                if self.transport == Some(Transport::Streamable) || self.endpoint.is_some() =>
             {
                 context.0.push(LinkEffect::CheckStream);
                 Transition(State::checking())
@@ -820,8 +823,10 @@ impl Link {
         }
     }
 
-    /// The quiet legacy stream is being confirmed alive; new messages wait. If it is
-    /// dead, `LegacyStreamLost` takes the link to `connecting_legacy` with them held.
+    /// The connection is being confirmed alive; new messages wait rather than go into a
+    /// network that swallows them. Legacy: if the stream is dead, `LegacyStreamLost` takes
+    /// the link to `connecting_legacy` with them held. Streamable HTTP: they go once a
+    /// ping gets through.
     #[state(superstate = "holding")]
     fn checking(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
@@ -830,6 +835,14 @@ impl Link {
                 Transition(State::live())
             }
             LinkEvent::StreamQuiet => Handled,
+            LinkEvent::PeerSilent if self.transport == Some(Transport::Streamable) => {
+                // Nothing gets through: what is in flight will not be answered. The check
+                // goes on; new messages keep waiting (each until its deadline).
+                context.0.push(LinkEffect::AbandonInFlight {
+                    reason: "the server stopped answering (the network went silent); the request may or may not have been executed".into(),
+                });
+                Handled
+            }
             _ => Super,
         }
     }
@@ -1599,12 +1612,29 @@ mod tests {
     }
 
     #[test]
-    fn streamable_http_is_never_checked() {
+    fn streamable_http_holds_messages_while_the_server_is_unanswering() {
         let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
         step(&mut sm, sent(1, "initialize"));
         step(&mut sm, answered("s"));
-        assert!(step(&mut sm, LinkEvent::StreamQuiet).is_empty());
-        assert_eq!(step(&mut sm, sent(2, "tools/call")), vec![post(2, false)]);
+        assert_eq!(
+            step(&mut sm, LinkEvent::StreamQuiet),
+            vec![LinkEffect::CheckStream]
+        );
+        assert!(step(&mut sm, sent(2, "tools/call")).is_empty());
+        let silent = step(&mut sm, LinkEvent::PeerSilent);
+        assert!(matches!(
+            silent.as_slice(),
+            [LinkEffect::AbandonInFlight { .. }]
+        ));
+        assert!(
+            step(&mut sm, sent(3, "tools/call")).is_empty(),
+            "still held"
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::StreamConfirmed),
+            vec![post(2, false), post(3, false)]
+        );
+        assert_eq!(step(&mut sm, sent(4, "tools/call")), vec![post(4, false)]);
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! Liveness of the legacy (HTTP+SSE) event stream: every answer comes on that one
-//! stream, so a stream that died silently (a VPN flap: no FIN, no RST) swallows them.
+//! Liveness of the connection to the server. On the legacy (HTTP+SSE) transport every
+//! answer comes on one event stream, so a stream that died silently (a VPN flap: no FIN,
+//! no RST) swallows them; on either transport, a network that swallows everything makes
+//! every request sent into it an error of unknown fate.
 //!
 //! - Before a request relies on a quiet stream ([`SilenceWatch::is_quiet`]), the Link
 //!   holds it and the stream is checked with a ping ([`StreamCheck`]): bytes on the
 //!   stream release the request; an accepted ping with no answer means the stream is
 //!   dead, and the request goes on the next stream after the re-initialization.
-//! - A legacy POST is answered 202 at once by a live server: one that has no response
-//!   after four times the usual time (at least 1 s), or fails on the network, is a sign
-//!   of trouble, and the stream is checked at once. Requests wait (held by the Link)
-//!   during the check instead of going into a network that swallows them.
+//! - A POST that has no response after four times the usual time (1–5 s), or fails on
+//!   the network, is a sign of trouble, and the connection is checked at once (a live
+//!   server answers a legacy POST 202 at once; a Streamable HTTP POST may be a slow tool
+//!   call, which costs one ping). Requests wait (held by the Link) during the check
+//!   instead of going into a network that swallows them. On Streamable HTTP a check in
+//!   which no ping got through abandons what is in flight and starts again; the waiting
+//!   requests go as soon as a ping is answered (each still bounded by its time-out).
 //! - Reopening the stream is bounded by time: an attempt that has not delivered its
 //!   `endpoint` within four times the last successful open (1–10 s, doubling after each
 //!   time-out) is abandoned and retried, so a GET that went into a blackhole does not
@@ -19,7 +24,7 @@ use crate::messages::{ExchangeEnd, Origin};
 use actix::prelude::*;
 use bytes::Bytes;
 use machines::jsonrpc::{self, IdKey};
-use machines::link::LinkEvent;
+use machines::link::{LinkEvent, Transport};
 use machines::stream::{CheckStep, SilenceWatch, StreamCheck, StreamEvent};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -113,16 +118,21 @@ impl Session {
         });
     }
 
-    /// A legacy POST ended: learn the usual time to a 202, and treat a network failure
-    /// as a sign of trouble.
-    pub(super) fn legacy_post_ended(
+    /// Whether the transport in use is the legacy one.
+    fn is_legacy(&self) -> bool {
+        self.link.transport() == Some(Transport::Legacy)
+    }
+
+    /// A POST ended: learn the usual time to an answer, and treat a network failure as
+    /// a sign of trouble.
+    pub(super) fn post_ended(
         &mut self,
         pending: &Pending,
         end: &ExchangeEnd,
         ctx: &mut Context<Self>,
     ) {
         match end {
-            ExchangeEnd::Accepted => {
+            ExchangeEnd::Accepted | ExchangeEnd::Done { .. } => {
                 if let Some(sent) = pending.posted_at {
                     let lag = sent.elapsed();
                     // Smoothed as TCP smooths round trips: one stall does not stick.
@@ -144,10 +154,14 @@ impl Session {
     /// Something suggests the network had trouble: check the stream, unless a check
     /// runs already or there is no stream to check.
     fn suspect(&mut self, why: &str, ctx: &mut Context<Self>) {
-        if self.check.is_some() || self.live_connection.is_none() || self.exiting {
+        let connected = match self.is_legacy() {
+            true => self.live_connection.is_some(),
+            false => self.link.established(),
+        };
+        if self.check.is_some() || !connected || self.exiting {
             return;
         }
-        tracing::info!("{why}; checking the server's event stream");
+        tracing::info!("{why}; checking that the server is reachable");
         self.dispatch(LinkEvent::StreamQuiet, ctx);
     }
 
@@ -171,7 +185,8 @@ impl Session {
                 return;
             };
             let started = check.machine.started();
-            if read_pulse(&self.pulse, |w| w.last_bytes()).is_some_and(|t| t > started) {
+            let legacy = self.link.transport() == Some(Transport::Legacy);
+            if legacy && read_pulse(&self.pulse, |w| w.last_bytes()).is_some_and(|t| t > started) {
                 self.stream_confirmed(ctx);
                 return;
             }
@@ -190,12 +205,20 @@ impl Session {
                     });
                     return;
                 }
-                CheckStep::Dead => {
+                CheckStep::Dead if legacy => {
                     let waited = now.saturating_duration_since(started).as_secs_f64();
                     self.stream_dead(
                         format!("no sign of life within {waited:.1} s of a ping"),
                         ctx,
                     );
+                    return;
+                }
+                CheckStep::Dead => {
+                    let waited = now.saturating_duration_since(started).as_secs_f64();
+                    tracing::warn!("no answer from the server for {waited:.1} s; still trying");
+                    self.check = None;
+                    self.dispatch(LinkEvent::PeerSilent, ctx);
+                    self.start_check(ctx);
                     return;
                 }
             }
@@ -209,10 +232,16 @@ impl Session {
         end: ExchangeEnd,
         ctx: &mut Context<Self>,
     ) {
+        let legacy = self.is_legacy();
         let Some(check) = self.check.as_mut().filter(|c| c.number == number) else {
             return;
         };
         match end {
+            // Streamable HTTP: any HTTP answer shows the server is reachable again.
+            ExchangeEnd::Failed { .. } | ExchangeEnd::Unreachable { .. } if !legacy => {
+                tracing::debug!("check ping failed: {end:?}");
+            }
+            _ if !legacy => self.stream_confirmed(ctx),
             ExchangeEnd::Accepted | ExchangeEnd::Done { .. } => {
                 let now = Instant::now();
                 check.machine.on_accepted(now);
@@ -252,10 +281,10 @@ impl Session {
         true
     }
 
-    /// The checked stream is alive: the held messages go.
+    /// The checked connection is alive: the held messages go.
     fn stream_confirmed(&mut self, ctx: &mut Context<Self>) {
         self.check = None;
-        tracing::debug!("the server's event stream is alive");
+        tracing::debug!("the connection to the server is alive");
         self.dispatch(LinkEvent::StreamConfirmed, ctx);
     }
 
