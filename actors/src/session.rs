@@ -1430,6 +1430,15 @@ impl Exchange {
                 Ok(Some(chunk)) => {
                     let comments = parser.comments();
                     if let Err(e) = parser.push(&chunk) {
+                        if !self.is_get {
+                            // Resuming would fetch the same event again: the request fails.
+                            return ExchangeEnd::Failed {
+                                detail: format!(
+                                    "the server sent a message over the limit: {e} \
+                                     (--max-message-bytes)"
+                                ),
+                            };
+                        }
                         broken = Some(e.to_string());
                         break;
                     }

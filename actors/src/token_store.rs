@@ -225,7 +225,10 @@ impl TokenStore {
             }
         };
         match serde_json::from_slice(&text) {
-            Ok(v) => Some(v),
+            Ok(v) => {
+                tighten_mode(&path);
+                Some(v)
+            }
             Err(_) => {
                 let aside =
                     path.with_file_name(format!("{}_{name}.corrupt-{}", self.key, now_ms()));
@@ -275,6 +278,34 @@ fn open_private(path: &Path) -> std::io::Result<File> {
         o.mode(0o600);
     }
     o.open(path)
+}
+
+/// Credentials readable by others (a file copied by hand, a umask of 022) are made
+/// private again, with a warning naming the file and the mode it had.
+fn tighten_mode(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 == 0 {
+            return;
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => tracing::warn!(
+                "{} was readable by other users (mode {mode:o}); made it private (600)",
+                path.display()
+            ),
+            Err(e) => tracing::warn!(
+                "{} is readable by other users (mode {mode:o}) and could not be made private: {e}",
+                path.display()
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 #[cfg(test)]

@@ -78,20 +78,26 @@ impl fmt::Display for IdKey {
     }
 }
 
+/// Integers up to 2^53 survive a trip through a double (JavaScript) exactly.
+const EXACT_INTEGERS: f64 = 9.007_199_254_740_992e15;
+
+/// Folds a JSON number so that the forms a peer may write it back in compare equal:
+/// `1`, `1.0` and `1e0`; and beyond 2^53, where a JavaScript server writes back its
+/// nearest double (`123456789012345678901234567890` → `1.2345678901234568e29`), the
+/// double. Two host ids that only differ beyond a double's precision then share a key,
+/// and the second is refused while the first is pending rather than answered wrongly.
 fn canonical_number(text: &str) -> String {
     if let Ok(i) = text.parse::<i64>() {
-        return i.to_string();
-    }
-    if let Ok(u) = text.parse::<u64>() {
-        return u.to_string();
+        if (i as f64).abs() <= EXACT_INTEGERS {
+            return i.to_string();
+        }
     }
     match text.parse::<f64>() {
-        Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+        Ok(f) if f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS => {
             (f as i64).to_string()
         }
-        Ok(f) if f.is_finite() && !text.contains(['e', 'E']) && text.len() > 17 => text.to_owned(),
-        Ok(f) => format!("{f:e}"),
-        Err(_) => text.to_owned(),
+        Ok(f) if f.is_finite() => format!("{f:e}"),
+        _ => text.to_owned(),
     }
 }
 
@@ -173,6 +179,13 @@ pub struct Message {
 impl Message {
     /// Validate and classify one message. `bytes` must be a single JSON object.
     pub fn parse(bytes: Vec<u8>) -> Result<Message, Malformed> {
+        // serde_json checks UTF-8 only in the strings it reads, not in members it skips.
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(Malformed::Parse(format!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            )));
+        }
         let env: Envelope<'_> = match serde_json::from_slice(&bytes) {
             Ok(env) => env,
             Err(e) if e.is_data() => return Err(invalid_shape(&bytes)),
@@ -481,6 +494,24 @@ pub fn with_id(request: &Message, id: &str) -> Option<Vec<u8>> {
     serde_json::to_vec(&v).ok()
 }
 
+/// `response` with its id written as `id` (JSON text), byte for byte: the host gets
+/// back the id exactly as it wrote it, whatever form the server answered with. Only
+/// the id's bytes change; `None` when `response` has no id to replace.
+pub fn with_id_text(response: &[u8], id: &str) -> Option<Vec<u8>> {
+    let env: Envelope<'_> = serde_json::from_slice(response).ok()?;
+    let raw = env.id?.get();
+    if raw == id {
+        return Some(response.to_vec());
+    }
+    let start = (raw.as_ptr() as usize).checked_sub(response.as_ptr() as usize)?;
+    let end = start + raw.len();
+    let mut out = Vec::with_capacity(response.len() - raw.len() + id.len());
+    out.extend_from_slice(response.get(..start)?);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(response.get(end..)?);
+    Some(out)
+}
+
 /// Check that a whole text is JSON (used for the validation-only paths).
 pub fn is_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<IgnoredAny>(bytes).is_ok()
@@ -516,7 +547,14 @@ mod tests {
             ("1.0", "1"),
             ("1e0", "1"),
             ("-5", "-5"),
-            ("12345678901234567890", "12345678901234567890"),
+            ("9007199254740992", "9007199254740992"),
+            // Beyond 2^53 a JavaScript server answers with its nearest double.
+            ("12345678901234567890", "1.2345678901234567e19"),
+            ("1.2345678901234567e19", "1.2345678901234567e19"),
+            ("123456789012345678901234567890", "1.2345678901234568e29"),
+            ("1.2345678901234568e29", "1.2345678901234568e29"),
+            ("1.5", "1.5e0"),
+            ("1.50", "1.5e0"),
         ] {
             let m = parse(&format!(r#"{{"jsonrpc":"2.0","id":{raw},"method":"x"}}"#)).unwrap();
             assert_eq!(m.id.as_deref(), Some(raw));
@@ -525,6 +563,25 @@ mod tests {
         let m = parse(r#"{"jsonrpc":"2.0","id":"\u00e9\"x","method":"x"}"#).unwrap();
         assert_eq!(m.id_key, Some(IdKey::Str("é\"x".into())));
         assert_eq!(m.id.as_deref(), Some(r#""\u00e9\"x""#));
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_a_parse_error() {
+        let mut line = br#"{"jsonrpc":"2.0","id":1,"method":"ping","x":"#.to_vec();
+        line.extend_from_slice(&[b'"', 0xc0, 0xaf, b'"', b'}']);
+        let e = Message::parse(line).unwrap_err();
+        assert_eq!(e.code(), PARSE_ERROR);
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn the_id_is_put_back_byte_for_byte_and_nothing_else_changes() {
+        let answer = br#"{"result":{"id":1000.0},"jsonrpc":"2.0","id":1000.0}"#;
+        let out = with_id_text(answer, "1e3").unwrap();
+        assert_eq!(out, br#"{"result":{"id":1000.0},"jsonrpc":"2.0","id":1e3}"#);
+        let same = with_id_text(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#, r#""a""#);
+        assert_eq!(same.unwrap(), br#"{"jsonrpc":"2.0","id":"a","result":{}}"#);
+        assert_eq!(with_id_text(br#"{"jsonrpc":"2.0","result":{}}"#, "1"), None);
     }
 
     #[test]

@@ -225,17 +225,25 @@ impl Router {
         let Some(flight) = self.in_flight.remove(&key) else {
             return;
         };
-        let bytes = match flight.method.as_str() {
+        let same_id = msg.id.as_deref() == Some(flight.id_text.as_str());
+        let (bytes, rewritten) = match flight.method.as_str() {
             "initialize" => {
                 if let Some(v) = jsonrpc::negotiated_version(&msg) {
                     self.negotiated = Some(v);
                 }
-                msg.bytes
+                (msg.bytes, false)
             }
-            "tools/list" => {
-                jsonrpc::filter_tools(&msg, &self.config.ignore_tools).unwrap_or(msg.bytes)
-            }
-            _ => msg.bytes,
+            "tools/list" => match jsonrpc::filter_tools(&msg, &self.config.ignore_tools) {
+                Some(filtered) => (filtered, true),
+                None => (msg.bytes, false),
+            },
+            _ => (msg.bytes, false),
+        };
+        // The host gets its id back exactly as it wrote it (`1e3` stays `1e3`, a 30-digit
+        // integer is not turned into a double by a JavaScript server).
+        let bytes = match same_id && !rewritten {
+            true => bytes,
+            false => jsonrpc::with_id_text(&bytes, &flight.id_text).unwrap_or(bytes),
         };
         out.push(RouterEffect::ToHost(bytes));
     }
