@@ -1,95 +1,16 @@
 //! Sign-in against the loopback testbed's authorization server, through the
 //! binary, with the headless `mcp-browser` as `$BROWSER`: staying signed in,
 //! refresh, re-authorization, several copies at once, the callback port, and
-//! the security checks on the callback.
+//! the issuer check on the callback (forged, replayed and flooding callbacks are
+//! in `hostile_input.rs`).
 
 mod common;
 
+use common::oauth::{browser, initialize, protected, Env};
 use common::{call, text, Proxy};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use testbed::{AuthConfig, AuthorizeBehaviour, Config, Testbed};
-
-/// The headless browser (a testbed binary), built on demand.
-fn browser() -> PathBuf {
-    let path = Path::new(common::binary())
-        .with_file_name(format!("mcp-browser{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "testbed", "--bin", "mcp-browser"])
-            .status()
-            .expect("cargo build mcp-browser");
-        assert!(status.success());
-    }
-    path
-}
-
-struct Env {
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Env {
-    fn new(name: &str) -> Env {
-        let dir =
-            std::env::temp_dir().join(format!("mcp-remote-oauth-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("browser.log");
-        Env { dir, log }
-    }
-
-    fn config(&self) -> String {
-        self.dir.join("config").to_string_lossy().into_owned()
-    }
-
-    fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Proxy {
-        let browser = browser();
-        let config = self.config();
-        let log = self.log.to_string_lossy().into_owned();
-        let mut env = vec![
-            ("MCP_REMOTE_CONFIG_DIR", config.as_str()),
-            ("BROWSER", browser.to_str().unwrap()),
-            ("MCP_BROWSER_LOG", log.as_str()),
-        ];
-        env.extend_from_slice(extra);
-        Proxy::spawn_with_env(args, &env)
-    }
-
-    fn launches(&self) -> usize {
-        std::fs::read_to_string(&self.log)
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.join("config").join("mcp-remote-v1")
-    }
-
-    fn stored(&self, suffix: &str) -> Option<serde_json::Value> {
-        let file = std::fs::read_dir(self.store())
-            .ok()?
-            .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().ends_with(suffix))?;
-        serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()
-    }
-}
-
-async fn protected(auth: AuthConfig) -> Testbed {
-    Testbed::start(Config {
-        auth: Some(auth),
-        ..Config::default()
-    })
-    .await
-    .expect("testbed")
-}
-
-async fn initialize(p: &mut Proxy) -> serde_json::Value {
-    p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
-    let (r, _) = p.recv_response(&json!(0)).await;
-    r
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signs_in_once_stays_signed_in_and_clean_signs_in_again() {
@@ -246,18 +167,9 @@ async fn four_copies_started_together_open_one_tab() {
 async fn when_the_tab_owner_dies_another_copy_finishes() {
     let tb = protected(AuthConfig::default()).await;
     let env = Env::new("owner");
-    let mut owner = env.spawn(
-        &[&tb.url(), "--auth-timeout", "20"],
-        &[("MCP_BROWSER_NO_FOLLOW", "1")],
-    );
-    owner.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
-    for _ in 0..100 {
-        if env.launches() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(env.launches(), 1, "the owner opened the tab");
+    let (mut owner, _) = env
+        .spawn_awaiting_sign_in(&[&tb.url(), "--auth-timeout", "20"])
+        .await;
     let mut other = env.spawn(&[&tb.url(), "--auth-timeout", "20"], &[]);
     let r = tokio::spawn(async move {
         let r = initialize(&mut other).await;
@@ -305,33 +217,7 @@ async fn a_busy_port_moves_to_a_random_one_unless_pinned() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_state_is_rejected_and_no_token_is_requested() {
-    let tb = protected(AuthConfig {
-        authorize_behaviour: AuthorizeBehaviour::WrongState,
-        ..AuthConfig::default()
-    })
-    .await;
-    let env = Env::new("state");
-    let mut p = env.spawn(&[&tb.url(), "--auth-timeout", "2"], &[]);
-    p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
-    // stdin is served while the sign-in is pending.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    p.write_raw(b"{not json\n").await;
-    assert_eq!(p.recv().await["error"]["code"], -32700);
-    let (r, _) = p.recv_response(&json!(0)).await;
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("auth-timeout"),
-        "{r}"
-    );
-    p.close().await;
-    assert!(
-        tb.token_requests().is_empty(),
-        "no token request after a forged state"
-    );
-
+async fn a_wrong_iss_is_rejected_and_no_token_is_requested() {
     let tb = protected(AuthConfig {
         authorize_behaviour: AuthorizeBehaviour::WrongIss,
         ..AuthConfig::default()
@@ -349,53 +235,6 @@ async fn a_forged_state_is_rejected_and_no_token_is_requested() {
         tb.token_requests().is_empty(),
         "RFC 9207: no token request after a wrong iss"
     );
-}
-
-#[cfg(target_os = "linux")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_callback_listener_is_on_loopback_only() {
-    let tb = protected(AuthConfig::default()).await;
-    let env = Env::new("loopback");
-    let mut p = env.spawn(
-        &[&tb.url(), "--auth-timeout", "5"],
-        &[("MCP_BROWSER_NO_FOLLOW", "1")],
-    );
-    p.send(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).await;
-    assert!(
-        tb.wait_for(
-            |_| tb.authorize_count() == 0 && env.launches() == 1,
-            Duration::from_secs(10)
-        )
-        .await
-            || env.launches() == 1
-    );
-    let url = std::fs::read_to_string(&env.log).unwrap();
-    let redirect = url::Url::parse(url.lines().next().unwrap())
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "redirect_uri")
-        .unwrap()
-        .1
-        .into_owned();
-    let port = url::Url::parse(&redirect).unwrap().port().unwrap();
-    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap()
-        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
-    let needle = format!(":{port:04X} ");
-    let listening: Vec<&str> = tcp
-        .lines()
-        .filter(|l| l.contains(&needle) && l.split_whitespace().nth(3) == Some("0A"))
-        .collect();
-    assert!(!listening.is_empty(), "the listener is up");
-    for line in listening {
-        let local = line.split_whitespace().nth(1).unwrap();
-        let loopback = local.starts_with("0100007F:")
-            || local.starts_with("00000000000000000000000001000000:");
-        assert!(
-            loopback,
-            "bound to loopback only (127.0.0.1 or ::1): {line}"
-        );
-    }
-    p.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod oauth;
+
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::Duration;

@@ -112,6 +112,14 @@ pub struct AuthConfig {
     /// An `issuer` for the metadata to claim instead of the real one, so a test can check
     /// that a client refuses metadata whose issuer is not the one it asked (D6).
     pub metadata_issuer_override: Option<String>,
+    /// Fields of the authorization server metadata replaced by these values (or added), such
+    /// as an `authorization_endpoint` of `javascript:…`, so a test can check that a client
+    /// refuses endpoints it must never open or post to (checklist D8, E9).
+    pub metadata_overrides: serde_json::Map<String, Value>,
+    /// An `error_description` for every OAuth error the authorization server answers (in a
+    /// redirect or a JSON body) instead of its own, so a test can check a client never
+    /// prints what a server sent raw, terminal escapes included (checklist E11).
+    pub error_description_override: Option<String>,
     /// The metadata's `code_challenge_methods_supported`; `None` leaves it out, so a test
     /// can check that a client refuses to go on without PKCE support (D17).
     pub code_challenge_methods_supported: Option<Vec<String>>,
@@ -156,6 +164,8 @@ impl Default for AuthConfig {
                 AsMetadataUrl::OpenIdAppended,
             ],
             metadata_issuer_override: None,
+            metadata_overrides: serde_json::Map::new(),
+            error_description_override: None,
             code_challenge_methods_supported: Some(vec!["S256".to_owned()]),
             dcr: true,
             cimd: false,

@@ -135,6 +135,9 @@ pub(crate) fn metadata_document(origin: &str, auth: &AuthConfig) -> Value {
     if auth.cimd {
         document["client_id_metadata_document_supported"] = json!(true);
     }
+    for (field, value) in &auth.metadata_overrides {
+        document[field] = value.clone();
+    }
     document
 }
 
@@ -182,9 +185,13 @@ impl OAuthError {
         }
     }
 
-    /// The JSON answer.
-    fn response(&self) -> Response<Body> {
-        let body = json!({"error": self.code, "error_description": self.description});
+    /// The JSON answer, with [`AuthConfig::error_description_override`] if set.
+    fn response(&self, auth: &AuthConfig) -> Response<Body> {
+        let description = auth
+            .error_description_override
+            .as_deref()
+            .unwrap_or(&self.description);
+        let body = json!({"error": self.code, "error_description": description});
         let mut response = oauth_json(self.status, &body);
         if self.basic_challenge {
             response.headers_mut().insert(
@@ -268,7 +275,7 @@ fn register(shared: &Shared, auth: &AuthConfig, _parts: &Parts, body: &[u8]) -> 
         }
         Err(error) => {
             record.error = Some(error.code.to_owned());
-            error.response()
+            error.response(auth)
         }
     };
     state.registrations.push(record);
@@ -477,6 +484,10 @@ fn authorize_redirect(
         Ok(url.to_string())
     };
     let fail = |code: &'static str, description: &str| {
+        let description = auth
+            .error_description_override
+            .as_deref()
+            .unwrap_or(description);
         redirect(&[("error", code), ("error_description", description)])
             .map(|location| (location, Some(code.to_owned())))
     };
@@ -695,7 +706,7 @@ fn token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Resp
         Ok(answer) => oauth_json(StatusCode::OK, &answer),
         Err(error) => {
             record.error = Some(error.code.to_owned());
-            error.response()
+            error.response(auth)
         }
     };
     state.token_requests.push(record);
@@ -875,7 +886,7 @@ fn revoke(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Res
             StatusCode::OK,
             http_body_util::Full::new(Bytes::new()).boxed_unsync(),
         ),
-        Err(error) => error.response(),
+        Err(error) => error.response(auth),
     }
 }
 

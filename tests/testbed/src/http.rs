@@ -277,6 +277,12 @@ async fn post(
     {
         return invalid_reply();
     }
+    if requests
+        .iter()
+        .any(|r| mcp::is_tool_call(r, "reply_not_json"))
+    {
+        return not_json_reply();
+    }
 
     let answer_number = shared.answers_made.fetch_add(1, Ordering::Relaxed);
     let sse = match config.response_mode {
@@ -360,16 +366,33 @@ pub(crate) fn take_requests(
 
 /// The `reply_invalid` tool's answer: HTTP 500 with an HTML body, which is not JSON-RPC.
 pub(crate) fn invalid_reply() -> Response<Body> {
-    let mut response = with_status(
+    html_page(
         StatusCode::INTERNAL_SERVER_ERROR,
-        Full::new(Bytes::from_static(
-            b"<html><body>Internal Server Error</body></html>",
-        ))
-        .boxed_unsync(),
-    );
+        "text/html",
+        b"<html><body>Internal Server Error</body></html>",
+    )
+}
+
+/// The `reply_not_json` tool's answer: HTTP 200 labelled `application/json` whose body is
+/// an HTML page, as from a misconfigured gateway.
+fn not_json_reply() -> Response<Body> {
+    html_page(
+        StatusCode::OK,
+        "application/json",
+        b"<html><body>Not JSON, whatever the header says</body></html>",
+    )
+}
+
+/// An HTML page with `status`, labelled `content_type`.
+fn html_page(
+    status: StatusCode,
+    content_type: &'static str,
+    html: &'static [u8],
+) -> Response<Body> {
+    let mut response = with_status(status, Full::new(Bytes::from_static(html)).boxed_unsync());
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

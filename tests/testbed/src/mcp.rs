@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -24,7 +25,7 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
 const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// The names of the tools `tools/list` offers.
-pub const TOOL_NAMES: [&str; 14] = [
+pub const TOOL_NAMES: [&str; 18] = [
     "echo",
     "add",
     "slow",
@@ -39,6 +40,10 @@ pub const TOOL_NAMES: [&str; 14] = [
     "reply_invalid",
     "lines",
     "count",
+    "reply_twice",
+    "reply_stray",
+    "reply_not_json",
+    "endless_event",
 ];
 
 /// How long a tool waits for the client to answer a server→client request.
@@ -52,6 +57,13 @@ const MAX_SLOW_MS: u64 = 60_000;
 const MAX_SLOW_STEPS: u64 = 1_000;
 const MAX_BIG_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_NOTIFY_COUNT: u64 = 10_000;
+
+/// How much `endless_event` writes at most: more than any sane message limit, and a
+/// bound on the work a client that reads for ever can cause.
+const MAX_ENDLESS_BYTES: usize = 64 * 1024 * 1024;
+/// The piece `endless_event` writes at a time, and the pause between pieces.
+const ENDLESS_CHUNK: usize = 64 * 1024;
+const ENDLESS_PAUSE: Duration = Duration::from_millis(1);
 
 /// JSON-RPC error codes used here.
 const METHOD_NOT_FOUND: i64 = -32601;
@@ -209,7 +221,7 @@ pub(crate) async fn answer(call: &Call, request: &Value) -> Outcome {
             Ok(json!({}))
         }
         "tools/list" => Ok(json!({"tools": tool_list()})),
-        "tools/call" => match call_tool(call, &params).await {
+        "tools/call" => match call_tool(call, &id, &params).await {
             Some(result) => result,
             None => return Outcome::Silent,
         },
@@ -285,6 +297,11 @@ fn tool_list() -> Value {
         {"name": "lines", "description": "Returns text holding \\n, \\r\\n and U+2028", "inputSchema": none},
         {"name": "count", "description": "Counts how many times it ran for `nonce` and returns that number",
          "inputSchema": {"type": "object", "properties": {"nonce": {"type": "string"}}, "required": ["nonce"]}},
+        {"name": "reply_twice", "description": "Sends its result twice on the response stream", "inputSchema": none},
+        {"name": "reply_stray", "description": "Sends a result for `id` (default \"stray\"), which no request of the client carries, then its own",
+         "inputSchema": {"type": "object", "properties": {"id": {"type": ["string", "number"]}}}},
+        {"name": "reply_not_json", "description": "Answers HTTP 200 with Content-Type application/json and a body that is not JSON", "inputSchema": none},
+        {"name": "endless_event", "description": "Starts an SSE event whose data line never ends (no newline, while a client reads, up to 64 MiB); never answers", "inputSchema": none},
     ])
 }
 
@@ -306,8 +323,8 @@ fn uint_arg(args: &Value, name: &str, default: u64, max: u64) -> u64 {
         .min(max)
 }
 
-/// Runs a tool. `None` means the request is never answered.
-async fn call_tool(call: &Call, params: &Value) -> Option<Result<Value, Value>> {
+/// Runs a tool for the request `id`. `None` means the request is never answered.
+async fn call_tool(call: &Call, id: &Value, params: &Value) -> Option<Result<Value, Value>> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
@@ -371,6 +388,28 @@ async fn call_tool(call: &Call, params: &Value) -> Option<Result<Value, Value>> 
         // it was one of several requests in a batch.
         "reply_invalid" => tool_error("reply_invalid only works as a single request"),
         "lines" => text_result("line one\nline two\r\nline three\u{2028}line four"),
+        "reply_twice" | "reply_stray" if !call.has_stream() => {
+            tool_error(format!("{name} needs an SSE response stream"))
+        }
+        "reply_twice" => {
+            let result = text_result("answered twice");
+            call.send_response(&json!({"jsonrpc": "2.0", "id": id, "result": result}));
+            result
+        }
+        "reply_stray" => {
+            let stray = args.get("id").cloned().unwrap_or_else(|| json!("stray"));
+            let result = text_result("an answer to a request nobody sent");
+            call.send_response(&json!({"jsonrpc": "2.0", "id": stray, "result": result}));
+            text_result("its own answer")
+        }
+        // Like `reply_invalid`, answered by the Streamable HTTP layer before any tool runs.
+        "reply_not_json" => {
+            tool_error("reply_not_json only works as a single Streamable HTTP request")
+        }
+        "endless_event" => match endless_event(call).await {
+            Some(error) => error,
+            None => return None,
+        },
         "count" => match args.get("nonce").and_then(Value::as_str) {
             Some(nonce) => {
                 let mut executions = lock(&call.shared.executions);
@@ -449,6 +488,32 @@ async fn never(call: &Call) {
             return;
         }
     }
+}
+
+/// `endless_event`: opens an event on the response stream and writes its data line without
+/// ever ending it, to whichever connection reads the stream (a resumed one too), until no
+/// client reads it, the testbed shuts down or [`MAX_ENDLESS_BYTES`] went out. The stream's
+/// keepalive comment, once a second, would end the line: at full pace a second is about
+/// [`MAX_ENDLESS_BYTES`]. `Some` is the tool error when there is no stream.
+async fn endless_event(call: &Call) -> Option<Value> {
+    let Some(stream) = call.stream else {
+        return Some(tool_error(
+            "endless_event needs a Streamable HTTP SSE response stream",
+        ));
+    };
+    let session = call.session.as_deref();
+    let write = |bytes: Bytes| lock(&call.shared.registry).write_raw(session, stream, bytes);
+    if !write(Bytes::from_static(b"event: message\ndata: ")) {
+        return None;
+    }
+    // The pieces share one buffer.
+    let chunk = Bytes::from(vec![b'x'; ENDLESS_CHUNK]);
+    for _ in 0..MAX_ENDLESS_BYTES / ENDLESS_CHUNK {
+        if !write(chunk.clone()) || !call.shared.pause(ENDLESS_PAUSE).await {
+            return None;
+        }
+    }
+    None
 }
 
 /// `drop_then_resume`: makes sure the client has an event id, then closes its connection.

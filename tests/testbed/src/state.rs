@@ -297,6 +297,18 @@ impl Registry {
         }
     }
 
+    /// Sends bytes on `stream`'s connection as they are, outside any event and not kept for
+    /// replay (a fault: an event that never ends). Returns whether a client still reads it.
+    pub(crate) fn write_raw(&mut self, key: Option<&str>, stream: u64, bytes: Bytes) -> bool {
+        match self.stream_mut(key, stream) {
+            Some(log) => {
+                log.send_raw(bytes);
+                log.is_live()
+            }
+            None => false,
+        }
+    }
+
     /// Closes the connection reading `stream` without ending the stream: later events are
     /// kept for a resumption.
     pub(crate) fn detach(&mut self, key: Option<&str>, stream: u64) {

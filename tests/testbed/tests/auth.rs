@@ -421,6 +421,41 @@ async fn authorize_redirects_with_code_state_and_iss() {
 }
 
 #[tokio::test]
+async fn metadata_and_error_descriptions_can_be_made_hostile() {
+    let tb = start(AuthConfig::default()).await;
+    let hostile = "\x1b[31mred\x07";
+    tb.set_auth(|a| {
+        a.metadata_overrides
+            .insert("token_endpoint".into(), json!("file:///etc/passwd"));
+        a.error_description_override = Some(hostile.to_owned());
+        a.authorize_behaviour = AuthorizeBehaviour::Deny;
+    });
+    let origin = tb.origin();
+    let meta = get(&format!("{origin}/.well-known/oauth-authorization-server"))
+        .await
+        .json()
+        .await;
+    assert_eq!(meta["token_endpoint"], "file:///etc/passwd");
+    assert_eq!(
+        meta["authorization_endpoint"],
+        format!("{origin}/authorize")
+    );
+
+    // In an error sent through the redirect, and in a JSON error.
+    let redirect = "http://127.0.0.1:9/callback";
+    let (client_id, _) = register(&tb, redirect, "none").await;
+    let query = authorize(&tb, &client_id, redirect, None).await;
+    assert_eq!(get_param(&query, "error"), Some("access_denied"));
+    assert_eq!(get_param(&query, "error_description"), Some(hostile));
+    let body = form(&[("grant_type", "nonsense"), ("client_id", &client_id)]);
+    let reply = post_form(&format!("{origin}/token"), &[], &body).await;
+    assert_eq!(reply.status, 400);
+    let error = reply.json().await;
+    assert_eq!(error["error"], "unsupported_grant_type");
+    assert_eq!(error["error_description"], hostile);
+}
+
+#[tokio::test]
 async fn token_exchange_checks_pkce_and_spends_the_code_once() {
     let tb = start(AuthConfig::default()).await;
     let redirect = "http://127.0.0.1:7/cb";

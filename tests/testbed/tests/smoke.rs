@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{post, request, Reply, ACCEPT_BOTH};
+use support::{post, request, Reply, SseEvent, ACCEPT_BOTH};
 use testbed::{Config, ResponseMode, Testbed};
 
 /// How long a test waits for the server to have seen something.
@@ -362,6 +362,44 @@ async fn reply_invalid_answers_500_with_a_non_json_body() {
     assert_eq!(reply.status, 500);
     let body = reply.body().await;
     assert!(serde_json::from_slice::<Value>(&body).is_err());
+}
+
+#[tokio::test]
+async fn answer_faults_repeat_stray_mislabel_and_never_end() {
+    let (testbed, session) = start_with_session(Config::default(), "2025-11-25").await;
+    let (url, session) = (testbed.url(), [("Mcp-Session-Id", session.as_str())]);
+    let ids = |blocks: Vec<SseEvent>| -> Vec<Value> {
+        blocks
+            .iter()
+            .filter_map(|b| b.json())
+            .map(|m| m["id"].clone())
+            .collect()
+    };
+    let mut twice = post(&url, &session, &tool_call(1, "reply_twice", json!({}))).await;
+    assert_eq!(ids(twice.rest_of_stream().await), [json!(1), json!(1)]);
+    let mut stray = post(
+        &url,
+        &session,
+        &tool_call(2, "reply_stray", json!({"id": 7})),
+    )
+    .await;
+    assert_eq!(ids(stray.rest_of_stream().await), [json!(7), json!(2)]);
+
+    let mislabelled = post(&url, &session, &tool_call(3, "reply_not_json", json!({}))).await;
+    assert_eq!(mislabelled.status, 200);
+    assert_eq!(mislabelled.header("content-type"), Some("application/json"));
+    assert!(serde_json::from_slice::<Value>(&mislabelled.body().await).is_err());
+
+    let mut endless = post(&url, &session, &tool_call(4, "endless_event", json!({}))).await;
+    let start = endless.body_prefix(4 * 1024 * 1024).await;
+    let opened = b"event: message\ndata: ";
+    let at = start
+        .windows(opened.len())
+        .position(|w| w == opened)
+        .expect("the event opens");
+    let data = &start[at + opened.len()..];
+    assert!(data.len() >= 3 * 1024 * 1024, "{} bytes", data.len());
+    assert!(!data.contains(&b'\n'), "the event ended");
 }
 
 #[tokio::test]

@@ -224,6 +224,19 @@ impl Reply {
         }
     }
 
+    /// At least `n` bytes of the body as they come (all of it if it ends first), for a body
+    /// that may never end.
+    pub async fn body_prefix(&mut self, n: usize) -> Vec<u8> {
+        let mut prefix = Vec::new();
+        while prefix.len() < n {
+            match self.read_piece().await {
+                Some(piece) => prefix.extend_from_slice(&piece),
+                None => break,
+            }
+        }
+        prefix
+    }
+
     /// The whole body.
     pub async fn body(mut self) -> Vec<u8> {
         let mut body = Vec::new();
