@@ -238,28 +238,71 @@ async fn a_wrong_iss_is_rejected_and_no_token_is_requested() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_in_logs_or_file_names() {
-    let tb = protected(AuthConfig::default()).await;
+async fn no_secret_in_any_output_through_a_whole_signed_in_session() {
+    use base64::Engine as _;
+    // A confidential client (HTTP Basic at the token endpoint), tokens refreshed at once
+    // (61 s lifetime), a 401 mid-session, then everything revoked: every kind of secret
+    // passes through the proxy at the highest verbosity.
+    let tb = protected(AuthConfig {
+        access_ttl_secs: 61,
+        token_endpoint_auth_methods: vec!["client_secret_basic".to_owned()],
+        ..AuthConfig::default()
+    })
+    .await;
     let env = Env::new("secrets");
     let mut p = env.spawn(&[&tb.url(), "--debug"], &[]);
-    assert!(initialize(&mut p).await.get("result").is_some());
+    let mut stdout = vec![initialize(&mut p).await];
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    let refreshed = |_: &[testbed::Recorded]| {
+        tb.token_requests()
+            .iter()
+            .any(|t| t.grant_type.as_deref() == Some("refresh_token"))
+    };
+    assert!(tb.wait_for(refreshed, Duration::from_secs(10)).await);
+    let mut exchange = async |p: &mut Proxy, id: u64, tool: &str| {
+        p.send(call(id, tool, json!({"text": "x"}))).await;
+        let (r, others) = p.recv_response(&json!(id)).await;
+        stdout.extend(others);
+        stdout.push(r);
+    };
+    exchange(&mut p, 1, "echo").await;
+    tb.expire_access_tokens();
+    exchange(&mut p, 2, "echo").await;
+    tb.revoke_all_tokens();
+    exchange(&mut p, 3, "echo").await;
+    exchange(&mut p, 4, "no-such-tool").await;
     let (_, stderr) = p.close().await;
-    let tokens = env.stored("_tokens.json").unwrap();
-    let client = env.stored("_client_info.json").unwrap();
-    let mut secrets: Vec<String> = vec![
-        tokens["access_token"].as_str().unwrap().into(),
-        tokens["refresh_token"].as_str().unwrap().into(),
-    ];
-    if let Some(s) = client["client_secret"].as_str() {
-        secrets.push(s.into());
+    assert_eq!(
+        env.launches(),
+        2,
+        "signed in, then again after the revocation"
+    );
+    let ok = |id: u64| stdout.iter().any(|r| r["id"] == id && text(r) == "x");
+    assert!((1..=3).all(ok), "each call succeeded: {stdout:?}");
+
+    let mut secrets: Vec<String> = Vec::new();
+    for t in tb.issued_access_tokens() {
+        secrets.push(t.access_token);
+        secrets.extend(t.refresh_token);
     }
     for t in tb.token_requests() {
-        for key in ["code", "code_verifier"] {
-            if let Some(v) = t.param(key) {
-                secrets.push(v.to_owned());
-            }
+        for key in ["code", "code_verifier", "refresh_token"] {
+            secrets.extend(t.param(key).map(str::to_owned));
         }
     }
+    let client = env.stored("_client_info.json").unwrap();
+    let id = client["client_id"].as_str().unwrap();
+    let secret = client["client_secret"]
+        .as_str()
+        .expect("a confidential client");
+    secrets.push(secret.to_owned());
+    secrets.push(base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")));
+    assert!(
+        secrets.len() >= 10,
+        "tokens, codes, verifiers, secret: {}",
+        secrets.len()
+    );
     let debug_log = std::fs::read_dir(env.store())
         .unwrap()
         .filter_map(Result::ok)
@@ -271,10 +314,15 @@ async fn no_secret_in_logs_or_file_names() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join("\n");
+    let answers = serde_json::to_string(&stdout).unwrap();
     for s in &secrets {
         assert!(!stderr.contains(s.as_str()), "secret on stderr");
         assert!(!debug_log.contains(s.as_str()), "secret in the debug log");
         assert!(!listing.contains(s.as_str()), "secret in a file name");
+        assert!(
+            !answers.contains(s.as_str()),
+            "secret in a message to the host"
+        );
     }
     #[cfg(unix)]
     {
