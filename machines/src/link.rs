@@ -831,7 +831,10 @@ impl Link {
     fn checking(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
             LinkEvent::StreamConfirmed => {
-                self.release_held(context);
+                // Messages waiting for a token keep waiting for it.
+                if !self.awaiting_token {
+                    self.release_held(context);
+                }
                 Transition(State::live())
             }
             LinkEvent::StreamQuiet => Handled,
@@ -1608,6 +1611,28 @@ mod tests {
         assert!(
             step(&mut sm, LinkEvent::StreamQuiet).is_empty(),
             "reconnecting: nothing to check"
+        );
+    }
+
+    #[test]
+    fn a_check_that_ends_during_a_sign_in_does_not_release_what_waits_for_the_token() {
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(&mut sm, answered("s"));
+        assert_eq!(
+            step(&mut sm, LinkEvent::Unauthorized { seq: 2 }),
+            vec![LinkEffect::RequestToken]
+        );
+        step(&mut sm, LinkEvent::StreamQuiet);
+        assert!(step(&mut sm, sent(3, "tools/call")).is_empty());
+        assert!(
+            step(&mut sm, LinkEvent::StreamConfirmed).is_empty(),
+            "still no token"
+        );
+        assert!(step(&mut sm, sent(4, "tools/call")).is_empty());
+        assert_eq!(
+            step(&mut sm, LinkEvent::TokenArrived),
+            vec![post(2, true), post(3, false), post(4, false)]
         );
     }
 

@@ -180,6 +180,10 @@ impl Session {
     /// Moves check `number` on: bytes since it began confirm the stream; otherwise
     /// ping, wait or declare the stream dead, as the [`StreamCheck`] says.
     pub(super) fn poll_check(&mut self, number: u64, ctx: &mut Context<Self>) {
+        if self.exiting {
+            self.check = None;
+            return;
+        }
         loop {
             let Some(check) = self.check.as_mut().filter(|c| c.number == number) else {
                 return;
