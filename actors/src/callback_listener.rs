@@ -6,39 +6,18 @@
 //! exact callback path, and delivers exactly one callback whose `state` is the
 //! one expected; anything else (another path, a missing or forged `state`) gets
 //! a static error page and is not delivered, and the listener keeps waiting for
-//! the real one. Pages reflect nothing from the request.
+//! the real one. Pages reflect nothing from the request. Which request is which
+//! is decided by [`machines::auth::callback::classify`].
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use machines::auth::callback::{self, AuthorizationResponse, Verdict};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-
-/// What the authorization server sent back through the browser.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Callback {
-    /// The authorization code.
-    pub code: Option<String>,
-    /// RFC 9207 issuer identification.
-    pub iss: Option<String>,
-    /// An error code instead of a code.
-    pub error: Option<String>,
-    /// The error's description.
-    pub error_description: Option<String>,
-}
-
-impl std::fmt::Debug for Callback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Callback")
-            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
-            .field("iss", &self.iss)
-            .field("error", &self.error)
-            .finish()
-    }
-}
 
 const SUCCESS: &str = "<!doctype html><meta charset=utf-8><title>Signed in</title><p>Signed in. You can close this tab and return to your MCP client.<script>window.close()</script>";
 const FAILURE: &str = "<!doctype html><meta charset=utf-8><title>Sign-in failed</title><p>Sign-in did not complete. Return to your MCP client for details.";
@@ -63,8 +42,12 @@ pub async fn bind(port: u16) -> std::io::Result<Listener> {
 }
 
 /// Serve until one valid callback arrived (or the receiver is dropped).
-pub async fn serve(listener: Listener, path: String, state: String) -> Option<Callback> {
-    let (tx, rx) = oneshot::channel::<Callback>();
+pub async fn serve(
+    listener: Listener,
+    path: String,
+    state: String,
+) -> Option<AuthorizationResponse> {
+    let (tx, rx) = oneshot::channel::<AuthorizationResponse>();
     let tx = Arc::new(Mutex::new(Some(tx)));
     let accept = async {
         loop {
@@ -98,36 +81,26 @@ pub async fn serve(listener: Listener, path: String, state: String) -> Option<Ca
     }
 }
 
-type Sender = Arc<Mutex<Option<oneshot::Sender<Callback>>>>;
+type Sender = Arc<Mutex<Option<oneshot::Sender<AuthorizationResponse>>>>;
 
 fn handle(req: &Request<Incoming>, path: &str, state: &str, tx: &Sender) -> Response<Full<Bytes>> {
-    if req.uri().path() != path {
-        return page(
-            StatusCode::NOT_FOUND,
-            "<!doctype html><title>Not found</title><p>Not found.",
-        );
-    }
-    let mut cb = Callback::default();
-    let mut got_state = None;
-    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "code" => cb.code = Some(v.into_owned()),
-            "state" => got_state = Some(v.into_owned()),
-            "iss" => cb.iss = Some(v.into_owned()),
-            "error" => cb.error = Some(v.into_owned()),
-            "error_description" => cb.error_description = Some(v.into_owned()),
-            _ => {}
+    let response = match callback::classify(req.uri().path(), req.uri().query(), path, state) {
+        Verdict::NotFound => {
+            return page(
+                StatusCode::NOT_FOUND,
+                "<!doctype html><title>Not found</title><p>Not found.",
+            )
         }
-    }
-    // OAuth 2.1 §7.12 / MCP security: the state must be present and exactly ours.
-    if got_state.as_deref() != Some(state) {
-        tracing::warn!("a sign-in callback arrived with a missing or wrong state; ignored");
-        return page(StatusCode::BAD_REQUEST, REJECTED);
-    }
-    let ok = cb.code.is_some() && cb.error.is_none();
+        Verdict::Rejected(_) => {
+            tracing::warn!("a sign-in callback arrived with a missing or wrong state; ignored");
+            return page(StatusCode::BAD_REQUEST, REJECTED);
+        }
+        Verdict::Answered(response) => response,
+    };
+    let ok = response.has_code();
     match tx.lock().ok().and_then(|mut t| t.take()) {
         Some(sender) => {
-            let _ = sender.send(cb);
+            let _ = sender.send(response);
             page(
                 if ok {
                     StatusCode::OK

@@ -10,10 +10,15 @@ use crate::browser;
 use crate::callback_listener;
 use crate::token_store::{now_ms, StoredClient, StoredTokens, TokenStore};
 use base64::Engine;
+use machines::auth::callback::CallbackError;
 use machines::auth::callback_port::{CallbackPort, PortEffect, PortEvent, PortOutbox};
 use machines::auth::challenge::BearerChallenge;
-use machines::auth::discovery::{self, AuthServerMetadata, ProtectedResource, TokenAuth};
+use machines::auth::discovery::{
+    self, same_issuer, AuthServerMetadata, ProtectedResource, TokenAuth,
+};
+use machines::auth::registration::{self, RegistrationError};
 use machines::auth::scope;
+use machines::auth::token::{self, TokenError, TokenResponse};
 use serde::Deserialize;
 use statig::prelude::IntoStateMachineExt;
 use std::time::Duration;
@@ -98,9 +103,25 @@ impl From<discovery::DiscoveryError> for AuthError {
     }
 }
 
-/// Remove control characters from text a server sent (terminal injection, checklist E11).
-pub fn sanitize(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(300).collect()
+impl From<RegistrationError> for AuthError {
+    fn from(e: RegistrationError) -> Self {
+        AuthError::new(e.to_string())
+    }
+}
+
+impl From<CallbackError> for AuthError {
+    fn from(e: CallbackError) -> Self {
+        AuthError::new(e.to_string())
+    }
+}
+
+impl From<TokenError> for AuthError {
+    fn from(e: TokenError) -> Self {
+        AuthError {
+            message: e.to_string(),
+            rejected: e.rejected(),
+        }
+    }
 }
 
 /// GET a JSON document: `Ok(None)` on 4xx (try the next candidate).
@@ -144,10 +165,6 @@ async fn get_json<T: for<'de> Deserialize<'de>>(
         Ok(v) => Ok(Some(v)),
         Err(_) => Ok(None),
     }
-}
-
-fn same_issuer(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 /// Protected resource metadata, then authorization server metadata (or the 2025-03-26 fallbacks).
@@ -319,52 +336,22 @@ async fn ensure_client(
                 crate::http::describe_error(e)
             ))
         })?;
-    let status = response.status();
+    let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap_or_default();
-    if !status.is_success() {
-        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("error_description")
-                    .or(v.get("error"))
-                    .and_then(|e| e.as_str())
-                    .map(sanitize)
-            })
-            .unwrap_or_default();
-        return Err(AuthError::new(format!(
-            "client registration was refused (HTTP {}): {detail}",
-            status.as_u16()
-        )));
-    }
-    let mut client: StoredClient = serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::new("the client registration response is not valid JSON"))?;
-    if client.redirect_uris.is_empty() {
-        client.redirect_uris = vec![redirect_uri.to_owned()];
-    }
-    if client.token_endpoint_auth_method.is_none() {
-        client.token_endpoint_auth_method = Some(method.as_str().to_owned());
-    }
-    client.issuer = Some(disc.issuer.clone());
+    let client = registration::parse_response(
+        status,
+        &bytes,
+        &registration::Requested {
+            redirect_uri,
+            token_endpoint_auth_method: method,
+            issuer: &disc.issuer,
+        },
+    )?;
     if let Err(e) = store.save_client(&client) {
         tracing::warn!("{e}");
     }
     tracing::info!("registered a client with the authorization server");
     Ok(client)
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
-    #[serde(default)]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    id_token: Option<String>,
 }
 
 /// POST to the token endpoint with the client's authentication (OAuth 2.1 §2.4).
@@ -421,36 +408,9 @@ async fn token_request(
                 crate::http::describe_error(e)
             ))
         })?;
-    let status = response.status();
+    let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap_or_default();
-    if !status.is_success() {
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let code = v
-            .get("error")
-            .and_then(|e| e.as_str())
-            .unwrap_or("")
-            .to_owned();
-        let desc = v
-            .get("error_description")
-            .and_then(|e| e.as_str())
-            .map(sanitize)
-            .unwrap_or_default();
-        return Err(AuthError {
-            message: format!(
-                "token exchange failed: HTTP {} {} {desc}",
-                status.as_u16(),
-                sanitize(&code)
-            )
-            .trim()
-            .to_owned(),
-            rejected: matches!(
-                code.as_str(),
-                "invalid_grant" | "invalid_client" | "unauthorized_client"
-            ),
-        });
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|_| AuthError::new("the token response is not valid JSON"))
+    Ok(token::parse_response(status, &bytes)?)
 }
 
 fn to_stored(
@@ -459,19 +419,15 @@ fn to_stored(
     issuer: &str,
     old_refresh: Option<String>,
 ) -> StoredTokens {
-    let expires_in = t.expires_in.as_ref().and_then(|v| {
-        v.as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    });
     StoredTokens {
+        expires_at: t.expires_at(now_ms()),
         access_token: t.access_token,
         token_type: t.token_type.unwrap_or_else(|| "Bearer".into()),
-        expires_in,
+        expires_in: t.expires_in,
         scope: t.scope,
         // A rotated refresh token replaces the old one; otherwise the old one stays good.
         refresh_token: t.refresh_token.or(old_refresh),
         id_token: t.id_token,
-        expires_at: expires_in.map(|s| now_ms() + s * 1000),
         requested_scope,
         issuer: Some(issuer.to_owned()),
     }
@@ -603,39 +559,9 @@ pub async fn sign_in(
             )))
         }
     };
-    // RFC 9207: check `iss` before anything else in the response.
-    let advertised = disc.meta.authorization_response_iss_parameter_supported == Some(true);
-    match (&callback.iss, advertised) {
-        (Some(iss), _) if !same_issuer(iss, &disc.issuer) => {
-            return Err(AuthError::new(
-                "the sign-in response came from another issuer; refused",
-            ))
-        }
-        (None, true) => {
-            return Err(AuthError::new(
-                "the sign-in response lacks the issuer the server promised; refused",
-            ))
-        }
-        _ => {}
-    }
-    if let Some(error) = &callback.error {
-        let desc = callback
-            .error_description
-            .as_deref()
-            .map(sanitize)
-            .unwrap_or_default();
-        return Err(AuthError::new(
-            format!(
-                "the authorization server refused the sign-in: {} {desc}",
-                sanitize(error)
-            )
-            .trim()
-            .to_owned(),
-        ));
-    }
-    let code = callback
-        .code
-        .ok_or_else(|| AuthError::new("the sign-in response has no code"))?;
+    // RFC 9207: `iss` before anything else in the response, then the error, then the code.
+    let promised = disc.meta.authorization_response_iss_parameter_supported == Some(true);
+    let code = callback.into_code(&disc.issuer, promised)?;
     let mut params = vec![
         ("grant_type", "authorization_code".to_owned()),
         ("code", code),

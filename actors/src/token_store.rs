@@ -76,40 +76,9 @@ impl StoredTokens {
     }
 }
 
-/// A registered client (mcp-remote 0.15 `client_info.json`).
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct StoredClient {
-    /// The client id.
-    pub client_id: String,
-    /// The secret of a confidential client.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
-    /// Redirect URIs it was registered with.
-    #[serde(default)]
-    pub redirect_uris: Vec<String>,
-    /// How it authenticates at the token endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_endpoint_auth_method: Option<String>,
-    /// The authorization server it belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// Everything else of the registration response, kept as is.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl std::fmt::Debug for StoredClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredClient")
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "[redacted]"),
-            )
-            .field("redirect_uris", &self.redirect_uris)
-            .finish()
-    }
-}
+/// A registered client (mcp-remote 0.15 `client_info.json`): the RFC 7591
+/// response as [`machines::auth::registration`] reads it, plus `issuer`.
+pub use machines::auth::registration::ClientInfo as StoredClient;
 
 /// Why the store could not do its job.
 #[derive(Debug, thiserror::Error)]

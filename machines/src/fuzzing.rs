@@ -143,6 +143,148 @@ pub fn metadata(data: &[u8]) {
     }
 }
 
+/// The redirect URI path the `callback_query` target plays against.
+const CALLBACK_PATH: &str = "/oauth/callback";
+/// The `state` of the flow the `callback_query` target plays (an oauth2 `CsrfToken`'s shape).
+pub const CALLBACK_STATE: &str = "Xq8lV3n_Tz0-PpR2wKc7bA";
+/// The issuer of the flow the `callback_query` target plays.
+const CALLBACK_ISSUER: &str = "https://as.example/tenant";
+
+/// The longest message an authorization server's answer may turn into: two
+/// sanitized texts of the server and the proxy's own words.
+fn assert_shown(message: &str) {
+    assert!(
+        message.chars().count() <= 2 * crate::auth::MAX_SHOWN_CHARS + 100,
+        "an unbounded message"
+    );
+    assert!(
+        !message.chars().any(char::is_control),
+        "a control character in a message: {message:?}"
+    );
+}
+
+/// One request target to the callback listener (`/path?query`, as hyper splits
+/// it): only the redirect path with this flow's `state` (the last one given) is
+/// answered, an answered code is never empty, a code is handed out only when
+/// `iss` allows it, and nothing grows beyond what percent-decoding can make of the input.
+pub fn callback_query(data: &[u8]) {
+    use crate::auth::callback::{self, Answer, Verdict};
+    use crate::auth::discovery::same_issuer;
+    let target = String::from_utf8_lossy(data);
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (&*target, None),
+    };
+    let last_state = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(name, _)| name == "state")
+        .last()
+        .map(|(_, value)| value.into_owned());
+    let ours = last_state.as_deref() == Some(CALLBACK_STATE);
+    // A byte of invalid UTF-8 decodes to U+FFFD, three bytes.
+    let bound = 3 * data.len();
+    match callback::classify(path, query, CALLBACK_PATH, CALLBACK_STATE) {
+        Verdict::NotFound => assert_ne!(path, CALLBACK_PATH),
+        Verdict::Rejected(_) => assert!(path == CALLBACK_PATH && !ours, "our state rejected"),
+        Verdict::Answered(response) => {
+            assert!(path == CALLBACK_PATH && ours, "answered without our state");
+            assert_eq!(
+                response.has_code(),
+                matches!(response.answer, Answer::Code(_))
+            );
+            assert!(response.iss.as_ref().is_none_or(|i| i.len() <= bound));
+            match &response.answer {
+                Answer::Code(code) => assert!(!code.is_empty() && code.len() <= bound),
+                Answer::Error { error, description } => assert!(
+                    error.len() <= bound && description.as_ref().is_none_or(|d| d.len() <= bound)
+                ),
+                Answer::Empty => {}
+            }
+            for promised in [false, true] {
+                match response.clone().into_code(CALLBACK_ISSUER, promised) {
+                    Ok(code) => {
+                        assert!(!code.is_empty());
+                        match &response.iss {
+                            Some(iss) => assert!(same_issuer(iss, CALLBACK_ISSUER)),
+                            None => assert!(!promised, "RFC 9207: a promised iss is missing"),
+                        }
+                    }
+                    Err(e) => assert_shown(&e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// A client registration endpoint's answer, read as a success and as an error:
+/// a client always has a non-empty `client_id`, a redirect URI, a token endpoint
+/// method and the issuer; it reads back from its file unchanged; its `Debug`
+/// does not depend on the secret.
+pub fn registration(data: &[u8]) {
+    use crate::auth::discovery::TokenAuth;
+    use crate::auth::registration::{self, ClientInfo, Requested};
+    let requested = Requested {
+        redirect_uri: "http://localhost:3334/oauth/callback",
+        token_endpoint_auth_method: TokenAuth::None,
+        issuer: "https://as.example",
+    };
+    for status in [201, 200, 400] {
+        match registration::parse_response(status, data, &requested) {
+            Ok(client) => {
+                assert!((200..300).contains(&status));
+                assert!(!client.client_id.is_empty(), "a client without an id");
+                assert!(!client.redirect_uris.is_empty());
+                assert!(client.token_endpoint_auth_method.is_some());
+                assert_eq!(client.issuer.as_deref(), Some(requested.issuer));
+                let file = serde_json::to_vec(&client).expect("a client serializes");
+                let again: ClientInfo =
+                    serde_json::from_slice(&file).expect("a stored client reads back");
+                assert_eq!(again, client, "the stored client changed on the way back");
+                let mut other = client.clone();
+                other.client_secret = client.client_secret.as_ref().map(|_| "x".into());
+                assert_eq!(
+                    format!("{client:?}"),
+                    format!("{other:?}"),
+                    "a secret in Debug"
+                );
+            }
+            Err(e) => assert_shown(&e.to_string()),
+        }
+    }
+}
+
+/// A token endpoint's answer, read as a success and as errors: tokens always
+/// have a non-empty access token and an expiry that never lies before the time
+/// they were received; only an error status can mark a grant rejected; `Debug`
+/// does not depend on the tokens.
+pub fn token_response(data: &[u8]) {
+    use crate::auth::token;
+    for status in [200, 400, 401] {
+        match token::parse_response(status, data) {
+            Ok(tokens) => {
+                assert!((200..300).contains(&status));
+                assert!(!tokens.access_token.is_empty(), "an empty access token");
+                for now in [0, 1_800_000_000_000, u64::MAX - 1] {
+                    if let Some(at) = tokens.expires_at(now) {
+                        assert!(at >= now, "an expiry in the past");
+                    }
+                }
+                let mut other = tokens.clone();
+                other.access_token = "x".into();
+                other.refresh_token = tokens.refresh_token.as_ref().map(|_| "y".into());
+                assert_eq!(
+                    format!("{tokens:?}"),
+                    format!("{other:?}"),
+                    "a token in Debug"
+                );
+            }
+            Err(e) => {
+                assert!(!e.rejected() || !(200..300).contains(&status));
+                assert_shown(&e.to_string());
+            }
+        }
+    }
+}
+
 /// The Link machine under arbitrary event sequences: no message is both posted
 /// and failed in one step, and whatever is held comes out at shutdown.
 pub fn link_events(data: &[u8]) {

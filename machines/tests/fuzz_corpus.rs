@@ -64,6 +64,21 @@ fn corpus_grant_events() {
     replay("grant_events", machines::fuzzing::grant_events);
 }
 
+#[test]
+fn corpus_callback_query() {
+    replay("callback_query", machines::fuzzing::callback_query);
+}
+
+#[test]
+fn corpus_registration() {
+    replay("registration", machines::fuzzing::registration);
+}
+
+#[test]
+fn corpus_token_response() {
+    replay("token_response", machines::fuzzing::token_response);
+}
+
 proptest::proptest! {
     /// Random bytes through every entry point: none may panic.
     #[test]
@@ -75,5 +90,8 @@ proptest::proptest! {
         machines::fuzzing::metadata(&data);
         machines::fuzzing::link_events(&data);
         machines::fuzzing::grant_events(&data);
+        machines::fuzzing::callback_query(&data);
+        machines::fuzzing::registration(&data);
+        machines::fuzzing::token_response(&data);
     }
 }

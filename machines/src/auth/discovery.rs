@@ -173,6 +173,12 @@ pub fn check_resource(prm: &ProtectedResource, mcp_url: &Url) -> Result<(), Disc
     }
 }
 
+/// Whether two issuer identifiers name the same authorization server, as the
+/// proxy compares them everywhere: exactly, except for a trailing `/`.
+pub fn same_issuer(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
 /// Check metadata fetched for `issuer`: the issuer is identical (when strict) and PKCE S256 is there.
 pub fn check_as_metadata(
     meta: &AuthServerMetadata,

@@ -1,0 +1,240 @@
+//! The token endpoint's answer (OAuth 2.1 §3.2.3 and §3.2.4, RFC 6749 §5.1 and
+//! §5.2): the tokens, or the server's error and whether it means that the grant
+//! or the client is no good any more.
+//!
+//! The Authorizer POSTs the grant (authorization code, refresh token, client
+//! credentials) and hands the status and body to [`parse_response`].
+
+use crate::auth::sanitize;
+use serde::Deserialize;
+
+/// A successful token response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenResponse {
+    /// The bearer token for the MCP server; never empty.
+    pub access_token: String,
+    /// Normally `Bearer` (any case); absent is taken as `Bearer` by the store.
+    pub token_type: Option<String>,
+    /// Lifetime in seconds, from a number or a numeric string (servers send both).
+    pub expires_in: Option<u64>,
+    /// For renewing without the browser; a new one replaces (rotates) the old one.
+    pub refresh_token: Option<String>,
+    /// The scope granted, when it differs from the one asked for.
+    pub scope: Option<String>,
+    /// OIDC id token, kept as received.
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl TokenResponse {
+    /// When the access token expires, in milliseconds since the epoch, for a
+    /// response received at `now_ms`. Saturating: an absurd `expires_in` means
+    /// "far away", never a time that wrapped round into the past (which would
+    /// make the proxy refresh in a loop).
+    pub fn expires_at(&self, now_ms: u64) -> Option<u64> {
+        self.expires_in
+            .map(|s| now_ms.saturating_add(s.saturating_mul(1000)))
+    }
+}
+
+/// The wire shape; `expires_in` is read leniently afterwards.
+#[derive(Deserialize)]
+struct Wire {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
+}
+
+/// Why the token endpoint gave no tokens. Messages carry at most
+/// [`crate::auth::MAX_SHOWN_CHARS`] characters of each text of the server, and
+/// no control character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// RFC 6749 §5.2: an error response, or any status other than 2xx.
+    #[error("{}", refused(*.status, .error, .description))]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The `error` code, sanitized; empty when absent.
+        error: String,
+        /// `error_description`, sanitized; empty when absent.
+        description: String,
+        /// `invalid_grant`, `invalid_client` or `unauthorized_client`: the
+        /// refresh token or the registration is dead, and is forgotten.
+        rejected: bool,
+    },
+    /// The body is not JSON with a string `access_token` (or a field has the wrong type).
+    #[error("the token response is not valid JSON")]
+    NotJson,
+    /// An empty `access_token` authorizes nothing.
+    #[error("the token response has an empty access_token")]
+    EmptyAccessToken,
+}
+
+fn refused(status: u16, error: &str, description: &str) -> String {
+    format!("token exchange failed: HTTP {status} {error} {description}")
+        .trim()
+        .to_owned()
+}
+
+impl TokenError {
+    /// Whether the server says the grant or the client is no good (RFC 6749 §5.2).
+    pub fn rejected(&self) -> bool {
+        matches!(self, TokenError::Refused { rejected: true, .. })
+    }
+}
+
+/// Read the token endpoint's answer.
+pub fn parse_response(status: u16, body: &[u8]) -> Result<TokenResponse, TokenError> {
+    if !(200..300).contains(&status) {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let text = |name: &str| v.get(name).and_then(|e| e.as_str()).unwrap_or("");
+        let code = text("error");
+        return Err(TokenError::Refused {
+            status,
+            error: sanitize(code),
+            description: sanitize(text("error_description")),
+            rejected: matches!(
+                code,
+                "invalid_grant" | "invalid_client" | "unauthorized_client"
+            ),
+        });
+    }
+    // serde's messages would quote the values (a token among them): not passed on.
+    let wire: Wire = serde_json::from_slice(body).map_err(|_| TokenError::NotJson)?;
+    if wire.access_token.is_empty() {
+        return Err(TokenError::EmptyAccessToken);
+    }
+    let expires_in = wire.expires_in.as_ref().and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    });
+    Ok(TokenResponse {
+        access_token: wire.access_token,
+        token_type: wire.token_type,
+        expires_in,
+        refresh_token: wire.refresh_token,
+        scope: wire.scope,
+        id_token: wire.id_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> TokenResponse {
+        parse_response(200, body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_full_answer() {
+        let t = ok(
+            r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-1","scope":"mcp:tools"}"#,
+        );
+        assert_eq!(t.access_token, "at-1");
+        assert_eq!(t.token_type.as_deref(), Some("Bearer"));
+        assert_eq!(t.expires_in, Some(3600));
+        assert_eq!(t.refresh_token.as_deref(), Some("rt-1"));
+        assert_eq!(t.scope.as_deref(), Some("mcp:tools"));
+        assert_eq!(t.expires_at(1_000), Some(3_601_000));
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("at-1") && !shown.contains("rt-1"));
+    }
+
+    #[test]
+    fn expires_in_is_read_leniently_and_never_wraps() {
+        assert_eq!(
+            ok(r#"{"access_token":"a","expires_in":"60"}"#).expires_in,
+            Some(60)
+        );
+        for odd in [r#""soon""#, "-5", "3600.5", "null", "[]"] {
+            let t = ok(&format!(r#"{{"access_token":"a","expires_in":{odd}}}"#));
+            assert_eq!(t.expires_in, None, "{odd}");
+            assert_eq!(t.expires_at(5), None);
+        }
+        let t = ok(r#"{"access_token":"a","expires_in":18446744073709551615}"#);
+        assert_eq!(t.expires_at(1_800_000_000_000), Some(u64::MAX));
+        let t = ok(r#"{"access_token":"a","expires_in":"18446744073709551"}"#);
+        assert!(t.expires_at(1_800_000_000_000).unwrap() > 1_800_000_000_000);
+    }
+
+    #[test]
+    fn the_access_token_is_required() {
+        for body in [
+            r#"{}"#,
+            r#"{"access_token":null}"#,
+            r#"{"access_token":7}"#,
+            r#"{"access_token":"a","refresh_token":12}"#,
+            "access_token=a&token_type=bearer",
+        ] {
+            assert_eq!(
+                parse_response(200, body.as_bytes()),
+                Err(TokenError::NotJson),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            parse_response(200, br#"{"access_token":""}"#),
+            Err(TokenError::EmptyAccessToken)
+        );
+    }
+
+    #[test]
+    fn errors_say_whether_the_grant_is_dead() {
+        let e = parse_response(
+            400,
+            br#"{"error":"invalid_grant","error_description":"refresh token revoked\r\n"}"#,
+        )
+        .unwrap_err();
+        assert!(e.rejected());
+        assert_eq!(
+            e.to_string(),
+            "token exchange failed: HTTP 400 invalid_grant refresh token revoked"
+        );
+        let e = parse_response(400, br#"{"error":"invalid_request"}"#).unwrap_err();
+        assert!(!e.rejected());
+        let e = parse_response(503, b"<html>busy</html>").unwrap_err();
+        assert!(!e.rejected());
+        assert_eq!(e.to_string(), "token exchange failed: HTTP 503");
+        let e = parse_response(401, br#"{"error":"invalid_client"}"#).unwrap_err();
+        assert!(e.rejected());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(status in 0u16..1000, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), now in proptest::prelude::any::<u64>()) {
+            match parse_response(status, &body) {
+                Ok(t) => {
+                    proptest::prop_assert!(!t.access_token.is_empty());
+                    if let Some(at) = t.expires_at(now) {
+                        proptest::prop_assert!(at >= now);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(!e.to_string().chars().any(char::is_control)),
+            }
+        }
+    }
+}
