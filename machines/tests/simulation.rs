@@ -3,7 +3,7 @@
 //! spirit of str0m's `netem`. Each seed gives one schedule: the host sends
 //! requests at random times; every POST is answered, refused at connect, lost
 //! after delivery, answered 404 (session gone) or 401 (token needed), with
-//! random latency; sign-ins succeed or fail. 10,000 seeds run in the normal test
+//! random latency; sign-ins and refreshes succeed or fail. 10,000 seeds run in the normal test
 //! suite, and after every step the invariants of DESIGN.md are checked:
 //!
 //! - every host request gets exactly one answer (the server's or an error), none twice;
@@ -11,6 +11,12 @@
 //!   reached it is sent again);
 //! - the link never retries without a delay, and its delays are bounded;
 //! - at most one token request is in flight.
+//!
+//! The legacy HTTP+SSE transport (`--transport sse-only`) runs on its own simulated
+//! server and stream, with its liveness checks: see [`legacy`].
+
+#[path = "simulation/legacy.rs"]
+mod legacy;
 
 use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use machines::backoff::BackoffPolicy;
@@ -40,12 +46,21 @@ impl Rng {
     }
 }
 
+/// Milliseconds from `t0` to `instant`, rounded up.
+fn ms_since(t0: Instant, instant: Instant) -> u64 {
+    instant
+        .saturating_duration_since(t0)
+        .as_micros()
+        .div_ceil(1000) as u64
+}
+
 #[derive(Debug, Clone)]
 enum Ev {
     HostRequest(u64),
     PostDone { seq: u64, outcome: Outcome },
     RetryTimer,
     SignInDone { ok: bool },
+    RefreshDone { ok: bool },
     Tick,
 }
 
@@ -77,6 +92,8 @@ struct Sim {
     token_requests_in_flight: u32,
     retry_pending: bool,
     last_retry_scheduled_at: Option<u64>,
+    /// When the Router's next deadline is ticked.
+    tick_at: Option<u64>,
     /// How often each path was taken, so the test proves it exercised them.
     stats: Stats,
 }
@@ -121,6 +138,7 @@ impl Sim {
             token_requests_in_flight: 0,
             retry_pending: false,
             last_retry_scheduled_at: None,
+            tick_at: None,
             stats: Stats::default(),
         }
     }
@@ -242,10 +260,17 @@ impl Sim {
         self.grant.handle_with_context(&e, &mut out);
         for effect in out.0 {
             match effect {
-                GrantEffect::SignIn { .. } | GrantEffect::Refresh => {
+                GrantEffect::SignIn { .. } => {
                     let ok = self.rng.chance(85);
                     let latency = 10 + self.rng.below(1000);
                     self.at(latency, Ev::SignInDone { ok });
+                }
+                GrantEffect::Refresh => {
+                    // A refresh ends in `Refreshed` or `RefreshRejected` (the Grant ignores
+                    // sign-in events while refreshing).
+                    let ok = self.rng.chance(85);
+                    let latency = 10 + self.rng.below(300);
+                    self.at(latency, Ev::RefreshDone { ok });
                 }
                 GrantEffect::UseToken => {
                     if self.token_requests_in_flight > 0 {
@@ -381,12 +406,31 @@ impl Sim {
                     self.grant_event(GrantEvent::TokenWorked);
                 }
             }
+            Ev::RefreshDone { ok } => {
+                let e = if ok {
+                    GrantEvent::Refreshed
+                } else {
+                    GrantEvent::RefreshRejected
+                };
+                self.grant_event(e);
+                if ok {
+                    self.grant_event(GrantEvent::TokenWorked);
+                }
+            }
             Ev::Tick => {}
         }
         let mut out = Vec::new();
         let now = self.instant();
         self.router.on_tick(now, &mut out);
         self.router_effects(out);
+        // The Router's next deadline is always ticked, so every request ends with an answer.
+        if let Some(deadline) = self.router.next_deadline() {
+            let at = ms_since(self.t0, deadline);
+            if at > self.now && self.tick_at != Some(at) {
+                self.tick_at = Some(at);
+                self.at(at - self.now, Ev::Tick);
+            }
+        }
         for (id, n) in &self.answers {
             assert!(*n <= 1, "request {id} answered {n} times");
         }
@@ -400,11 +444,6 @@ impl Sim {
         for id in 1..=requests {
             let when = self.rng.below(20_000);
             self.at(when, Ev::HostRequest(id));
-        }
-        // Time runs on past the last deadline so every request must have its answer.
-        for t in (0..90_000).step_by(1000) {
-            self.order += 1;
-            self.queue.insert((t, self.order), Ev::Tick);
         }
         let mut steps = 0;
         while let Some((&(t, o), _)) = self.queue.iter().next() {
