@@ -253,6 +253,10 @@ impl Session {
     fn dispatch(&mut self, event: LinkEvent, ctx: &mut Context<Self>) {
         let mut out = LinkOutbox::default();
         self.link.handle_with_context(&event, &mut out);
+        if !self.link.checking() {
+            // The Link no longer waits for a check (the stream was replaced, the session ended).
+            self.check = None;
+        }
         for effect in out.0 {
             self.perform(effect, ctx);
         }
@@ -356,6 +360,7 @@ impl Session {
             LinkEffect::CloseLegacyStream => {
                 self.drive_stream(LEGACY_STREAM, StreamEvent::Closed, ctx);
                 self.streams.remove(&LEGACY_STREAM);
+                self.live_connection = None;
             }
             LinkEffect::CheckStream => self.start_check(ctx),
             LinkEffect::ScheduleRetry(delay) => {
@@ -969,11 +974,13 @@ impl Handler<ExchangeEnded> for Session {
                     ExchangeEnd::Refused { detail, .. }
                     | ExchangeEnd::Failed { detail }
                     | ExchangeEnd::Unreachable { detail } => {
-                        if pending.id_key.is_some() && pending.id_key == self.host_initialize {
+                        let initialize =
+                            pending.id_key.is_some() && pending.id_key == self.host_initialize;
+                        self.fail(&pending, detail);
+                        if initialize {
                             self.host_initialize = None;
                             self.dispatch(LinkEvent::InitializeFailed, ctx);
                         }
-                        self.fail(&pending, detail);
                     }
                     ExchangeEnd::Done {
                         last_event_id,
@@ -1001,7 +1008,7 @@ impl Handler<ExchangeEnded> for Session {
                         else {
                             return;
                         };
-                        if self.link.transport() == Some(Transport::Legacy)
+                        if pending.generation != 0
                             && self.live_connection != Some(pending.generation)
                         {
                             // Accepted by the server, but its answer was to come on a stream that died meanwhile.
@@ -1013,7 +1020,7 @@ impl Handler<ExchangeEnded> for Session {
                 }
             }
             // On the legacy transport the answer comes on the event stream, after the 202.
-            Origin::Reinit if end == ExchangeEnd::Accepted => {}
+            Origin::Reinit if end == ExchangeEnd::Accepted => self.watch_reinit(ctx),
             Origin::Reinit => {
                 if self.reinit_id.take().is_some() {
                     let reason = match end {

@@ -273,7 +273,9 @@ pub enum LinkEffect {
     CloseLegacyStream,
     /// Confirm the connection is alive (ping the server); answer with `StreamConfirmed`,
     /// or `LegacyStreamLost` (legacy: the stream is dead) or `PeerSilent` (Streamable
-    /// HTTP: nothing got through; checking goes on). Messages are held meanwhile.
+    /// HTTP: nothing got through; checking goes on). Messages are held meanwhile, except
+    /// the host's `notifications/initialized` (it waits for no answer, and a
+    /// re-initialization sends its own).
     CheckStream,
     /// Remember that this server speaks this transport.
     RememberTransport(Transport),
@@ -342,6 +344,9 @@ pub struct Link {
     seed: u64,
     /// A retry timer is running (there is never more than one).
     timer_pending: bool,
+    /// The connection is being checked (`CheckStream`): new messages wait, and nothing
+    /// held is released until `StreamConfirmed`.
+    checking: bool,
 }
 
 impl Link {
@@ -397,6 +402,11 @@ impl Link {
         self.established
     }
 
+    /// Whether the connection is being checked (messages are held until it is confirmed).
+    pub fn checking(&self) -> bool {
+        self.checking
+    }
+
     /// Where legacy POSTs go.
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
@@ -430,6 +440,9 @@ impl Link {
     }
 
     fn release_held(&mut self, context: &mut LinkOutbox) {
+        if self.checking {
+            return; // they go when the check confirms the connection
+        }
         for (seq, retry) in std::mem::take(&mut self.held) {
             context.0.push(LinkEffect::Post { seq, retry });
         }
@@ -496,7 +509,7 @@ impl Link {
 )]
 impl Link {
     /// No session yet: waiting for the host's `initialize`.
-    #[state(superstate = "open")]
+    #[state(superstate = "open", entry_action = "stop_checking")]
     fn idle(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
             LinkEvent::HostSent { seq, method, .. } if method.as_deref() == Some("initialize") => {
@@ -531,8 +544,13 @@ impl Link {
             }
             LinkEvent::InitializeFailed => {
                 if self.transport == Some(Transport::Legacy) {
+                    // The stream closes: the answers it owed will not come.
+                    context.0.push(LinkEffect::FailAccepted {
+                        reason: "the server did not accept the session".into(),
+                    });
                     context.0.push(LinkEffect::CloseLegacyStream);
                 }
+                self.fail_held(context, "the server did not accept the session");
                 self.transport = None;
                 Transition(State::idle())
             }
@@ -542,7 +560,12 @@ impl Link {
                 reason,
             } => self.fall_back_or_fail(*status, *seq, reason, context),
             LinkEvent::LegacyStreamLost => {
-                // The answer to the initialize can no longer come.
+                // The answer to the initialize can no longer come, nor those of the
+                // requests the server accepted meanwhile.
+                self.checking = false;
+                context.0.push(LinkEffect::FailAccepted {
+                    reason: "the connection to the server dropped".into(),
+                });
                 context.0.push(LinkEffect::CloseLegacyStream);
                 if let Some(seq) = self.initialize_seq {
                     context.0.push(LinkEffect::Fail {
@@ -550,6 +573,8 @@ impl Link {
                         reason: "the connection to the server dropped".into(),
                     });
                 }
+                // What waited for a check of that stream has no session to go to.
+                self.fail_held(context, "the connection to the server dropped");
                 self.transport = None;
                 Transition(State::idle())
             }
@@ -589,12 +614,6 @@ impl Link {
                 self.hold(*seq, false);
                 self.schedule_retry(*retry_after, context);
                 Transition(State::reconnecting())
-            }
-            LinkEvent::StreamQuiet
-                if self.transport == Some(Transport::Streamable) || self.endpoint.is_some() =>
-            {
-                context.0.push(LinkEffect::CheckStream);
-                Transition(State::checking())
             }
             LinkEvent::PeerSilent => {
                 context.0.push(LinkEffect::AbandonInFlight {
@@ -663,7 +682,7 @@ impl Link {
     }
 
     /// A legacy event stream is opening; the `endpoint` event is awaited.
-    #[state(superstate = "holding")]
+    #[state(superstate = "holding", entry_action = "stop_checking")]
     fn connecting_legacy(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
         match event {
             LinkEvent::EndpointReceived { endpoint } => {
@@ -794,7 +813,7 @@ impl Link {
         match event {
             // A new message is an attempt of its own: the moment the server answers it,
             // the ones waiting go too (the link comes back as soon as the network does).
-            LinkEvent::HostSent { seq, .. } if !self.awaiting_token => {
+            LinkEvent::HostSent { seq, .. } if !self.awaiting_token && !self.checking => {
                 context.0.push(LinkEffect::Post {
                     seq: *seq,
                     retry: false,
@@ -817,33 +836,6 @@ impl Link {
             }
             LinkEvent::Unreachable { seq } => {
                 self.hold(*seq, false);
-                Handled
-            }
-            _ => Super,
-        }
-    }
-
-    /// The connection is being confirmed alive; new messages wait rather than go into a
-    /// network that swallows them. Legacy: if the stream is dead, `LegacyStreamLost` takes
-    /// the link to `connecting_legacy` with them held. Streamable HTTP: they go once a
-    /// ping gets through.
-    #[state(superstate = "holding")]
-    fn checking(&mut self, event: &LinkEvent, context: &mut LinkOutbox) -> Outcome<State> {
-        match event {
-            LinkEvent::StreamConfirmed => {
-                // Messages waiting for a token keep waiting for it.
-                if !self.awaiting_token {
-                    self.release_held(context);
-                }
-                Transition(State::live())
-            }
-            LinkEvent::StreamQuiet => Handled,
-            LinkEvent::PeerSilent if self.transport == Some(Transport::Streamable) => {
-                // Nothing gets through: what is in flight will not be answered. The check
-                // goes on; new messages keep waiting (each until its deadline).
-                context.0.push(LinkEffect::AbandonInFlight {
-                    reason: "the server stopped answering (the network went silent); the request may or may not have been executed".into(),
-                });
                 Handled
             }
             _ => Super,
@@ -900,12 +892,9 @@ impl Link {
                 self.awaiting_token = false;
                 Handled
             }
-            LinkEvent::StreamQuiet
-                if self.transport == Some(Transport::Legacy) && self.endpoint.is_some() =>
-            {
-                // Messages are held anyway; a dead stream would hold them (and the answer
-                // this state waits for) until a time-out.
-                context.0.push(LinkEffect::CheckStream);
+            LinkEvent::StreamConfirmed if self.checking => {
+                // The held messages go when this state's own reason to hold them ends.
+                self.checking = false;
                 Handled
             }
             LinkEvent::SessionExpired { seq, retried } => {
@@ -922,6 +911,12 @@ impl Link {
             }
             _ => Super,
         }
+    }
+
+    /// A new stream (or none) replaces the one being checked: that check is over.
+    #[action]
+    fn stop_checking(&mut self) {
+        self.checking = false;
     }
 
     /// Behaviour common to every state before shutdown.
@@ -960,8 +955,29 @@ impl Link {
                 });
                 Handled
             }
-            LinkEvent::HostSent { seq, .. } if self.awaiting_token => {
+            LinkEvent::HostSent { seq, .. } if self.awaiting_token || self.checking => {
                 self.hold_or_refuse(*seq, false, context);
+                Handled
+            }
+            LinkEvent::StreamQuiet
+                if !self.checking
+                    && match self.transport {
+                        Some(Transport::Legacy) => self.endpoint.is_some(),
+                        Some(Transport::Streamable) => self.established,
+                        None => false,
+                    } =>
+            {
+                self.checking = true;
+                context.0.push(LinkEffect::CheckStream);
+                Handled
+            }
+            LinkEvent::StreamConfirmed if self.checking => {
+                self.checking = false;
+                // What waits for a token keeps waiting for it; a state that holds for
+                // its own reason releases when that reason ends.
+                if !self.awaiting_token {
+                    self.release_held(context);
+                }
                 Handled
             }
             LinkEvent::Unauthorized { seq } => {
@@ -1008,6 +1024,7 @@ impl Link {
             LinkEvent::LegacyStreamLost if self.transport == Some(Transport::Legacy) => {
                 // No resumption on the legacy transport: fail what the server accepted,
                 // hold the rest, reconnect (the stream machine retries), re-initialize.
+                self.checking = false;
                 context.0.push(LinkEffect::FailAccepted {
                     reason: "the connection to the server dropped".into(),
                 });

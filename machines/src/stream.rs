@@ -28,6 +28,9 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use statig::prelude::*;
 use std::time::{Duration, Instant};
 
+/// No reconnection ever goes sooner than this, whatever the server's `retry:` says.
+pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
 /// How long a stream must stay up to count as healthy and reset the backoff.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 
@@ -137,8 +140,9 @@ impl StreamLink {
             return Transition(State::closed());
         };
         let delay = match self.retry_hint {
-            // The server's `retry` is what the first reconnection waits, exactly.
-            Some(hint) if first => hint,
+            // The server's `retry` is what the first reconnection waits, exactly, but never
+            // less than a floor: `retry: 0` must not make a reconnect loop.
+            Some(hint) if first => hint.max(MIN_RECONNECT_DELAY),
             Some(hint) => hint.max(backoff),
             None => backoff,
         };
@@ -234,11 +238,15 @@ impl SilenceWatch {
         let Some(last) = self.last else {
             return false;
         };
-        let after = match self.pace() {
+        now.saturating_duration_since(last) >= self.quiet_after()
+    }
+
+    /// How long without a byte makes the stream quiet (see [`Self::is_quiet`]).
+    pub fn quiet_after(&self) -> Duration {
+        match self.pace() {
             Some(pace) => (pace * 3).max(Self::QUIET_FLOOR),
             None => Self::QUIET_UNPACED,
-        };
-        now.saturating_duration_since(last) >= after
+        }
     }
 }
 
@@ -554,6 +562,23 @@ mod tests {
         assert_eq!(StreamCheck::answer_wait(Some(ms(20))), ms(1000));
         assert_eq!(StreamCheck::answer_wait(Some(ms(600))), ms(2400));
         assert_eq!(StreamCheck::answer_wait(Some(ms(9000))), ms(5000));
+    }
+
+    #[test]
+    fn retry_zero_never_means_reconnecting_at_once() {
+        let mut sm = StreamLink::new(BackoffPolicy::LEGACY, 1).state_machine();
+        step(&mut sm, StreamEvent::Started);
+        let now = Instant::now();
+        step(&mut sm, StreamEvent::Connected { now });
+        let out = step(
+            &mut sm,
+            StreamEvent::Ended {
+                now,
+                last_event_id: None,
+                retry_ms: Some(0),
+            },
+        );
+        assert_eq!(out, vec![StreamEffect::ScheduleRetry(MIN_RECONNECT_DELAY)]);
     }
 
     #[test]

@@ -123,6 +123,35 @@ impl Session {
         self.link.transport() == Some(Transport::Legacy)
     }
 
+    /// A request was accepted on the legacy stream: if its answer is still owed once the
+    /// stream has gone quiet, the stream may have died after the 202; check it.
+    fn watch_answer(&mut self, key: IdKey, ctx: &mut Context<Self>) {
+        let after = read_pulse(&self.pulse, |w| w.quiet_after());
+        ctx.run_later(after, move |act, ctx| {
+            if act.awaiting.contains_key(&key) && act.stream_is_quiet(Instant::now()) {
+                act.suspect("an answer is overdue on a quiet event stream", ctx);
+            }
+        });
+    }
+
+    /// The replayed `initialize` was accepted: its answer must follow on the stream, or
+    /// the stream is checked (it may have died just after its `endpoint`).
+    pub(super) fn watch_reinit(&mut self, ctx: &mut Context<Self>) {
+        let Some(id) = self.reinit_id.clone() else {
+            return;
+        };
+        let after = self
+            .post_lag
+            .map(|lag| lag * 4)
+            .unwrap_or_default()
+            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
+        ctx.run_later(after, move |act, ctx| {
+            if act.reinit_id.as_deref() == Some(id.as_str()) {
+                act.suspect("no answer to the replayed initialize", ctx);
+            }
+        });
+    }
+
     /// A POST ended: learn the usual time to an answer, and treat a network failure as
     /// a sign of trouble.
     pub(super) fn post_ended(
@@ -133,6 +162,11 @@ impl Session {
     ) {
         match end {
             ExchangeEnd::Accepted | ExchangeEnd::Done { .. } => {
+                if let (true, ExchangeEnd::Accepted, Some(key)) =
+                    (self.is_legacy(), end, pending.id_key.clone())
+                {
+                    self.watch_answer(key, ctx);
+                }
                 if let Some(sent) = pending.posted_at {
                     let lag = sent.elapsed();
                     // Smoothed as TCP smooths round trips: one stall does not stick.

@@ -114,6 +114,10 @@ enum Ev {
     PostEnded { post: u64, end: End },
     /// The Session's watch on a legacy POST (`watch_post`).
     PostSuspect { seq: u64, connection: Option<u64> },
+    /// The replayed `initialize` (with this reserved id) was accepted a while ago.
+    ReinitSuspect { id: String },
+    /// A request accepted on the stream is still owed its answer after a quiet while.
+    AnswerSuspect { key: IdKey },
     /// The server writes on the event stream of connection `conn`.
     ServerWrites { conn: usize, write: Write },
     /// A GET reaches the server.
@@ -799,6 +803,10 @@ impl Sim {
             let state = format!("{:?}", self.link.state());
             self.log(|| format!("link {event:?} -> {state} {:?}", out.0));
         }
+        // As the Session does: a check the Link no longer waits for is over.
+        if !self.link.checking() && self.check.is_some() {
+            self.end_check(CheckEnd::Dropped);
+        }
         let mut posted = Vec::new();
         for effect in out.0 {
             if let LinkEffect::Post { seq, .. } = effect {
@@ -827,7 +835,10 @@ impl Sim {
                         self.flag(QUIET_NOT_CHECKED);
                     }
                 }
-                if self.check.is_some() {
+                // The host's `notifications/initialized` may go during a check: it waits for
+                // nothing, and if the stream is dead the re-initialization sends its own.
+                let initialized = pending.method.as_deref() == Some("notifications/initialized");
+                if self.check.is_some() && !initialized {
                     self.flag(SENT_DURING_CHECK);
                 }
                 pending.retried = retry;
@@ -891,6 +902,7 @@ impl Sim {
             LinkEffect::CloseLegacyStream => {
                 self.drive_stream(StreamEvent::Closed);
                 self.stream = None;
+                self.live_connection = None;
             }
             LinkEffect::CheckStream => self.start_check(),
             LinkEffect::ScheduleRetry(d) => {
@@ -1107,7 +1119,17 @@ impl Sim {
         self.log(|| format!("POST #{post} {origin:?} ended {end:?}"));
         match origin {
             Origin::Post { seq } => self.host_post_ended(seq, end),
-            Origin::Reinit if end == End::Accepted => {}
+            Origin::Reinit if end == End::Accepted => {
+                // As liveness.rs's `watch_reinit`: its answer must follow on the stream.
+                if let Some(id) = self.reinit_id.clone() {
+                    let after = self
+                        .post_lag
+                        .map(|lag| lag * 4)
+                        .unwrap_or_default()
+                        .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
+                    self.at(ms(after), Ev::ReinitSuspect { id });
+                }
+            }
             Origin::Reinit => {
                 if self.reinit_id.take().is_some() {
                     self.dispatch(LinkEvent::ReinitFailed {
@@ -1189,7 +1211,7 @@ impl Sim {
                 let Some(key) = pending.id_key.filter(|k| self.awaiting.contains_key(k)) else {
                     return;
                 };
-                if legacy && self.live_connection != Some(pending.generation) {
+                if pending.generation != 0 && self.live_connection != Some(pending.generation) {
                     // Accepted, but its answer was to come on a stream that died meanwhile.
                     self.stats.failed_accepted += 1;
                     self.fail_key(key, "the connection to the server dropped");
@@ -1222,6 +1244,11 @@ impl Sim {
     fn legacy_post_ended(&mut self, pending: &Pending, end: End) {
         match end {
             End::Accepted => {
+                // As liveness.rs's `watch_answer`.
+                if let Some(key) = pending.id_key.clone() {
+                    let after = self.pulse.quiet_after();
+                    self.at(ms(after), Ev::AnswerSuspect { key });
+                }
                 if let Some(sent) = pending.posted_at {
                     let lag = Duration::from_millis(self.now - sent);
                     self.post_lag = Some(match self.post_lag {
@@ -1788,6 +1815,16 @@ impl Sim {
                     self.suspect("a POST got no response in time");
                 }
             }
+            Ev::AnswerSuspect { key } => {
+                if self.awaiting.contains_key(&key) && self.stream_is_quiet() {
+                    self.suspect("an answer is overdue on a quiet event stream");
+                }
+            }
+            Ev::ReinitSuspect { id } => {
+                if self.reinit_id.as_deref() == Some(id.as_str()) {
+                    self.suspect("no answer to the replayed initialize");
+                }
+            }
             Ev::ServerWrites { conn, write } => self.server_writes(conn, write),
             Ev::GetArrives(get) => self.get_arrives(get),
             Ev::GetBytes { get, write } => self.get_bytes(get, write),
@@ -1869,7 +1906,7 @@ impl Sim {
         }
         // The Link never waits for a check that no longer runs.
         assert!(
-            !(matches!(self.link.state(), LinkState::Checking {}) && self.check.is_none()),
+            !(self.link.checking() && self.check.is_none()),
             "the Link waits for a check that no longer runs"
         );
     }
