@@ -30,10 +30,9 @@
 //! of their own: a request accepted on a stream the proxy gave up on gets its error
 //! at once (not at `--request-timeout`), a request is not sent on a quiet stream
 //! nobody checked, no host message is sent while a check runs (`CheckStream`:
-//! "messages are held meanwhile"), and a held request is never left to time out.
-//! What the proxy cannot know is not a finding: an answer lost on a stream that
-//! died silently after the 202, while nothing else was sent, waits for the
-//! time-out (`Stats::timeouts_after_silent_loss`).
+//! "messages are held meanwhile", the host's `notifications/initialized` excepted),
+//! and a held request is never left to time out. An answer still owed on a stream
+//! that went quiet makes the Session check it, as the replayed `initialize` does.
 //!
 //! The 10,000 seeds run once ([`outcome`]) for both tests.
 
