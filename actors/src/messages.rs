@@ -74,7 +74,10 @@ pub enum Origin {
         seq: u64,
     },
     /// The POST of the proxy's replayed `initialize`.
-    Reinit,
+    Reinit {
+        /// Which replay (a newer one replaces it).
+        number: u64,
+    },
     /// A POST the proxy makes on its own behalf (`notifications/initialized` after a re-init).
     Own,
     /// A keep-alive ping of the proxy's own.

@@ -179,6 +179,10 @@ pub struct Session {
     legacy_open: LegacyOpen,
     /// Smoothed time from a legacy POST to its 202.
     post_lag: Option<Duration>,
+    /// The POST of the replayed `initialize` in progress.
+    reinit_task: Option<SpawnHandle>,
+    /// Replays of `initialize` sent, to tell the current one's end from an older one's.
+    reinits: u64,
 }
 
 impl Session {
@@ -229,6 +233,8 @@ impl Session {
             check_lag: None,
             legacy_open: LegacyOpen::default(),
             post_lag: None,
+            reinit_task: None,
+            reinits: 0,
         }
     }
 
@@ -297,7 +303,20 @@ impl Session {
                         tracing::info!("re-initializing the session with the host's initialize");
                         self.reinit_id = Some(id);
                         let (request, _) = self.post(Bytes::from(bytes), false);
-                        self.spawn_exchange(Origin::Reinit, request, false, false, ctx);
+                        // A replay replaces the one before (which may sit on a dead connection).
+                        if let Some(old) = self.reinit_task.take() {
+                            ctx.cancel_future(old);
+                        }
+                        self.reinits += 1;
+                        let origin = Origin::Reinit {
+                            number: self.reinits,
+                        };
+                        let task = self.spawn_exchange(origin, request, false, false, ctx);
+                        self.reinit_task = Some(task);
+                        if self.link.transport() == Some(Transport::Streamable) {
+                            // Its answer is its response: watch it as any POST.
+                            self.watch_reinit(ctx);
+                        }
                     }
                     None => self.dispatch(
                         LinkEvent::ReinitFailed {
@@ -1020,8 +1039,14 @@ impl Handler<ExchangeEnded> for Session {
                 }
             }
             // On the legacy transport the answer comes on the event stream, after the 202.
-            Origin::Reinit if end == ExchangeEnd::Accepted => self.watch_reinit(ctx),
-            Origin::Reinit => {
+            // A replay that a newer one replaced: its end means nothing now.
+            Origin::Reinit { number } if number != self.reinits => {}
+            Origin::Reinit { .. } if end == ExchangeEnd::Accepted => {
+                self.reinit_task = None;
+                self.watch_reinit(ctx);
+            }
+            Origin::Reinit { .. } => {
+                self.reinit_task = None;
                 if self.reinit_id.take().is_some() {
                     let reason = match end {
                         ExchangeEnd::Refused { detail, .. }

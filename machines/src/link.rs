@@ -110,6 +110,9 @@ pub fn is_fallback_status(status: u16) -> bool {
     matches!(status, 400 | 404 | 405)
 }
 
+/// What the host is told about a request lost in a network that went silent.
+const SILENT: &str = "the server stopped answering (the network went silent); the request may or may not have been executed";
+
 /// Inputs of the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -347,6 +350,9 @@ pub struct Link {
     /// The connection is being checked (`CheckStream`): new messages wait, and nothing
     /// held is released until `StreamConfirmed`.
     checking: bool,
+    /// A re-initialization failed: there is no session, and the next message starts
+    /// another re-initialization rather than going without one.
+    session_lost: bool,
 }
 
 impl Link {
@@ -448,6 +454,20 @@ impl Link {
         }
     }
 
+    /// Send what is held, then go on as `then` says; with no session (a failed
+    /// re-initialization), re-initialize first: nothing goes without a session.
+    fn release_or_reinit(
+        &mut self,
+        context: &mut LinkOutbox,
+        then: Outcome<State>,
+    ) -> Outcome<State> {
+        if self.session_lost && !self.held.is_empty() && !self.checking && !self.awaiting_token {
+            return self.start_reinit(context);
+        }
+        self.release_held(context);
+        then
+    }
+
     /// Try `transport` for the host's `initialize` (held or given).
     fn attempt(
         &mut self,
@@ -495,6 +515,7 @@ impl Link {
     fn start_reinit(&mut self, context: &mut LinkOutbox) -> Outcome<State> {
         self.reinit_count += 1;
         self.session_id = None;
+        self.session_lost = false;
         context.0.push(LinkEffect::PostReinitialize {
             id: format!("{RESERVED_ID_PREFIX}reinit-{}", self.reinit_count),
         });
@@ -614,6 +635,12 @@ impl Link {
                 self.hold(*seq, false);
                 self.schedule_retry(*retry_after, context);
                 Transition(State::reconnecting())
+            }
+            LinkEvent::HostSent { seq, method, .. }
+                if self.session_lost && method.as_deref() != Some("initialize") =>
+            {
+                self.hold(*seq, false);
+                self.start_reinit(context)
             }
             LinkEvent::PeerSilent => {
                 context.0.push(LinkEffect::AbandonInFlight {
@@ -775,8 +802,8 @@ impl Link {
             }
             // Reconnecting: the stream machine retries with backoff; keep holding.
             LinkEvent::LegacyFailed { .. } | LinkEvent::LegacyStreamLost => Handled,
-            // No stream to check.
-            LinkEvent::StreamQuiet => Handled,
+            // No stream to check, nothing in flight on it.
+            LinkEvent::StreamQuiet | LinkEvent::PeerSilent => Handled,
             _ => Super,
         }
     }
@@ -801,7 +828,23 @@ impl Link {
                     context,
                     &format!("the session expired and could not be re-established: {reason}"),
                 );
+                // No session now: the next message tries again (never without one).
+                self.session_lost = true;
                 Transition(State::live())
+            }
+            LinkEvent::PeerSilent if self.transport == Some(Transport::Streamable) => {
+                // The replay may have gone into the silence: send it again.
+                context.0.push(LinkEffect::AbandonInFlight {
+                    reason: SILENT.into(),
+                });
+                self.start_reinit(context)
+            }
+            LinkEvent::StreamConfirmed
+                if self.checking && self.transport == Some(Transport::Streamable) =>
+            {
+                // The network is back; the replay sent before may sit on a dead connection.
+                self.checking = false;
+                self.start_reinit(context)
             }
             _ => Super,
         }
@@ -822,13 +865,11 @@ impl Link {
             }
             LinkEvent::Reachable => {
                 self.retry_backoff = None;
-                self.release_held(context);
-                Transition(State::live())
+                self.release_or_reinit(context, Transition(State::live()))
             }
             LinkEvent::RetryTimerFired => {
                 self.timer_pending = false;
-                self.release_held(context);
-                Transition(State::live())
+                self.release_or_reinit(context, Transition(State::live()))
             }
             LinkEvent::Busy { seq, .. } => {
                 self.hold(*seq, false);
@@ -895,6 +936,21 @@ impl Link {
             LinkEvent::StreamConfirmed if self.checking => {
                 // The held messages go when this state's own reason to hold them ends.
                 self.checking = false;
+                Handled
+            }
+            LinkEvent::PeerSilent if self.transport == Some(Transport::Legacy) => {
+                // What the dead stream owed will not come; a new stream, then a new session.
+                context.0.push(LinkEffect::AbandonInFlight {
+                    reason: SILENT.into(),
+                });
+                context.0.push(LinkEffect::CloseLegacyStream);
+                context.0.push(LinkEffect::OpenLegacyStream);
+                Transition(State::connecting_legacy())
+            }
+            LinkEvent::PeerSilent => {
+                context.0.push(LinkEffect::AbandonInFlight {
+                    reason: SILENT.into(),
+                });
                 Handled
             }
             LinkEvent::SessionExpired { seq, retried } => {
@@ -975,10 +1031,10 @@ impl Link {
                 self.checking = false;
                 // What waits for a token keeps waiting for it; a state that holds for
                 // its own reason releases when that reason ends.
-                if !self.awaiting_token {
-                    self.release_held(context);
+                match self.awaiting_token {
+                    true => Handled,
+                    false => self.release_or_reinit(context, Handled),
                 }
-                Handled
             }
             LinkEvent::Unauthorized { seq } => {
                 // MCP authorization: get a token, then send the request again.
@@ -989,12 +1045,10 @@ impl Link {
                 }
                 Handled
             }
-            LinkEvent::TokenArrived => {
-                if std::mem::take(&mut self.awaiting_token) {
-                    self.release_held(context);
-                }
-                Handled
-            }
+            LinkEvent::TokenArrived => match std::mem::take(&mut self.awaiting_token) {
+                true => self.release_or_reinit(context, Handled),
+                false => Handled,
+            },
             LinkEvent::AuthFailed { reason } => {
                 self.awaiting_token = false;
                 self.fail_held(context, reason);
@@ -1651,6 +1705,63 @@ mod tests {
             step(&mut sm, LinkEvent::TokenArrived),
             vec![post(2, true), post(3, false), post(4, false)]
         );
+    }
+
+    #[test]
+    fn a_replay_lost_in_silence_is_sent_again_and_a_failed_one_is_retried_before_sending() {
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(1, "initialize"));
+        step(&mut sm, answered("s"));
+        let first = step(
+            &mut sm,
+            LinkEvent::SessionExpired {
+                seq: 2,
+                retried: false,
+            },
+        );
+        assert!(matches!(
+            first.as_slice(),
+            [
+                LinkEffect::CloseGetStream,
+                LinkEffect::PostReinitialize { .. }
+            ]
+        ));
+        // The network went silent with the replay in it: abandon, replay again.
+        let again = step(&mut sm, LinkEvent::PeerSilent);
+        assert!(matches!(
+            again.as_slice(),
+            [LinkEffect::AbandonInFlight { .. }, LinkEffect::PostReinitialize { id }] if id.ends_with("reinit-2")
+        ));
+        // The network came back during a check: the replay may sit on a dead connection.
+        step(&mut sm, LinkEvent::StreamQuiet);
+        let back = step(&mut sm, LinkEvent::StreamConfirmed);
+        assert!(
+            matches!(back.as_slice(), [LinkEffect::PostReinitialize { id }] if id.ends_with("reinit-3"))
+        );
+        // It fails: the held message gets an error, and the next one re-initializes first.
+        let failed = step(&mut sm, LinkEvent::ReinitFailed { reason: "x".into() });
+        assert!(matches!(
+            failed.as_slice(),
+            [LinkEffect::Fail { seq: 2, .. }]
+        ));
+        assert_eq!(sm.session_id(), None);
+        let next = step(&mut sm, sent(3, "tools/call"));
+        assert!(
+            matches!(next.as_slice(), [LinkEffect::PostReinitialize { .. }]),
+            "never without a session: {next:?}"
+        );
+        step(
+            &mut sm,
+            LinkEvent::ReinitAnswered {
+                session_id: Some("s2".into()),
+                protocol_version: None,
+            },
+        );
+        assert_eq!(
+            step(&mut sm, LinkEvent::InitializedDelivered),
+            vec![post(3, false)]
+        );
+        assert_eq!(sm.session_id(), Some("s2"));
     }
 
     #[test]

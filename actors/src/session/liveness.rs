@@ -134,8 +134,10 @@ impl Session {
         });
     }
 
-    /// The replayed `initialize` was accepted: its answer must follow on the stream, or
-    /// the stream is checked (it may have died just after its `endpoint`).
+    /// The replayed `initialize` was sent (Streamable HTTP) or accepted (legacy): its
+    /// answer must follow in the usual time, or the connection is checked (legacy: the
+    /// stream may have died just after its `endpoint`; Streamable HTTP: the replay may
+    /// have gone into a network that swallows everything).
     pub(super) fn watch_reinit(&mut self, ctx: &mut Context<Self>) {
         let Some(id) = self.reinit_id.clone() else {
             return;
@@ -147,7 +149,10 @@ impl Session {
             .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
         ctx.run_later(after, move |act, ctx| {
             if act.reinit_id.as_deref() == Some(id.as_str()) {
-                act.suspect("no answer to the replayed initialize", ctx);
+                act.suspect(
+                    "no answer to the replayed initialize in the usual time",
+                    ctx,
+                );
             }
         });
     }

@@ -265,6 +265,8 @@ struct PostReq {
     body: Body,
     /// The server connection whose endpoint it goes to (`None`: the server URL).
     target: Option<usize>,
+    /// The Session dropped it (a newer replay replaced it): its end is not reported.
+    cancelled: bool,
 }
 
 /// A host message the Session holds (its `Pending`; the fields keep its names).
@@ -872,6 +874,12 @@ impl Sim {
                 self.stats.reinits += 1;
                 if self.has_initialize {
                     self.reinit_id = Some(id.clone());
+                    // As the Session: a replay replaces the one before.
+                    for p in self.posts.values_mut() {
+                        if matches!(p.origin, Origin::Reinit) {
+                            p.cancelled = true;
+                        }
+                    }
                     self.send_post(Origin::Reinit, Body::Reinit(id));
                 } else {
                     self.dispatch(LinkEvent::ReinitFailed {
@@ -1042,6 +1050,7 @@ impl Sim {
                 origin,
                 body,
                 target,
+                cancelled: false,
             },
         );
         match end {
@@ -1114,7 +1123,11 @@ impl Sim {
 
     /// The response to a POST reaches the Session (its `ExchangeEnded` handler).
     fn post_ended(&mut self, post: u64, end: End) {
-        let origin = self.posts.remove(&post).unwrap().origin;
+        let req = self.posts.remove(&post).unwrap();
+        if req.cancelled {
+            return;
+        }
+        let origin = req.origin;
         self.log(|| format!("POST #{post} {origin:?} ended {end:?}"));
         match origin {
             Origin::Post { seq } => self.host_post_ended(seq, end),

@@ -36,9 +36,10 @@
 //! network is back and is answered within its deadline); a lost replayed `initialize`
 //! does not wedge the session; a check that gives up abandons the requests the silent
 //! network swallowed, whatever the Link's state; after a failed re-initialization no
-//! message goes without the session id. The last three find defects of the Session and
-//! the Link (reported with issue #5) and are `#[ignore]`d until those are fixed: run them
-//! with `cargo test -p machines --test simulation -- --ignored`.
+//! message goes without the session id. The last three found defects of the Session and
+//! the Link, since fixed (a replay of `initialize` is watched and replaced when the
+//! network went silent or came back; `PeerSilent` abandons in every state; a lost
+//! session is re-initialized before anything else is sent).
 //!
 //! Not modelled: the standalone GET stream and the resumption of broken response
 //! streams (`Last-Event-ID`): the check does not involve them.
@@ -853,7 +854,15 @@ impl Sim {
                 self.stats.reinits += 1;
                 if self.has_initialize {
                     self.reinit_id = Some(id.clone());
-                    self.send_post(Origin::Reinit, Body::Reinit(id));
+                    // As the Session: a replay replaces the one before, and is watched.
+                    for p in self.posts.values_mut() {
+                        if matches!(p.origin, Origin::Reinit) {
+                            p.cancelled = true;
+                        }
+                    }
+                    self.send_post(Origin::Reinit, Body::Reinit(id.clone()));
+                    let after = self.suspect_after();
+                    self.at(ms(after), Ev::ReinitSuspect { id });
                 } else {
                     self.dispatch(LinkEvent::ReinitFailed {
                         reason: "no initialize to replay".into(),
@@ -1869,7 +1878,6 @@ fn streamable_http_held_requests_go_once_the_network_is_back() {
 /// (in the proxy: until `--headers-timeout` ends that POST, 300 s by default, never
 /// with `--headers-timeout 0`).
 #[test]
-#[ignore = "finds a defect of the Session/Link (issue #5 report): a lost replayed initialize wedges the session"]
 fn streamable_http_a_lost_replayed_initialize_does_not_wedge_the_session() {
     if let Some(report) = report(REINIT_LOST) {
         panic!("{report}");
@@ -1881,7 +1889,6 @@ fn streamable_http_a_lost_replayed_initialize_does_not_wedge_the_session() {
 /// `reconnecting`, `confirming` or `reinitializing` they stay in flight and, if the
 /// network comes back before the next `GIVE_UP`, wait for `--request-timeout`.
 #[test]
-#[ignore = "finds a defect of the Link (issue #5 report): PeerSilent is ignored outside live"]
 fn streamable_http_a_silent_network_abandons_what_it_swallowed_in_every_state() {
     if let Some(report) = report(PEER_SILENT_IGNORED) {
         panic!("{report}");
@@ -1894,7 +1901,6 @@ fn streamable_http_a_silent_network_abandons_what_it_swallowed_in_every_state() 
 /// server refuses it (400, not 404: no new re-initialization), and the session is lost
 /// for the rest of the run.
 #[test]
-#[ignore = "finds a defect of the Link (issue #5 report): after a failed re-initialization every message goes without a session"]
 fn streamable_http_a_failed_re_initialization_is_tried_again() {
     if let Some(report) = report(NO_SESSION) {
         panic!("{report}");
