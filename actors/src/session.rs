@@ -1063,6 +1063,15 @@ impl Handler<ExchangeEnded> for Session {
                 if !matches!(end, ExchangeEnd::Accepted | ExchangeEnd::Done { .. }) {
                     tracing::debug!("keep-alive ping failed: {end:?}");
                 }
+                // Any HTTP answer (even 401 or 404) shows the server is there; only a
+                // network failure, or no answer by the next tick, means silence.
+                if !matches!(
+                    end,
+                    ExchangeEnd::Failed { .. } | ExchangeEnd::Unreachable { .. }
+                ) && self.link.transport() == Some(Transport::Streamable)
+                {
+                    self.ping_outstanding = None;
+                }
             }
             Origin::Own => {
                 if let ExchangeEnd::Refused { detail, .. }

@@ -1264,7 +1264,12 @@ impl Sim {
                 }
             }
             Origin::Check { number } => self.check_ping_ended(number, end),
-            Origin::Ping => {}
+            // As the Session: any HTTP answer shows the server is there.
+            Origin::Ping => {
+                if !matches!(end, End::Failed | End::Unreachable) {
+                    self.ping_outstanding = None;
+                }
+            }
             Origin::Own => {
                 self.dispatch(LinkEvent::InitializedDelivered);
             }
