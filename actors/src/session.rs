@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 mod liveness;
-use liveness::{read_pulse, Check, LegacyOpen, Pulse};
+use liveness::{read_pulse, Check, LegacyOpen, Pulse, Watches};
 
 /// The standalone GET stream's handle among the streams.
 const GET_STREAM: u64 = 0;
@@ -183,6 +183,10 @@ pub struct Session {
     reinit_task: Option<SpawnHandle>,
     /// Replays of `initialize` sent, to tell the current one's end from an older one's.
     reinits: u64,
+    /// Deadlines by which a response or an answer must have come (liveness.rs).
+    watches: Watches,
+    /// When the one timer that sweeps `watches` fires.
+    sweep_at: Option<Instant>,
 }
 
 impl Session {
@@ -235,6 +239,8 @@ impl Session {
             post_lag: None,
             reinit_task: None,
             reinits: 0,
+            watches: Watches::new(),
+            sweep_at: None,
         }
     }
 

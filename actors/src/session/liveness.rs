@@ -26,6 +26,8 @@ use bytes::Bytes;
 use machines::jsonrpc::{self, IdKey};
 use machines::link::{LinkEvent, Transport};
 use machines::stream::{CheckStep, SilenceWatch, StreamCheck, StreamEvent};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,8 @@ pub(super) const FIRST_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 const REOPEN_FLOOR: Duration = Duration::from_secs(1);
 /// See [`REOPEN_FLOOR`].
 const REOPEN_CEILING: Duration = Duration::from_secs(10);
+/// The longest an accepted request's answer is watched for (bounds the watch list).
+const ANSWER_WATCH_LIMIT: Duration = Duration::from_secs(30);
 /// Bounds of the wait for a legacy POST's response before the stream is checked.
 const SUSPECT_FLOOR: Duration = Duration::from_secs(1);
 /// See [`SUSPECT_FLOOR`].
@@ -53,6 +57,31 @@ pub(super) type Pulse = Arc<Mutex<SilenceWatch>>;
 pub(super) fn read_pulse<T>(pulse: &Pulse, f: impl FnOnce(&mut SilenceWatch) -> T) -> T {
     f(&mut pulse.lock().unwrap_or_else(PoisonError::into_inner))
 }
+
+/// Something that must have happened by a deadline, or the connection is checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Watch {
+    /// The POST of message `seq` (made under legacy connection `connection`) has a response.
+    Post {
+        /// The message.
+        seq: u64,
+        /// The legacy connection it went under.
+        connection: Option<u64>,
+    },
+    /// The request `key`, accepted on the legacy stream, has its answer.
+    Answer {
+        /// The request.
+        key: IdKey,
+    },
+    /// The replayed `initialize` with this id has its answer.
+    Reinit {
+        /// Its reserved id.
+        id: String,
+    },
+}
+
+/// Deadlines, soonest first.
+pub(super) type Watches = BinaryHeap<Reverse<(Instant, Watch)>>;
 
 /// A check in progress.
 #[derive(Debug)]
@@ -104,18 +133,18 @@ impl Session {
     /// Watches the legacy POST of message `seq`: no response in the usual time is a
     /// sign of trouble.
     pub(super) fn watch_post(&mut self, seq: u64, ctx: &mut Context<Self>) {
-        let after = self
-            .post_lag
+        let after = self.suspect_after();
+        let connection = self.live_connection;
+        self.watch(after, Watch::Post { seq, connection }, ctx);
+    }
+
+    /// How long a POST (or a replayed `initialize`) may go without a response before
+    /// the connection is checked: four times the usual time, 1–5 s.
+    fn suspect_after(&self) -> Duration {
+        self.post_lag
             .map(|lag| lag * 4)
             .unwrap_or_default()
-            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
-        let connection = self.live_connection;
-        ctx.run_later(after, move |act, ctx| {
-            if act.post_tasks.contains_key(&seq) && act.live_connection == connection {
-                let why = format!("a POST got no response within {:.1} s", after.as_secs_f64());
-                act.suspect(&why, ctx);
-            }
-        });
+            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING)
     }
 
     /// Whether the transport in use is the legacy one.
@@ -126,12 +155,9 @@ impl Session {
     /// A request was accepted on the legacy stream: if its answer is still owed once the
     /// stream has gone quiet, the stream may have died after the 202; check it.
     fn watch_answer(&mut self, key: IdKey, ctx: &mut Context<Self>) {
-        let after = read_pulse(&self.pulse, |w| w.quiet_after());
-        ctx.run_later(after, move |act, ctx| {
-            if act.awaiting.contains_key(&key) && act.stream_is_quiet(Instant::now()) {
-                act.suspect("an answer is overdue on a quiet event stream", ctx);
-            }
-        });
+        // Past 30 s the keep-alive silence limit (four keep-alive intervals) catches it.
+        let after = read_pulse(&self.pulse, |w| w.quiet_after()).min(ANSWER_WATCH_LIMIT);
+        self.watch(after, Watch::Answer { key }, ctx);
     }
 
     /// The replayed `initialize` was sent (Streamable HTTP) or accepted (legacy): its
@@ -139,22 +165,75 @@ impl Session {
     /// stream may have died just after its `endpoint`; Streamable HTTP: the replay may
     /// have gone into a network that swallows everything).
     pub(super) fn watch_reinit(&mut self, ctx: &mut Context<Self>) {
-        let Some(id) = self.reinit_id.clone() else {
+        if let Some(id) = self.reinit_id.clone() {
+            self.watch(self.suspect_after(), Watch::Reinit { id }, ctx);
+        }
+    }
+
+    /// Adds a deadline. One timer serves them all (a timer per request would cost every
+    /// message a walk over the actor's spawned futures).
+    fn watch(&mut self, after: Duration, what: Watch, ctx: &mut Context<Self>) {
+        let due = Instant::now() + after;
+        self.watches.push(Reverse((due, what)));
+        if self
+            .watches
+            .peek()
+            .is_some_and(|Reverse((first, _))| *first == due)
+        {
+            self.arm_sweep(due, ctx);
+        }
+    }
+
+    /// Makes the sweep run at `due` (unless it runs sooner already).
+    fn arm_sweep(&mut self, due: Instant, ctx: &mut Context<Self>) {
+        if self.sweep_at.is_some_and(|at| at <= due) {
             return;
-        };
-        let after = self
-            .post_lag
-            .map(|lag| lag * 4)
-            .unwrap_or_default()
-            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
-        ctx.run_later(after, move |act, ctx| {
-            if act.reinit_id.as_deref() == Some(id.as_str()) {
-                act.suspect(
-                    "no answer to the replayed initialize in the usual time",
-                    ctx,
-                );
+        }
+        self.sweep_at = Some(due);
+        ctx.run_later(
+            due.saturating_duration_since(Instant::now()),
+            move |act, ctx| {
+                if act.sweep_at == Some(due) {
+                    act.sweep_at = None;
+                    act.sweep(ctx);
+                }
+            },
+        );
+    }
+
+    /// The deadlines that passed: whatever is still unanswered is a sign of trouble.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(Reverse((due, _))) = self.watches.peek() {
+            if *due > now {
+                let next = *due;
+                self.arm_sweep(next, ctx);
+                return;
             }
-        });
+            let Some(Reverse((_, what))) = self.watches.pop() else {
+                return;
+            };
+            match what {
+                Watch::Post { seq, connection } => {
+                    if self.post_tasks.contains_key(&seq) && self.live_connection == connection {
+                        self.suspect("a POST got no response in the usual time", ctx);
+                    }
+                }
+                Watch::Answer { key } => {
+                    if self.awaiting.contains_key(&key) && self.stream_is_quiet(now) {
+                        self.suspect("an answer is overdue on a quiet event stream", ctx);
+                    }
+                }
+                Watch::Reinit { id } => {
+                    if self.reinit_id.as_deref() == Some(id.as_str()) {
+                        self.suspect(
+                            "no answer to the replayed initialize in the usual time",
+                            ctx,
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// A POST ended: learn the usual time to an answer, and treat a network failure as
