@@ -22,6 +22,8 @@
 //! - [`legacy`]: legacy HTTP+SSE (`--transport sse-only`), on its own simulated server
 //!   and event stream, with its liveness checks.
 
+#[path = "simulation/common.rs"]
+mod common;
 #[path = "simulation/legacy.rs"]
 mod legacy;
 #[path = "simulation/streamable.rs"]

@@ -36,6 +36,12 @@
 //!
 //! The 10,000 seeds run once ([`outcome`]) for both tests.
 
+use super::common::{
+    assert_deterministic, assert_no_seed_broke, assert_paths_taken, counters, finding_report,
+    initialized, ms, print_trace_of_env_seed, refresh_ended, request, run_all, sign_in_ended,
+    smoothed, suspect_after, Outcome, Simulation, Timeline, CONFIRM_TIMEOUT, LAST_REQUEST_AT,
+    REQUESTS,
+};
 use super::Rng;
 use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use machines::backoff::BackoffPolicy;
@@ -49,24 +55,14 @@ use machines::stream::{
 };
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
-use std::cell::Cell;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Seeds run in the normal test suite.
-const SEEDS: u64 = 10_000;
-/// Host requests per seed (after the `initialize`).
-const REQUESTS: u64 = 12;
-/// The host sends its requests within this many milliseconds.
-const LAST_REQUEST_AT: u64 = 40_000;
 /// The Router's `--request-timeout` in the simulation.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 // The Session's constants (actors/src/session.rs, actors/src/session/liveness.rs).
-/// `CONFIRM_TIMEOUT`: held messages wait at most this long for `notifications/initialized`.
-const CONFIRM_TIMEOUT: u64 = 10_000;
 /// `STREAM_OPEN_TIMEOUT`: a GET waits this long for its response headers.
 const STREAM_OPEN_TIMEOUT: u64 = 10_000;
 /// `FIRST_OPEN_TIMEOUT`: the first legacy stream may take this long to send `endpoint`.
@@ -74,31 +70,6 @@ const FIRST_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `REOPEN_FLOOR` / `REOPEN_CEILING`: bounds of the time allowed to reopen.
 const REOPEN_FLOOR: Duration = Duration::from_secs(1);
 const REOPEN_CEILING: Duration = Duration::from_secs(10);
-/// `SUSPECT_FLOOR` / `SUSPECT_CEILING`: bounds of the wait for a POST's response.
-const SUSPECT_FLOOR: Duration = Duration::from_secs(1);
-const SUSPECT_CEILING: Duration = Duration::from_secs(5);
-
-thread_local! {
-    /// Panics of this thread are expected (an invariant broke) and reported by the test.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Install, once, a panic hook that stays silent for the seeds run under [`QUIET`].
-fn quiet_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_micros().div_ceil(1000) as u64
-}
 
 /// What happens next, at a simulated time.
 #[derive(Debug, Clone)]
@@ -148,33 +119,6 @@ enum Ev {
     /// The Router's next request deadline.
     Tick,
 }
-
-/// An event in the queue: the earliest first, then in the order they were scheduled.
-struct Due {
-    at: u64,
-    order: u64,
-    ev: Ev,
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-
-impl Eq for Due {}
 
 /// How an HTTP exchange ended, as the Session's `ExchangeEnd` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,8 +273,8 @@ impl LegacyOpen {
     }
 }
 
+counters! {
 /// How often each path was taken, so the test proves it exercised them.
-#[derive(Default, Debug, Clone, Copy)]
 struct Stats {
     /// Streams that delivered their endpoint.
     streams_opened: u64,
@@ -384,35 +328,6 @@ struct Stats {
     /// was lost when it died silently.
     timeouts_after_silent_loss: u64,
 }
-
-impl Stats {
-    fn add(&mut self, o: &Stats) {
-        self.streams_opened += o.streams_opened;
-        self.streams_lost += o.streams_lost;
-        self.silent_deaths += o.silent_deaths;
-        self.silent_caught_by_check += o.silent_caught_by_check;
-        self.silent_caught_by_pace += o.silent_caught_by_pace;
-        self.false_alarms += o.false_alarms;
-        self.checks += o.checks;
-        self.checks_confirmed += o.checks_confirmed;
-        self.checks_dead += o.checks_dead;
-        self.checks_dropped += o.checks_dropped;
-        self.quiet_before_request += o.quiet_before_request;
-        self.suspicions += o.suspicions;
-        self.held_then_sent_on_next_stream += o.held_then_sent_on_next_stream;
-        self.held_then_sent_on_same_stream += o.held_then_sent_on_same_stream;
-        self.reinits += o.reinits;
-        self.failed_accepted += o.failed_accepted;
-        self.expired += o.expired;
-        self.open_timeouts += o.open_timeouts;
-        self.stream_retries += o.stream_retries;
-        self.stale_stream_timers += o.stale_stream_timers;
-        self.token_requests += o.token_requests;
-        self.ok += o.ok;
-        self.errors += o.errors;
-        self.timeouts += o.timeouts;
-        self.timeouts_after_silent_loss += o.timeouts_after_silent_loss;
-    }
 }
 
 /// One seed's world: the host, the proxy's machines and glue, the network, the server.
@@ -425,8 +340,7 @@ struct Sim {
     /// Simulated time, in milliseconds.
     now: u64,
     /// What happens next, by time then insertion order.
-    queue: BinaryHeap<Due>,
-    order: u64,
+    queue: Timeline<Ev>,
     /// Every step in words, when a seed is replayed to explain a failure.
     trace: Option<Vec<String>>,
     router: Router,
@@ -511,13 +425,6 @@ struct Sim {
     confirmed_at: Option<u64>,
 }
 
-fn request(id: u64, method: &str) -> Message {
-    Message::parse(
-        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{}}}}"#).into_bytes(),
-    )
-    .unwrap()
-}
-
 impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
         let mut rng = Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xC2B2_AE3D_27D4_EB4F) | 1);
@@ -540,8 +447,7 @@ impl Sim {
             seed,
             t0: Instant::now(),
             now: 0,
-            queue: BinaryHeap::new(),
-            order: 0,
+            queue: Timeline::new(),
             trace: trace.then(Vec::new),
             router: Router::new(config),
             link: Link::new(Strategy::SseOnly, None)
@@ -617,12 +523,7 @@ impl Sim {
     }
 
     fn at(&mut self, delay_ms: u64, ev: Ev) {
-        self.order += 1;
-        self.queue.push(Due {
-            at: self.now + delay_ms,
-            order: self.order,
-            ev,
-        });
+        self.queue.push(self.now + delay_ms, ev);
     }
 
     fn instant(&self) -> Instant {
@@ -1134,11 +1035,7 @@ impl Sim {
             Origin::Reinit if end == End::Accepted => {
                 // As liveness.rs's `watch_reinit`: its answer must follow on the stream.
                 if let Some(id) = self.reinit_id.clone() {
-                    let after = self
-                        .post_lag
-                        .map(|lag| lag * 4)
-                        .unwrap_or_default()
-                        .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
+                    let after = suspect_after(self.post_lag);
                     self.at(ms(after), Ev::ReinitSuspect { id });
                 }
             }
@@ -1244,11 +1141,7 @@ impl Sim {
     }
 
     fn watch_post(&mut self, seq: u64) {
-        let after = self
-            .post_lag
-            .map(|lag| lag * 4)
-            .unwrap_or_default()
-            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING);
+        let after = suspect_after(self.post_lag);
         let connection = self.live_connection;
         self.at(ms(after), Ev::PostSuspect { seq, connection });
     }
@@ -1263,10 +1156,7 @@ impl Sim {
                 }
                 if let Some(sent) = pending.posted_at {
                     let lag = Duration::from_millis(self.now - sent);
-                    self.post_lag = Some(match self.post_lag {
-                        None => lag,
-                        Some(old) => old.mul_f64(0.875) + lag.mul_f64(0.125),
-                    });
+                    self.post_lag = Some(smoothed(self.post_lag, lag));
                 }
             }
             End::Failed if pending.generation == self.live_connection.unwrap_or(0) => {
@@ -1813,13 +1703,7 @@ impl Sim {
                 let method = if id == 0 { "initialize" } else { "tools/call" };
                 self.host(request(id, method));
             }
-            Ev::HostInitialized => {
-                let n = Message::parse(
-                    br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
-                )
-                .unwrap();
-                self.host(n);
-            }
+            Ev::HostInitialized => self.host(initialized()),
             Ev::PostArrives(post) => self.post_arrives(post),
             Ev::PostEnded { post, end } => self.post_ended(post, end),
             Ev::PostSuspect { seq, connection } => {
@@ -1859,24 +1743,8 @@ impl Sim {
             Ev::ConfirmDeadline => {
                 self.dispatch(LinkEvent::InitializedDelivered);
             }
-            Ev::SignInDone { ok } => {
-                let e = if ok {
-                    GrantEvent::SignedIn
-                } else {
-                    GrantEvent::SignInFailed {
-                        reason: "denied".into(),
-                    }
-                };
-                self.grant_event(e);
-            }
-            Ev::RefreshDone { ok } => {
-                let e = if ok {
-                    GrantEvent::Refreshed
-                } else {
-                    GrantEvent::RefreshRejected
-                };
-                self.grant_event(e);
-            }
+            Ev::SignInDone { ok } => self.grant_event(sign_in_ended(ok)),
+            Ev::RefreshDone { ok } => self.grant_event(refresh_ended(ok)),
             Ev::Fault { conn, fault } => self.fault(conn, fault),
             Ev::KeepAlive(c) => {
                 if self.conns[c].state == ConnState::Open {
@@ -1930,7 +1798,7 @@ impl Sim {
             self.at(when, Ev::HostRequest(id));
         }
         let mut steps = 0;
-        while let Some(Due { at, ev, .. }) = self.queue.pop() {
+        while let Some((at, ev)) = self.queue.pop() {
             self.now = at;
             self.log(|| format!("== {ev:?}"));
 
@@ -1951,105 +1819,35 @@ impl Sim {
     }
 }
 
-/// One seed's result: its stats and liveness findings, or the invariant it broke.
-struct SeedResult {
-    outcome: Result<(Stats, BTreeMap<&'static str, u64>), String>,
-    trace: Vec<String>,
-}
-
-fn run_seed(seed: u64, trace: bool) -> SeedResult {
-    quiet_panics();
-    let mut sim = Sim::new(seed, trace);
-    QUIET.with(|q| q.set(true));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
-    QUIET.with(|q| q.set(false));
-    let outcome = outcome
-        .map(|stats| (stats, std::mem::take(&mut sim.flags)))
-        .map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        });
-    SeedResult {
-        outcome,
-        trace: sim.trace.take().unwrap_or_default(),
+impl Simulation for Sim {
+    type Stats = Stats;
+    fn new(seed: u64, trace: bool) -> Sim {
+        Sim::new(seed, trace)
+    }
+    fn run(&mut self) -> Stats {
+        Sim::run(self)
+    }
+    fn take_flags(&mut self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut self.flags)
+    }
+    fn take_trace(&mut self) -> Vec<String> {
+        self.trace.take().unwrap_or_default()
     }
 }
 
-/// What the 10,000 seeds gave, computed once for the tests that read it.
-struct Outcome {
-    total: Stats,
-    /// Seeds that broke an invariant, with its message.
-    broken: Vec<(u64, String)>,
-    /// Seeds with each liveness finding.
-    findings: BTreeMap<&'static str, Vec<u64>>,
-}
-
-fn outcome() -> &'static Outcome {
-    static OUTCOME: OnceLock<Outcome> = OnceLock::new();
-    OUTCOME.get_or_init(|| {
-        let mut total = Stats::default();
-        let mut broken = Vec::new();
-        let mut findings: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-        for seed in 0..SEEDS {
-            match run_seed(seed, false).outcome {
-                Ok((stats, flags)) => {
-                    total.add(&stats);
-                    for what in flags.keys() {
-                        findings.entry(what).or_default().push(seed);
-                    }
-                }
-                Err(msg) => broken.push((seed, msg)),
-            }
-        }
-        Outcome {
-            total,
-            broken,
-            findings,
-        }
-    })
-}
-
-/// The last lines of a seed's trace, up to `until` (a finding) or its end.
-fn trace_of(seed: u64, until: Option<&str>) -> String {
-    let trace = run_seed(seed, true).trace;
-    let end = until
-        .and_then(|what| {
-            trace
-                .iter()
-                .position(|l| l.ends_with(&format!("FLAG {what}")))
-        })
-        .map_or(trace.len(), |i| i + 1);
-    trace[end.saturating_sub(150)..end].join("\n")
+/// The 10,000 seeds, run once for both tests.
+fn outcome() -> &'static Outcome<Stats> {
+    static OUTCOME: OnceLock<Outcome<Stats>> = OnceLock::new();
+    OUTCOME.get_or_init(run_all::<Sim>)
 }
 
 #[test]
 fn legacy_sse_ten_thousand_seeds_keep_every_invariant() {
-    let Outcome { total, broken, .. } = outcome();
-    println!("{total:#?}");
-    if let Some((seed, msg)) = broken.first() {
-        let mut kinds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for (s, m) in broken {
-            // One kind per message, whatever ids or durations it names.
-            let kind: String = m.split(['(', ':']).next().unwrap_or_default().into();
-            let kind: String = kind.chars().filter(|c| !c.is_ascii_digit()).collect();
-            kinds.entry(kind).or_default().push(*s);
-        }
-        let kinds: Vec<String> = kinds
-            .iter()
-            .map(|(k, s)| format!("{} seeds: {k} (e.g. {:?})", s.len(), &s[..s.len().min(8)]))
-            .collect();
-        panic!(
-            "{} of {SEEDS} seeds broke an invariant:\n{}\n\nseed {seed}: {msg}\ntrace:\n{}",
-            broken.len(),
-            kinds.join("\n"),
-            trace_of(*seed, None)
-        );
-    }
+    let outcome = outcome();
+    assert_no_seed_broke::<Sim>(outcome);
     // The schedules went through every legacy path, many times each.
-    let t = total;
-    let paths = [
+    let t = outcome.total;
+    assert_paths_taken(&[
         ("stream lost", t.streams_lost, 2_000),
         ("re-initialization", t.reinits, 2_000),
         (
@@ -2095,13 +1893,7 @@ fn legacy_sse_ten_thousand_seeds_keep_every_invariant() {
         ("token requested", t.token_requests, 500),
         ("answered by the server", t.ok, 50_000),
         ("answered with an error by the proxy", t.errors, 5_000),
-    ];
-    for (path, count, at_least) in paths {
-        assert!(
-            count >= at_least,
-            "{path}: {count} times, expected at least {at_least}"
-        );
-    }
+    ]);
 }
 
 const ACCEPTED_NOT_FAILED: &str = "a request accepted on a lost stream got no error";
@@ -2115,35 +1907,18 @@ const HELD_UNTIL_TIMEOUT: &str = "a held request waited for the request time-out
 /// (`LinkEffect::CheckStream`), and a held request is not left to time out.
 #[test]
 fn legacy_sse_lost_and_held_requests_are_answered_without_waiting_for_the_timeout() {
-    let Outcome { findings, .. } = outcome();
-    if findings.is_empty() {
-        return;
-    }
-    let report: Vec<String> = findings
+    let report: Vec<String> = outcome()
+        .findings
         .iter()
-        .map(|(what, seeds)| {
-            let trace = trace_of(seeds[0], Some(what));
-            let lines: Vec<&str> = trace.lines().collect();
-            format!(
-                "{} of {SEEDS} seeds: {what} (e.g. {:?})\ntrace of seed {}:\n{}",
-                seeds.len(),
-                &seeds[..seeds.len().min(8)],
-                seeds[0],
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            )
-        })
+        .map(|(what, seeds)| finding_report::<Sim>(what, seeds, 8, 40))
         .collect();
-    panic!("{}", report.join("\n\n"));
+    assert!(report.is_empty(), "{}", report.join("\n\n"));
 }
 
 /// The same seed gives the same schedule, step for step.
 #[test]
 fn legacy_sse_schedules_are_deterministic() {
-    for seed in [1, 39, 99, 14] {
-        let (a, b) = (run_seed(seed, true), run_seed(seed, true));
-        assert!(a.trace.len() > 100, "seed {seed}: {} lines", a.trace.len());
-        assert_eq!(a.trace, b.trace, "seed {seed}");
-    }
+    assert_deterministic::<Sim>(&[1, 39, 99, 14]);
 }
 
 /// Prints the trace of one seed: `SIM_SEED=39 cargo test -p machines --test
@@ -2151,11 +1926,5 @@ fn legacy_sse_schedules_are_deterministic() {
 #[test]
 #[ignore = "a debugging aid: prints the trace of the seed in SIM_SEED"]
 fn legacy_sse_trace_of_one_seed() {
-    let seed = std::env::var("SIM_SEED").map_or(0, |s| s.parse().unwrap());
-    let result = run_seed(seed, true);
-    println!(
-        "{}\n{:?}",
-        result.trace.join("\n"),
-        result.outcome.map(|(_, f)| f)
-    );
+    print_trace_of_env_seed::<Sim>();
 }

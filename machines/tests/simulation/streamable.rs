@@ -46,6 +46,12 @@
 //!
 //! The 10,000 seeds run once ([`outcome`]) for the tests that read them.
 
+use super::common::{
+    assert_deterministic, assert_no_seed_broke, assert_paths_taken, counters, finding_report,
+    initialized, ms, print_trace_of_env_seed, refresh_ended, request, run_all, sign_in_ended,
+    smoothed, suspect_after, Outcome, Simulation, Timeline, CONFIRM_TIMEOUT, LAST_REQUEST_AT,
+    REQUESTS,
+};
 use super::Rng;
 use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use machines::backoff::BackoffPolicy;
@@ -55,18 +61,10 @@ use machines::router::{Outbound, Router, RouterConfig, RouterEffect};
 use machines::stream::{CheckStep, StreamCheck};
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
-use std::cell::Cell;
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Seeds run in the normal test suite.
-const SEEDS: u64 = 10_000;
-/// Host requests per seed (after the `initialize`).
-const REQUESTS: u64 = 12;
-/// The host sends its requests within this many milliseconds.
-const LAST_REQUEST_AT: u64 = 40_000;
 /// The Router's `--request-timeout` in the simulation.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A message still held when the network has been back this long, and held this long,
@@ -76,33 +74,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const BACK_FOR: u64 = 10_000;
 
 // The Session's constants (actors/src/session.rs, actors/src/session/liveness.rs).
-/// `CONFIRM_TIMEOUT`: held messages wait at most this long for `notifications/initialized`.
-const CONFIRM_TIMEOUT: u64 = 10_000;
-/// `SUSPECT_FLOOR` / `SUSPECT_CEILING`: bounds of the wait for a POST's response.
-const SUSPECT_FLOOR: Duration = Duration::from_secs(1);
-const SUSPECT_CEILING: Duration = Duration::from_secs(5);
-
-thread_local! {
-    /// Panics of this thread are expected (an invariant broke) and reported by the test.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Install, once, a panic hook that stays silent for the seeds run under [`QUIET`].
-fn quiet_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-fn ms(d: Duration) -> u64 {
-    d.as_micros().div_ceil(1000) as u64
-}
 
 /// What happens next, at a simulated time.
 #[derive(Debug, Clone)]
@@ -144,33 +115,6 @@ enum Ev {
     /// The Router's next request deadline.
     Tick,
 }
-
-/// An event in the queue: the earliest first, then in the order they were scheduled.
-struct Due {
-    at: u64,
-    order: u64,
-    ev: Ev,
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-
-impl Eq for Due {}
 
 /// How an HTTP exchange ended, as the Session's `ExchangeEnd` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,8 +218,8 @@ enum CheckEnd {
     Dropped,
 }
 
+counters! {
 /// How often each path was taken, so the test proves it exercised them.
-#[derive(Default, Debug, Clone, Copy)]
 struct Stats {
     /// Blackholes that began.
     blackholes: u64,
@@ -340,38 +284,6 @@ struct Stats {
     /// tick although the network never went silent (it was refused, or lost, once).
     abandoned_by_keepalive_network_up: u64,
 }
-
-impl Stats {
-    fn add(&mut self, o: &Stats) {
-        self.blackholes += o.blackholes;
-        self.swallowed += o.swallowed;
-        self.slow_calls += o.slow_calls;
-        self.slow_calls_answered_after_check += o.slow_calls_answered_after_check;
-        self.suspicions_slow += o.suspicions_slow;
-        self.suspicions_failed += o.suspicions_failed;
-        self.checks += o.checks;
-        self.checks_confirmed += o.checks_confirmed;
-        self.checks_confirmed_network_up += o.checks_confirmed_network_up;
-        self.checks_restarted += o.checks_restarted;
-        self.checks_dropped += o.checks_dropped;
-        self.held_in_check += o.held_in_check;
-        self.held_then_sent += o.held_then_sent;
-        self.held_then_answered += o.held_then_answered;
-        self.abandoned += o.abandoned;
-        self.keepalive_silent += o.keepalive_silent;
-        self.reinits += o.reinits;
-        self.expired += o.expired;
-        self.retries += o.retries;
-        self.token_requests += o.token_requests;
-        self.ok += o.ok;
-        self.errors += o.errors;
-        self.timeouts += o.timeouts;
-        self.timeouts_swallowed += o.timeouts_swallowed;
-        self.timeouts_swallowed_not_abandoned += o.timeouts_swallowed_not_abandoned;
-        self.peer_silent_not_live += o.peer_silent_not_live;
-        self.sent_without_session += o.sent_without_session;
-        self.abandoned_by_keepalive_network_up += o.abandoned_by_keepalive_network_up;
-    }
 }
 
 /// One seed's world: the host, the proxy's machines and glue, the network, the server.
@@ -382,8 +294,7 @@ struct Sim {
     /// Simulated time, in milliseconds.
     now: u64,
     /// What happens next, by time then insertion order.
-    queue: BinaryHeap<Due>,
-    order: u64,
+    queue: Timeline<Ev>,
     /// Every step in words, when a seed is replayed to explain a failure.
     trace: Option<Vec<String>>,
     router: Router,
@@ -451,13 +362,6 @@ struct Sim {
     flags: BTreeMap<&'static str, u64>,
 }
 
-fn request(id: u64, method: &str) -> Message {
-    Message::parse(
-        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{}}}}"#).into_bytes(),
-    )
-    .unwrap()
-}
-
 impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
         let mut rng = Rng((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x1656_67B1_9E37_79F9) | 1);
@@ -486,8 +390,7 @@ impl Sim {
             rng,
             t0: Instant::now(),
             now: 0,
-            queue: BinaryHeap::new(),
-            order: 0,
+            queue: Timeline::new(),
             trace: trace.then(Vec::new),
             router: Router::new(config),
             link: Link::new(Strategy::HttpOnly, None)
@@ -552,12 +455,7 @@ impl Sim {
     }
 
     fn at(&mut self, delay_ms: u64, ev: Ev) {
-        self.order += 1;
-        self.queue.push(Due {
-            at: self.now + delay_ms,
-            order: self.order,
-            ev,
-        });
+        self.queue.push(self.now + delay_ms, ev);
     }
 
     fn instant(&self) -> Instant {
@@ -861,7 +759,7 @@ impl Sim {
                         }
                     }
                     self.send_post(Origin::Reinit, Body::Reinit(id.clone()));
-                    let after = self.suspect_after();
+                    let after = suspect_after(self.post_lag);
                     self.at(ms(after), Ev::ReinitSuspect { id });
                 } else {
                     self.dispatch(LinkEvent::ReinitFailed {
@@ -1252,7 +1150,7 @@ impl Sim {
             Origin::Reinit if end == End::Accepted => {
                 // liveness.rs `watch_reinit`.
                 if let Some(id) = self.reinit_id.clone() {
-                    let after = self.suspect_after();
+                    let after = suspect_after(self.post_lag);
                     self.at(ms(after), Ev::ReinitSuspect { id });
                 }
             }
@@ -1345,16 +1243,8 @@ impl Sim {
 
     // ---- liveness.rs ----
 
-    /// Four times the smoothed POST time, within 1–5 s.
-    fn suspect_after(&self) -> Duration {
-        self.post_lag
-            .map(|lag| lag * 4)
-            .unwrap_or_default()
-            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING)
-    }
-
     fn watch_post(&mut self, seq: u64) {
-        let after = self.suspect_after();
+        let after = suspect_after(self.post_lag);
         self.at(ms(after), Ev::PostSuspect { seq });
     }
 
@@ -1364,10 +1254,7 @@ impl Sim {
             End::Accepted | End::Done => {
                 if let Some(sent) = pending.posted_at {
                     let lag = Duration::from_millis(self.now - sent);
-                    self.post_lag = Some(match self.post_lag {
-                        None => lag,
-                        Some(old) => old.mul_f64(0.875) + lag.mul_f64(0.125),
-                    });
+                    self.post_lag = Some(smoothed(self.post_lag, lag));
                 }
             }
             End::Failed if self.suspect("a POST failed on the network") => {
@@ -1561,13 +1448,7 @@ impl Sim {
                 let method = if id == 0 { "initialize" } else { "tools/call" };
                 self.host(request(id, method));
             }
-            Ev::HostInitialized => {
-                let n = Message::parse(
-                    br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
-                )
-                .unwrap();
-                self.host(n);
-            }
+            Ev::HostInitialized => self.host(initialized()),
             Ev::PostArrives(post) => self.post_arrives(post),
             Ev::PostAnswer {
                 post,
@@ -1601,24 +1482,8 @@ impl Sim {
                 }
                 self.keep_alive();
             }
-            Ev::SignInDone { ok } => {
-                let e = if ok {
-                    GrantEvent::SignedIn
-                } else {
-                    GrantEvent::SignInFailed {
-                        reason: "denied".into(),
-                    }
-                };
-                self.grant_event(e);
-            }
-            Ev::RefreshDone { ok } => {
-                let e = if ok {
-                    GrantEvent::Refreshed
-                } else {
-                    GrantEvent::RefreshRejected
-                };
-                self.grant_event(e);
-            }
+            Ev::SignInDone { ok } => self.grant_event(sign_in_ended(ok)),
+            Ev::RefreshDone { ok } => self.grant_event(refresh_ended(ok)),
             Ev::ServerForgets => self.server_session = None,
             Ev::Blackhole(on) => {
                 if on {
@@ -1668,7 +1533,7 @@ impl Sim {
             self.at(interval, Ev::KeepAlive);
         }
         let mut steps = 0;
-        while let Some(Due { at, ev, .. }) = self.queue.pop() {
+        while let Some((at, ev)) = self.queue.pop() {
             self.now = at;
             self.log(|| format!("== {ev:?}"));
             self.step(ev);
@@ -1688,105 +1553,35 @@ impl Sim {
     }
 }
 
-/// One seed's result: its stats and liveness findings, or the invariant it broke.
-struct SeedResult {
-    outcome: Result<(Stats, BTreeMap<&'static str, u64>), String>,
-    trace: Vec<String>,
-}
-
-fn run_seed(seed: u64, trace: bool) -> SeedResult {
-    quiet_panics();
-    let mut sim = Sim::new(seed, trace);
-    QUIET.with(|q| q.set(true));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.run()));
-    QUIET.with(|q| q.set(false));
-    let outcome = outcome
-        .map(|stats| (stats, std::mem::take(&mut sim.flags)))
-        .map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        });
-    SeedResult {
-        outcome,
-        trace: sim.trace.take().unwrap_or_default(),
+impl Simulation for Sim {
+    type Stats = Stats;
+    fn new(seed: u64, trace: bool) -> Sim {
+        Sim::new(seed, trace)
+    }
+    fn run(&mut self) -> Stats {
+        Sim::run(self)
+    }
+    fn take_flags(&mut self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut self.flags)
+    }
+    fn take_trace(&mut self) -> Vec<String> {
+        self.trace.take().unwrap_or_default()
     }
 }
 
-/// What the 10,000 seeds gave, computed once for the tests that read it.
-struct Outcome {
-    total: Stats,
-    /// Seeds that broke an invariant, with its message.
-    broken: Vec<(u64, String)>,
-    /// Seeds with each liveness finding.
-    findings: BTreeMap<&'static str, Vec<u64>>,
-}
-
-fn outcome() -> &'static Outcome {
-    static OUTCOME: OnceLock<Outcome> = OnceLock::new();
-    OUTCOME.get_or_init(|| {
-        let mut total = Stats::default();
-        let mut broken = Vec::new();
-        let mut findings: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
-        for seed in 0..SEEDS {
-            match run_seed(seed, false).outcome {
-                Ok((stats, flags)) => {
-                    total.add(&stats);
-                    for what in flags.keys() {
-                        findings.entry(what).or_default().push(seed);
-                    }
-                }
-                Err(msg) => broken.push((seed, msg)),
-            }
-        }
-        Outcome {
-            total,
-            broken,
-            findings,
-        }
-    })
-}
-
-/// The last lines of a seed's trace, up to `until` (a finding) or its end.
-fn trace_of(seed: u64, until: Option<&str>) -> String {
-    let trace = run_seed(seed, true).trace;
-    let end = until
-        .and_then(|what| {
-            trace
-                .iter()
-                .position(|l| l.ends_with(&format!("FLAG {what}")))
-        })
-        .map_or(trace.len(), |i| i + 1);
-    trace[end.saturating_sub(150)..end].join("\n")
+/// The 10,000 seeds, run once for the tests that read them.
+fn outcome() -> &'static Outcome<Stats> {
+    static OUTCOME: OnceLock<Outcome<Stats>> = OnceLock::new();
+    OUTCOME.get_or_init(run_all::<Sim>)
 }
 
 #[test]
 fn streamable_http_ten_thousand_seeds_keep_every_invariant() {
-    let Outcome { total, broken, .. } = outcome();
-    println!("{total:#?}");
-    if let Some((seed, msg)) = broken.first() {
-        let mut kinds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        for (s, m) in broken {
-            // One kind per message, whatever ids or durations it names.
-            let kind: String = m.split(['(', ':']).next().unwrap_or_default().into();
-            let kind: String = kind.chars().filter(|c| !c.is_ascii_digit()).collect();
-            kinds.entry(kind).or_default().push(*s);
-        }
-        let kinds: Vec<String> = kinds
-            .iter()
-            .map(|(k, s)| format!("{} seeds: {k} (e.g. {:?})", s.len(), &s[..s.len().min(8)]))
-            .collect();
-        panic!(
-            "{} of {SEEDS} seeds broke an invariant:\n{}\n\nseed {seed}: {msg}\ntrace:\n{}",
-            broken.len(),
-            kinds.join("\n"),
-            trace_of(*seed, None)
-        );
-    }
+    let outcome = outcome();
+    assert_no_seed_broke::<Sim>(outcome);
     // The schedules went through every path, many times each.
-    let t = total;
-    let paths = [
+    let t = outcome.total;
+    assert_paths_taken(&[
         ("blackhole", t.blackholes, 5_000),
         ("POST swallowed by a blackhole", t.swallowed, 5_000),
         ("slow tool call", t.slow_calls, 5_000),
@@ -1832,13 +1627,7 @@ fn streamable_http_ten_thousand_seeds_keep_every_invariant() {
         ("answered by the server", t.ok, 50_000),
         ("answered with an error by the proxy", t.errors, 10_000),
         ("answered by the request time-out", t.timeouts, 2_000),
-    ];
-    for (path, count, at_least) in paths {
-        assert!(
-            count >= at_least,
-            "{path}: {count} times, expected at least {at_least}"
-        );
-    }
+    ]);
 }
 
 const HELD_UNTIL_TIMEOUT: &str =
@@ -1854,15 +1643,7 @@ const NO_SESSION: &str =
 /// The seeds with finding `what`, and the last lines of the first one's trace.
 fn report(what: &'static str) -> Option<String> {
     let seeds = outcome().findings.get(what)?;
-    let trace = trace_of(seeds[0], Some(what));
-    let lines: Vec<&str> = trace.lines().collect();
-    Some(format!(
-        "{} of {SEEDS} seeds: {what} ({:?})\ntrace of seed {}:\n{}",
-        seeds.len(),
-        &seeds[..seeds.len().min(40)],
-        seeds[0],
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    ))
+    Some(finding_report::<Sim>(what, seeds, 40, 60))
 }
 
 /// Liveness: a message the Link holds (during a check, a re-initialization, …) goes
@@ -1915,11 +1696,7 @@ fn streamable_http_a_failed_re_initialization_is_tried_again() {
 /// The same seed gives the same schedule, step for step.
 #[test]
 fn streamable_http_schedules_are_deterministic() {
-    for seed in [1, 7, 42, 99] {
-        let (a, b) = (run_seed(seed, true), run_seed(seed, true));
-        assert!(a.trace.len() > 100, "seed {seed}: {} lines", a.trace.len());
-        assert_eq!(a.trace, b.trace, "seed {seed}");
-    }
+    assert_deterministic::<Sim>(&[1, 7, 42, 99]);
 }
 
 /// Prints the trace of one seed: `SIM_SEED=7 cargo test -p machines --test simulation
@@ -1927,11 +1704,5 @@ fn streamable_http_schedules_are_deterministic() {
 #[test]
 #[ignore = "a debugging aid: prints the trace of the seed in SIM_SEED"]
 fn streamable_http_trace_of_one_seed() {
-    let seed = std::env::var("SIM_SEED").map_or(0, |s| s.parse().unwrap());
-    let result = run_seed(seed, true);
-    println!(
-        "{}\n{:?}",
-        result.trace.join("\n"),
-        result.outcome.map(|(_, f)| f)
-    );
+    print_trace_of_env_seed::<Sim>();
 }
