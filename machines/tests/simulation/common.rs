@@ -8,8 +8,12 @@
 //! into the runner by implementing [`Simulation`] and declaring its path counts with
 //! [`counters!`].
 
-use machines::auth::grant::GrantEvent;
+use super::Rng;
+use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use machines::jsonrpc::Message;
+use machines::link::LinkEvent;
+use statig::blocking::StateMachine;
+use statig::prelude::IntoStateMachineExt;
 use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -85,6 +89,101 @@ pub fn refresh_ended(ok: bool) -> GrantEvent {
         GrantEvent::Refreshed
     } else {
         GrantEvent::RefreshRejected
+    }
+}
+
+// ---- the Grant (actors/src/session.rs) ----
+
+/// The Session's side of the Grant: the machine and the token bookkeeping around it.
+pub struct Tokens {
+    grant: StateMachine<Grant>,
+    /// `RequestToken`s the Grant has not answered yet (at most one: an invariant).
+    pub in_flight: u32,
+    /// A token was handed to the Link: requests carry `Authorization`.
+    authorization: bool,
+    /// The server accepted the current token (`TokenWorked` was said).
+    confirmed: bool,
+}
+
+impl Tokens {
+    pub fn new() -> Self {
+        Tokens {
+            grant: Grant::default().state_machine(),
+            in_flight: 0,
+            authorization: false,
+            confirmed: false,
+        }
+    }
+}
+
+/// The Session's glue between the Link and the Grant, on a simulated browser and
+/// authorization server. The sign-in and the refresh end after a random latency, as the
+/// simulation's `SignInDone` and `RefreshDone` events, which give the Grant
+/// [`sign_in_ended`] and [`refresh_ended`].
+pub trait TokenGlue {
+    /// Percent of browser sign-ins that succeed.
+    const SIGN_IN_OK: u64;
+    /// Percent of token refreshes that succeed.
+    const REFRESH_OK: u64;
+    fn tokens(&mut self) -> &mut Tokens;
+    fn rng(&mut self) -> &mut Rng;
+    /// The sign-in (or, with `refresh`, the refresh) ends in `latency` ms.
+    fn grant_answers_in(&mut self, latency: u64, refresh: bool, ok: bool);
+    /// Drive the Link (the Session's `dispatch`).
+    fn tell_link(&mut self, event: LinkEvent);
+
+    /// `LinkEffect::RequestToken`.
+    fn request_token(&mut self) {
+        self.tokens().in_flight += 1;
+        assert!(self.tokens().in_flight <= 1, "two token requests in flight");
+        self.grant_event(GrantEvent::Needed(Need::Unauthorized { scope: None }));
+    }
+
+    /// A request went through: the first time with a new token, the Grant hears it worked.
+    fn token_worked(&mut self) {
+        let tokens = self.tokens();
+        if tokens.authorization && !tokens.confirmed {
+            tokens.confirmed = true;
+            self.grant_event(GrantEvent::TokenWorked);
+        }
+    }
+
+    fn grant_event(&mut self, e: GrantEvent) {
+        let mut out = GrantOutbox::default();
+        self.tokens().grant.handle_with_context(&e, &mut out);
+        for effect in out.0 {
+            match effect {
+                GrantEffect::SignIn { .. } => {
+                    let ok = self.rng().chance(Self::SIGN_IN_OK);
+                    let latency = 10 + self.rng().below(1000);
+                    self.grant_answers_in(latency, false, ok);
+                }
+                GrantEffect::Refresh => {
+                    let ok = self.rng().chance(Self::REFRESH_OK);
+                    let latency = 10 + self.rng().below(300);
+                    self.grant_answers_in(latency, true, ok);
+                }
+                GrantEffect::UseToken => {
+                    let tokens = self.tokens();
+                    if tokens.in_flight > 0 {
+                        tokens.in_flight -= 1;
+                        tokens.authorization = true;
+                        tokens.confirmed = false;
+                        self.tell_link(LinkEvent::TokenArrived);
+                    }
+                }
+                GrantEffect::Fail(reason) => {
+                    let tokens = self.tokens();
+                    if tokens.in_flight > 0 {
+                        tokens.in_flight -= 1;
+                        self.tell_link(LinkEvent::AuthFailed {
+                            reason: format!("sign-in failed: {reason}"),
+                        });
+                    }
+                }
+                GrantEffect::ForgetTokens => {}
+            }
+        }
     }
 }
 

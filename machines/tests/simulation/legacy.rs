@@ -39,11 +39,10 @@
 use super::common::{
     assert_deterministic, assert_no_seed_broke, assert_paths_taken, counters, finding_report,
     initialized, ms, print_trace_of_env_seed, refresh_ended, request, run_all, sign_in_ended,
-    smoothed, suspect_after, Outcome, Simulation, Timeline, CONFIRM_TIMEOUT, LAST_REQUEST_AT,
-    REQUESTS,
+    smoothed, suspect_after, Outcome, Simulation, Timeline, TokenGlue, Tokens, CONFIRM_TIMEOUT,
+    LAST_REQUEST_AT, REQUESTS,
 };
 use super::Rng;
-use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Kind, Message, RESERVED_ID_PREFIX};
 use machines::link::{
@@ -345,7 +344,7 @@ struct Sim {
     trace: Option<Vec<String>>,
     router: Router,
     link: StateMachine<Link>,
-    grant: StateMachine<Grant>,
+    tokens: Tokens,
 
     // The Session's bookkeeping, named as in actors/src/session.rs.
     next_seq: u64,
@@ -366,8 +365,6 @@ struct Sim {
     legacy_generation: u64,
     live_connection: Option<u64>,
     connections: u64,
-    authorization: bool,
-    token_confirmed: bool,
     pulse: SilenceWatch,
     check: Option<Check>,
     checks: u64,
@@ -402,7 +399,6 @@ struct Sim {
     // The host and the invariants' bookkeeping.
     /// What the host saw: answers per request id.
     answers: HashMap<u64, u32>,
-    token_requests_in_flight: u32,
     /// Retry timers pending, per stream machine.
     stream_timers: HashMap<u64, u32>,
     /// When a GET last ended or was given up (a reconnection must come later).
@@ -453,7 +449,7 @@ impl Sim {
             link: Link::new(Strategy::SseOnly, None)
                 .with_seed(seed)
                 .state_machine(),
-            grant: Grant::default().state_machine(),
+            tokens: Tokens::new(),
             next_seq: 0,
             unsent: HashMap::new(),
             posted: HashMap::new(),
@@ -469,8 +465,6 @@ impl Sim {
             legacy_generation: 0,
             live_connection: None,
             connections: 0,
-            authorization: false,
-            token_confirmed: false,
             pulse: SilenceWatch::default(),
             check: None,
             checks: 0,
@@ -490,7 +484,6 @@ impl Sim {
             flaky,
             executions: HashMap::new(),
             answers: HashMap::new(),
-            token_requests_in_flight: 0,
             stream_timers: HashMap::new(),
             last_get_end: None,
             held_in_check: HashMap::new(),
@@ -829,13 +822,8 @@ impl Sim {
                 self.unsent.remove(&seq);
             }
             LinkEffect::RequestToken => {
-                self.token_requests_in_flight += 1;
                 self.stats.token_requests += 1;
-                assert!(
-                    self.token_requests_in_flight <= 1,
-                    "two token requests in flight"
-                );
-                self.grant_event(GrantEvent::Needed(Need::Unauthorized { scope: None }));
+                self.request_token();
             }
             LinkEffect::OpenGetStream => panic!("a Streamable HTTP GET stream on sse-only"),
             LinkEffect::CloseGetStream
@@ -877,49 +865,6 @@ impl Sim {
         let mut out = Vec::new();
         self.router.on_request_failed(&key, reason, &mut out);
         self.router_effects(out, false);
-    }
-
-    fn token_worked(&mut self) {
-        if self.authorization && !self.token_confirmed {
-            self.token_confirmed = true;
-            self.grant_event(GrantEvent::TokenWorked);
-        }
-    }
-
-    fn grant_event(&mut self, e: GrantEvent) {
-        let mut out = GrantOutbox::default();
-        self.grant.handle_with_context(&e, &mut out);
-        for effect in out.0 {
-            match effect {
-                GrantEffect::SignIn { .. } => {
-                    let ok = self.rng.chance(90);
-                    let latency = 10 + self.rng.below(1000);
-                    self.at(latency, Ev::SignInDone { ok });
-                }
-                GrantEffect::Refresh => {
-                    let ok = self.rng.chance(80);
-                    let latency = 10 + self.rng.below(300);
-                    self.at(latency, Ev::RefreshDone { ok });
-                }
-                GrantEffect::UseToken => {
-                    if self.token_requests_in_flight > 0 {
-                        self.token_requests_in_flight -= 1;
-                        self.authorization = true;
-                        self.token_confirmed = false;
-                        self.dispatch(LinkEvent::TokenArrived);
-                    }
-                }
-                GrantEffect::Fail(reason) => {
-                    if self.token_requests_in_flight > 0 {
-                        self.token_requests_in_flight -= 1;
-                        self.dispatch(LinkEvent::AuthFailed {
-                            reason: format!("sign-in failed: {reason}"),
-                        });
-                    }
-                }
-                GrantEffect::ForgetTokens => {}
-            }
-        }
     }
 
     // ---- the Session: POSTs ----
@@ -1816,6 +1761,28 @@ impl Sim {
         assert_eq!(self.router.pending(), 0);
         assert!(self.check.is_none(), "a check never ended");
         self.stats
+    }
+}
+
+impl TokenGlue for Sim {
+    const SIGN_IN_OK: u64 = 90;
+    const REFRESH_OK: u64 = 80;
+    fn tokens(&mut self) -> &mut Tokens {
+        &mut self.tokens
+    }
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+    fn grant_answers_in(&mut self, latency: u64, refresh: bool, ok: bool) {
+        let ev = if refresh {
+            Ev::RefreshDone { ok }
+        } else {
+            Ev::SignInDone { ok }
+        };
+        self.at(latency, ev);
+    }
+    fn tell_link(&mut self, event: LinkEvent) {
+        self.dispatch(event);
     }
 }
 

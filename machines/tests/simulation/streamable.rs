@@ -49,11 +49,10 @@
 use super::common::{
     assert_deterministic, assert_no_seed_broke, assert_paths_taken, counters, finding_report,
     initialized, ms, print_trace_of_env_seed, refresh_ended, request, run_all, sign_in_ended,
-    smoothed, suspect_after, Outcome, Simulation, Timeline, CONFIRM_TIMEOUT, LAST_REQUEST_AT,
-    REQUESTS,
+    smoothed, suspect_after, Outcome, Simulation, Timeline, TokenGlue, Tokens, CONFIRM_TIMEOUT,
+    LAST_REQUEST_AT, REQUESTS,
 };
 use super::Rng;
-use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Kind, Message, RESERVED_ID_PREFIX};
 use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, State as LinkState, Strategy};
@@ -299,7 +298,7 @@ struct Sim {
     trace: Option<Vec<String>>,
     router: Router,
     link: StateMachine<Link>,
-    grant: StateMachine<Grant>,
+    tokens: Tokens,
 
     // The Session's bookkeeping, named as in actors/src/session.rs.
     next_seq: u64,
@@ -313,8 +312,6 @@ struct Sim {
     host_initialize: Option<IdKey>,
     reinit_id: Option<String>,
     initialized_seq: Option<u64>,
-    authorization: bool,
-    token_confirmed: bool,
     ping_outstanding: Option<String>,
     /// When the keep-alive ping was sent (the Session's `ping_outstanding` has no time;
     /// the simulation wants to know whether the network went silent since).
@@ -343,7 +340,6 @@ struct Sim {
     // The host and the invariants' bookkeeping.
     /// What the host saw: answers per request id.
     answers: HashMap<u64, u32>,
-    token_requests_in_flight: u32,
     retry_pending: bool,
     /// When the Router's next deadline is ticked.
     tick_at: Option<u64>,
@@ -396,7 +392,7 @@ impl Sim {
             link: Link::new(Strategy::HttpOnly, None)
                 .with_seed(seed)
                 .state_machine(),
-            grant: Grant::default().state_machine(),
+            tokens: Tokens::new(),
             next_seq: 0,
             unsent: HashMap::new(),
             posted: HashMap::new(),
@@ -406,8 +402,6 @@ impl Sim {
             host_initialize: None,
             reinit_id: None,
             initialized_seq: None,
-            authorization: false,
-            token_confirmed: false,
             ping_outstanding: None,
             ping_sent_at: 0,
             pings: 0,
@@ -423,7 +417,6 @@ impl Sim {
             sessions: 0,
             executions: HashMap::new(),
             answers: HashMap::new(),
-            token_requests_in_flight: 0,
             retry_pending: false,
             tick_at: None,
             held_since: HashMap::new(),
@@ -540,7 +533,7 @@ impl Sim {
                     if held_for >= BACK_FOR
                         && self.back_for() >= BACK_FOR
                         && !self.retry_pending
-                        && self.token_requests_in_flight == 0
+                        && self.tokens.in_flight == 0
                     {
                         // Re-initializing, and the replayed initialize was swallowed: nothing
                         // watches it, nothing ends it (a finding of its own).
@@ -804,13 +797,8 @@ impl Sim {
                 self.unsent.remove(&seq);
             }
             LinkEffect::RequestToken => {
-                self.token_requests_in_flight += 1;
                 self.stats.token_requests += 1;
-                assert!(
-                    self.token_requests_in_flight <= 1,
-                    "two token requests in flight"
-                );
-                self.grant_event(GrantEvent::Needed(Need::Unauthorized { scope: None }));
+                self.request_token();
             }
             LinkEffect::OpenLegacyStream
             | LinkEffect::CloseLegacyStream
@@ -843,49 +831,6 @@ impl Sim {
         let mut out = Vec::new();
         self.router.on_request_failed(&key, reason, &mut out);
         self.router_effects(out, false);
-    }
-
-    fn token_worked(&mut self) {
-        if self.authorization && !self.token_confirmed {
-            self.token_confirmed = true;
-            self.grant_event(GrantEvent::TokenWorked);
-        }
-    }
-
-    fn grant_event(&mut self, e: GrantEvent) {
-        let mut out = GrantOutbox::default();
-        self.grant.handle_with_context(&e, &mut out);
-        for effect in out.0 {
-            match effect {
-                GrantEffect::SignIn { .. } => {
-                    let ok = self.rng.chance(85);
-                    let latency = 10 + self.rng.below(1000);
-                    self.at(latency, Ev::SignInDone { ok });
-                }
-                GrantEffect::Refresh => {
-                    let ok = self.rng.chance(85);
-                    let latency = 10 + self.rng.below(300);
-                    self.at(latency, Ev::RefreshDone { ok });
-                }
-                GrantEffect::UseToken => {
-                    if self.token_requests_in_flight > 0 {
-                        self.token_requests_in_flight -= 1;
-                        self.authorization = true;
-                        self.token_confirmed = false;
-                        self.dispatch(LinkEvent::TokenArrived);
-                    }
-                }
-                GrantEffect::Fail(reason) => {
-                    if self.token_requests_in_flight > 0 {
-                        self.token_requests_in_flight -= 1;
-                        self.dispatch(LinkEvent::AuthFailed {
-                            reason: format!("sign-in failed: {reason}"),
-                        });
-                    }
-                }
-                GrantEffect::ForgetTokens => {}
-            }
-        }
     }
 
     // ---- the network ----
@@ -1550,6 +1495,28 @@ impl Sim {
         assert_eq!(self.router.pending(), 0);
         assert!(self.check.is_none(), "a check never ended");
         self.stats
+    }
+}
+
+impl TokenGlue for Sim {
+    const SIGN_IN_OK: u64 = 85;
+    const REFRESH_OK: u64 = 85;
+    fn tokens(&mut self) -> &mut Tokens {
+        &mut self.tokens
+    }
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+    fn grant_answers_in(&mut self, latency: u64, refresh: bool, ok: bool) {
+        let ev = if refresh {
+            Ev::RefreshDone { ok }
+        } else {
+            Ev::SignInDone { ok }
+        };
+        self.at(latency, ev);
+    }
+    fn tell_link(&mut self, event: LinkEvent) {
+        self.dispatch(event);
     }
 }
 
