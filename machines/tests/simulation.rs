@@ -20,7 +20,9 @@
 //!   check the Session runs when a POST gets no response in the usual time or fails,
 //!   against a network that goes silent for a while and a server with slow tool calls;
 //! - [`legacy`]: legacy HTTP+SSE (`--transport sse-only`), on its own simulated server
-//!   and event stream, with its liveness checks.
+//!   and event stream, with its liveness checks;
+//! - [`common`]: what both share — the timed event queue, the seed runner and its
+//!   reports, the Grant glue, the host's messages and the Session's constants.
 
 #[path = "simulation/common.rs"]
 mod common;
