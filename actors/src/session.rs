@@ -30,7 +30,7 @@ use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Incoming, Kind};
 use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
 use machines::sse::SseParser;
-use machines::stream::{StreamEffect, StreamEvent, StreamLink, StreamOutbox};
+use machines::stream::{ResponseTime, StreamEffect, StreamEvent, StreamLink, StreamOutbox};
 use machines::transport::{self, GetOutcome, PostOutcome};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use statig::blocking::StateMachine;
@@ -177,8 +177,8 @@ pub struct Session {
     check_lag: Option<Duration>,
     /// Opening the legacy stream: attempts and how long they took.
     legacy_open: LegacyOpen,
-    /// Smoothed time from a legacy POST to its 202.
-    post_lag: Option<Duration>,
+    /// How long POSTs usually take to get a response (when one is late).
+    post_time: ResponseTime,
     /// The POST of the replayed `initialize` in progress.
     reinit_task: Option<SpawnHandle>,
     /// Replays of `initialize` sent, to tell the current one's end from an older one's.
@@ -236,7 +236,7 @@ impl Session {
             checks: 0,
             check_lag: None,
             legacy_open: LegacyOpen::default(),
-            post_lag: None,
+            post_time: ResponseTime::default(),
             reinit_task: None,
             reinits: 0,
             watches: Watches::new(),

@@ -250,6 +250,81 @@ impl SilenceWatch {
     }
 }
 
+/// How long the server usually takes to respond to a POST (smoothed as TCP smooths
+/// round trips, so one stall does not stick), and so when a response is late: four
+/// times the usual time, within 1–5 s. A late response is a sign of trouble.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseTime {
+    /// The smoothed time, once one response was seen.
+    smoothed: Option<Duration>,
+}
+
+impl ResponseTime {
+    /// A response is never late sooner than this.
+    pub const LATE_FLOOR: Duration = Duration::from_secs(1);
+    /// A response is always late after this.
+    pub const LATE_CEILING: Duration = Duration::from_secs(5);
+
+    /// A response took `took`.
+    pub fn observe(&mut self, took: Duration) {
+        self.smoothed = Some(match self.smoothed {
+            None => took,
+            Some(old) => old.mul_f64(0.875) + took.mul_f64(0.125),
+        });
+    }
+
+    /// How long a response may take before it is late.
+    pub fn late_after(&self) -> Duration {
+        self.smoothed
+            .map(|t| t * 4)
+            .unwrap_or_default()
+            .clamp(Self::LATE_FLOOR, Self::LATE_CEILING)
+    }
+}
+
+/// The time allowed to (re)open an event stream, up to its first event: the first
+/// attempt gets [`OpenTimer::FIRST`]; later ones four times what the last successful
+/// open took (1–10 s), doubling after each attempt that timed out. So a GET that went
+/// into a blackhole is abandoned soon, and a slow network still gets the time it needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenTimer {
+    /// How long the last successful open took.
+    last: Option<Duration>,
+    /// Attempts in a row that timed out.
+    timeouts: u32,
+}
+
+impl OpenTimer {
+    /// The time allowed to the first open.
+    pub const FIRST: Duration = Duration::from_secs(10);
+    /// A reopen is never cut shorter than this.
+    const FLOOR: Duration = Duration::from_secs(1);
+    /// Nor allowed longer than this.
+    const CEILING: Duration = Duration::from_secs(10);
+
+    /// The time allowed to the next attempt.
+    pub fn limit(&self) -> Duration {
+        match self.last {
+            None => Self::FIRST,
+            Some(took) => (took * 4)
+                .clamp(Self::FLOOR, Self::CEILING)
+                .saturating_mul(1 << self.timeouts.min(4))
+                .min(Self::CEILING),
+        }
+    }
+
+    /// An attempt opened the stream in `took`.
+    pub fn opened(&mut self, took: Duration) {
+        self.last = Some(took);
+        self.timeouts = 0;
+    }
+
+    /// An attempt ran out of time.
+    pub fn timed_out(&mut self) {
+        self.timeouts += 1;
+    }
+}
+
 /// Confirming that a quiet event stream is alive before a request relies on it (the
 /// legacy HTTP+SSE transport, where every answer comes on that one stream): the proxy
 /// POSTs a ping whose answer comes on the stream.
@@ -562,6 +637,44 @@ mod tests {
         assert_eq!(StreamCheck::answer_wait(Some(ms(20))), ms(1000));
         assert_eq!(StreamCheck::answer_wait(Some(ms(600))), ms(2400));
         assert_eq!(StreamCheck::answer_wait(Some(ms(9000))), ms(5000));
+    }
+
+    #[test]
+    fn a_response_is_late_after_four_times_the_usual_time_within_bounds() {
+        let ms = Duration::from_millis;
+        let mut t = ResponseTime::default();
+        assert_eq!(t.late_after(), ms(1000), "nothing seen yet");
+        t.observe(ms(20));
+        assert_eq!(t.late_after(), ms(1000));
+        t.observe(ms(3020));
+        assert_eq!(
+            t.late_after(),
+            ms(1580),
+            "one stall moves the estimate an eighth"
+        );
+        for _ in 0..100 {
+            t.observe(ms(4000));
+        }
+        assert_eq!(t.late_after(), ms(5000));
+    }
+
+    #[test]
+    fn reopening_is_bounded_by_what_opening_took() {
+        let ms = Duration::from_millis;
+        let mut open = OpenTimer::default();
+        assert_eq!(open.limit(), OpenTimer::FIRST, "no history yet");
+        open.opened(ms(20));
+        assert_eq!(open.limit(), ms(1000), "a fast server: 1 s");
+        open.opened(ms(700));
+        assert_eq!(open.limit(), ms(2800));
+        open.timed_out();
+        assert_eq!(open.limit(), ms(5600), "doubling after a time-out");
+        for _ in 0..8 {
+            open.timed_out();
+        }
+        assert_eq!(open.limit(), ms(10_000));
+        open.opened(ms(20));
+        assert_eq!(open.limit(), ms(1000), "a success starts over");
     }
 
     #[test]

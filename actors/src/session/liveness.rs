@@ -25,25 +25,14 @@ use actix::prelude::*;
 use bytes::Bytes;
 use machines::jsonrpc::{self, IdKey};
 use machines::link::{LinkEvent, Transport};
-use machines::stream::{CheckStep, SilenceWatch, StreamCheck, StreamEvent};
+use machines::stream::{CheckStep, OpenTimer, SilenceWatch, StreamCheck, StreamEvent};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long the first legacy stream may take to deliver its `endpoint`.
-pub(super) const FIRST_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bounds of the time allowed to reopen the legacy stream.
-const REOPEN_FLOOR: Duration = Duration::from_secs(1);
-/// See [`REOPEN_FLOOR`].
-const REOPEN_CEILING: Duration = Duration::from_secs(10);
 /// The longest an accepted request's answer is watched for (bounds the watch list).
 const ANSWER_WATCH_LIMIT: Duration = Duration::from_secs(30);
-/// Bounds of the wait for a legacy POST's response before the stream is checked.
-const SUSPECT_FLOOR: Duration = Duration::from_secs(1);
-/// See [`SUSPECT_FLOOR`].
-const SUSPECT_CEILING: Duration = Duration::from_secs(5);
-
 /// The reserved id prefix of check pings.
 fn check_prefix() -> String {
     format!("{}check-", jsonrpc::RESERVED_ID_PREFIX)
@@ -94,31 +83,15 @@ pub(super) struct Check {
     pings: Vec<(String, Option<Instant>)>,
 }
 
-/// Opening the legacy stream: the current attempt and what earlier ones took.
+/// Opening the legacy stream: the current attempt, and the time allowed to it.
 #[derive(Debug, Default)]
 pub(super) struct LegacyOpen {
     /// Attempts made, to tell a current attempt's timer from a stale one.
     attempt: u64,
     /// When the current attempt began.
     started: Option<Instant>,
-    /// How long the last successful open took (GET to `endpoint`).
-    last: Option<Duration>,
-    /// Attempts in a row that timed out.
-    timeouts: u32,
-}
-
-impl LegacyOpen {
-    /// The time allowed to the next attempt.
-    fn limit(&self) -> Duration {
-        match self.last {
-            None => FIRST_OPEN_TIMEOUT,
-            Some(took) => {
-                let base = (took * 4).clamp(REOPEN_FLOOR, REOPEN_CEILING);
-                base.saturating_mul(1 << self.timeouts.min(4))
-                    .min(REOPEN_CEILING)
-            }
-        }
-    }
+    /// The time allowed (GET to `endpoint`), from what earlier attempts took.
+    timer: OpenTimer,
 }
 
 impl Session {
@@ -133,18 +106,9 @@ impl Session {
     /// Watches the legacy POST of message `seq`: no response in the usual time is a
     /// sign of trouble.
     pub(super) fn watch_post(&mut self, seq: u64, ctx: &mut Context<Self>) {
-        let after = self.suspect_after();
+        let after = self.post_time.late_after();
         let connection = self.live_connection;
         self.watch(after, Watch::Post { seq, connection }, ctx);
-    }
-
-    /// How long a POST (or a replayed `initialize`) may go without a response before
-    /// the connection is checked: four times the usual time, 1–5 s.
-    fn suspect_after(&self) -> Duration {
-        self.post_lag
-            .map(|lag| lag * 4)
-            .unwrap_or_default()
-            .clamp(SUSPECT_FLOOR, SUSPECT_CEILING)
     }
 
     /// Whether the transport in use is the legacy one.
@@ -166,7 +130,7 @@ impl Session {
     /// have gone into a network that swallows everything).
     pub(super) fn watch_reinit(&mut self, ctx: &mut Context<Self>) {
         if let Some(id) = self.reinit_id.clone() {
-            self.watch(self.suspect_after(), Watch::Reinit { id }, ctx);
+            self.watch(self.post_time.late_after(), Watch::Reinit { id }, ctx);
         }
     }
 
@@ -252,12 +216,7 @@ impl Session {
                     self.watch_answer(key, ctx);
                 }
                 if let Some(sent) = pending.posted_at {
-                    let lag = sent.elapsed();
-                    // Smoothed as TCP smooths round trips: one stall does not stick.
-                    self.post_lag = Some(match self.post_lag {
-                        None => lag,
-                        Some(old) => old.mul_f64(0.875) + lag.mul_f64(0.125),
-                    });
+                    self.post_time.observe(sent.elapsed());
                 }
             }
             ExchangeEnd::Failed { .. }
@@ -443,13 +402,13 @@ impl Session {
         self.legacy_open.attempt += 1;
         self.legacy_open.started = Some(Instant::now());
         let attempt = self.legacy_open.attempt;
-        let limit = self.legacy_open.limit();
+        let limit = self.legacy_open.timer.limit();
         ctx.run_later(limit, move |act, ctx| {
             let opening = act.legacy_open.started.is_some() && act.live_connection.is_none();
             if act.legacy_open.attempt != attempt || !opening {
                 return;
             }
-            act.legacy_open.timeouts += 1;
+            act.legacy_open.timer.timed_out();
             let reason = format!(
                 "the server's event stream did not open within {:.1} s",
                 limit.as_secs_f64()
@@ -482,28 +441,7 @@ impl Session {
     /// The legacy stream delivered its `endpoint`: note how long opening took.
     pub(super) fn legacy_opened(&mut self) {
         if let Some(started) = self.legacy_open.started.take() {
-            self.legacy_open.last = Some(started.elapsed());
+            self.legacy_open.timer.opened(started.elapsed());
         }
-        self.legacy_open.timeouts = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reopening_is_bounded_by_what_opening_took() {
-        let ms = Duration::from_millis;
-        let mut open = LegacyOpen::default();
-        assert_eq!(open.limit(), FIRST_OPEN_TIMEOUT, "no history yet");
-        open.last = Some(ms(20));
-        assert_eq!(open.limit(), ms(1000), "a fast server: 1 s");
-        open.last = Some(ms(700));
-        assert_eq!(open.limit(), ms(2800));
-        open.timeouts = 1;
-        assert_eq!(open.limit(), ms(5600), "doubling after a time-out");
-        open.timeouts = 9;
-        assert_eq!(open.limit(), REOPEN_CEILING);
     }
 }

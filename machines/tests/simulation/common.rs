@@ -30,31 +30,10 @@ pub const LAST_REQUEST_AT: u64 = 40_000;
 // The Session's constants (actors/src/session.rs, actors/src/session/liveness.rs).
 /// `CONFIRM_TIMEOUT`: held messages wait at most this long for `notifications/initialized`.
 pub const CONFIRM_TIMEOUT: u64 = 10_000;
-/// `SUSPECT_FLOOR` / `SUSPECT_CEILING`: bounds of the wait for a POST's response.
-const SUSPECT_FLOOR: Duration = Duration::from_secs(1);
-const SUSPECT_CEILING: Duration = Duration::from_secs(5);
 
 /// A duration in simulated milliseconds, rounded up.
 pub fn ms(d: Duration) -> u64 {
     d.as_micros().div_ceil(1000) as u64
-}
-
-// ---- liveness.rs ----
-
-/// liveness.rs `suspect_after`: four times the smoothed POST time, within 1–5 s.
-pub fn suspect_after(post_lag: Option<Duration>) -> Duration {
-    post_lag
-        .map(|lag| lag * 4)
-        .unwrap_or_default()
-        .clamp(SUSPECT_FLOOR, SUSPECT_CEILING)
-}
-
-/// liveness.rs `post_ended`: the smoothed POST time after one more took `lag`.
-pub fn smoothed(post_lag: Option<Duration>, lag: Duration) -> Duration {
-    match post_lag {
-        None => lag,
-        Some(old) => old.mul_f64(0.875) + lag.mul_f64(0.125),
-    }
 }
 
 // ---- the host ----

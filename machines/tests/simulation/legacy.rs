@@ -39,8 +39,7 @@
 use super::common::{
     assert_deterministic, assert_no_seed_broke, assert_paths_taken, counters, finding_report,
     initialized, ms, print_trace_of_env_seed, refresh_ended, request, run_all, sign_in_ended,
-    smoothed, suspect_after, Outcome, Simulation, Timeline, TokenGlue, Tokens, CONFIRM_TIMEOUT,
-    LAST_REQUEST_AT, REQUESTS,
+    Outcome, Simulation, Timeline, TokenGlue, Tokens, CONFIRM_TIMEOUT, LAST_REQUEST_AT, REQUESTS,
 };
 use super::Rng;
 use machines::backoff::BackoffPolicy;
@@ -50,7 +49,8 @@ use machines::link::{
 };
 use machines::router::{Outbound, Router, RouterConfig, RouterEffect};
 use machines::stream::{
-    CheckStep, SilenceWatch, StreamCheck, StreamEffect, StreamEvent, StreamLink, StreamOutbox,
+    CheckStep, OpenTimer, ResponseTime, SilenceWatch, StreamCheck, StreamEffect, StreamEvent,
+    StreamLink, StreamOutbox,
 };
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
@@ -64,11 +64,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 // The Session's constants (actors/src/session.rs, actors/src/session/liveness.rs).
 /// `STREAM_OPEN_TIMEOUT`: a GET waits this long for its response headers.
 const STREAM_OPEN_TIMEOUT: u64 = 10_000;
-/// `FIRST_OPEN_TIMEOUT`: the first legacy stream may take this long to send `endpoint`.
-const FIRST_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// `REOPEN_FLOOR` / `REOPEN_CEILING`: bounds of the time allowed to reopen.
-const REOPEN_FLOOR: Duration = Duration::from_secs(1);
-const REOPEN_CEILING: Duration = Duration::from_secs(10);
 
 /// What happens next, at a simulated time.
 #[derive(Debug, Clone)]
@@ -255,21 +250,7 @@ enum CheckEnd {
 struct LegacyOpen {
     attempt: u64,
     started: Option<u64>,
-    last: Option<Duration>,
-    timeouts: u32,
-}
-
-impl LegacyOpen {
-    fn limit(&self) -> Duration {
-        match self.last {
-            None => FIRST_OPEN_TIMEOUT,
-            Some(took) => {
-                let base = (took * 4).clamp(REOPEN_FLOOR, REOPEN_CEILING);
-                base.saturating_mul(1 << self.timeouts.min(4))
-                    .min(REOPEN_CEILING)
-            }
-        }
-    }
+    timer: OpenTimer,
 }
 
 counters! {
@@ -370,7 +351,7 @@ struct Sim {
     checks: u64,
     check_lag: Option<Duration>,
     legacy_open: LegacyOpen,
-    post_lag: Option<Duration>,
+    post_time: ResponseTime,
 
     // The network and the server.
     /// POSTs on their way, by number.
@@ -470,7 +451,7 @@ impl Sim {
             checks: 0,
             check_lag: None,
             legacy_open: LegacyOpen::default(),
-            post_lag: None,
+            post_time: ResponseTime::default(),
             posts: HashMap::new(),
             next_post: 0,
             next_get: 0,
@@ -980,7 +961,7 @@ impl Sim {
             Origin::Reinit if end == End::Accepted => {
                 // As liveness.rs's `watch_reinit`: its answer must follow on the stream.
                 if let Some(id) = self.reinit_id.clone() {
-                    let after = suspect_after(self.post_lag);
+                    let after = self.post_time.late_after();
                     self.at(ms(after), Ev::ReinitSuspect { id });
                 }
             }
@@ -1086,7 +1067,7 @@ impl Sim {
     }
 
     fn watch_post(&mut self, seq: u64) {
-        let after = suspect_after(self.post_lag);
+        let after = self.post_time.late_after();
         let connection = self.live_connection;
         self.at(ms(after), Ev::PostSuspect { seq, connection });
     }
@@ -1100,8 +1081,8 @@ impl Sim {
                     self.at(ms(after), Ev::AnswerSuspect { key });
                 }
                 if let Some(sent) = pending.posted_at {
-                    let lag = Duration::from_millis(self.now - sent);
-                    self.post_lag = Some(smoothed(self.post_lag, lag));
+                    self.post_time
+                        .observe(Duration::from_millis(self.now - sent));
                 }
             }
             End::Failed if pending.generation == self.live_connection.unwrap_or(0) => {
@@ -1253,7 +1234,7 @@ impl Sim {
         self.legacy_open.attempt += 1;
         self.legacy_open.started = Some(self.now);
         let attempt = self.legacy_open.attempt;
-        let limit = self.legacy_open.limit();
+        let limit = self.legacy_open.timer.limit();
         self.at(ms(limit), Ev::OpenTimeout { attempt });
     }
 
@@ -1262,7 +1243,7 @@ impl Sim {
         if self.legacy_open.attempt != attempt || !opening {
             return;
         }
-        self.legacy_open.timeouts += 1;
+        self.legacy_open.timer.timed_out();
         self.stats.open_timeouts += 1;
         self.cancel_get();
         self.last_get_end = Some(self.now);
@@ -1484,9 +1465,9 @@ impl Sim {
                 }
                 // `legacy_opened`
                 if let Some(started) = self.legacy_open.started.take() {
-                    self.legacy_open.last = Some(Duration::from_millis(self.now - started));
+                    let took = Duration::from_millis(self.now - started);
+                    self.legacy_open.timer.opened(took);
                 }
-                self.legacy_open.timeouts = 0;
                 self.connections += 1;
                 self.live_connection = Some(self.connections);
                 self.stats.streams_opened += 1;

@@ -49,15 +49,14 @@
 use super::common::{
     assert_deterministic, assert_no_seed_broke, assert_paths_taken, counters, finding_report,
     initialized, ms, print_trace_of_env_seed, refresh_ended, request, run_all, sign_in_ended,
-    smoothed, suspect_after, Outcome, Simulation, Timeline, TokenGlue, Tokens, CONFIRM_TIMEOUT,
-    LAST_REQUEST_AT, REQUESTS,
+    Outcome, Simulation, Timeline, TokenGlue, Tokens, CONFIRM_TIMEOUT, LAST_REQUEST_AT, REQUESTS,
 };
 use super::Rng;
 use machines::backoff::BackoffPolicy;
 use machines::jsonrpc::{self, IdKey, Kind, Message, RESERVED_ID_PREFIX};
 use machines::link::{Link, LinkEffect, LinkEvent, LinkOutbox, State as LinkState, Strategy};
 use machines::router::{Outbound, Router, RouterConfig, RouterEffect};
-use machines::stream::{CheckStep, StreamCheck};
+use machines::stream::{CheckStep, ResponseTime, StreamCheck};
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -320,7 +319,7 @@ struct Sim {
     check: Option<Check>,
     checks: u64,
     check_lag: Option<Duration>,
-    post_lag: Option<Duration>,
+    post_time: ResponseTime,
     /// `--keep-alive` interval, if set.
     keepalive: Option<u64>,
 
@@ -408,7 +407,7 @@ impl Sim {
             check: None,
             checks: 0,
             check_lag: None,
-            post_lag: None,
+            post_time: ResponseTime::default(),
             keepalive,
             posts: HashMap::new(),
             next_post: 0,
@@ -752,7 +751,7 @@ impl Sim {
                         }
                     }
                     self.send_post(Origin::Reinit, Body::Reinit(id.clone()));
-                    let after = suspect_after(self.post_lag);
+                    let after = self.post_time.late_after();
                     self.at(ms(after), Ev::ReinitSuspect { id });
                 } else {
                     self.dispatch(LinkEvent::ReinitFailed {
@@ -1095,7 +1094,7 @@ impl Sim {
             Origin::Reinit if end == End::Accepted => {
                 // liveness.rs `watch_reinit`.
                 if let Some(id) = self.reinit_id.clone() {
-                    let after = suspect_after(self.post_lag);
+                    let after = self.post_time.late_after();
                     self.at(ms(after), Ev::ReinitSuspect { id });
                 }
             }
@@ -1189,7 +1188,7 @@ impl Sim {
     // ---- liveness.rs ----
 
     fn watch_post(&mut self, seq: u64) {
-        let after = suspect_after(self.post_lag);
+        let after = self.post_time.late_after();
         self.at(ms(after), Ev::PostSuspect { seq });
     }
 
@@ -1198,8 +1197,8 @@ impl Sim {
         match end {
             End::Accepted | End::Done => {
                 if let Some(sent) = pending.posted_at {
-                    let lag = Duration::from_millis(self.now - sent);
-                    self.post_lag = Some(smoothed(self.post_lag, lag));
+                    self.post_time
+                        .observe(Duration::from_millis(self.now - sent));
                 }
             }
             End::Failed if self.suspect("a POST failed on the network") => {
