@@ -30,7 +30,7 @@ mod interop_common;
 
 use interop_common::*;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -595,35 +595,21 @@ async fn pipelined_100_calls(t: &Target) {
     with_budget(async {
         let mut h = Host::spawn("pipelined", t).await;
         h.initialize().await;
-        const N: usize = 100;
-        let id_of = |i: usize| if i.is_multiple_of(2) { json!(10_000 + i) } else { json!(format!("pipe-{i}")) };
-        let mut blob = Vec::new();
-        for i in 0..N {
-            let (name, args) = if i % 5 == 4 {
-                ("add", json!({"a": i, "b": 1}))
-            } else {
-                ("echo", json!({"message": format!("pipelined #{i} ✓")}))
-            };
-            let msg = json!({"jsonrpc": "2.0", "id": id_of(i), "method": "tools/call", "params": {"name": name, "arguments": args}});
-            blob.extend(serde_json::to_vec(&msg).unwrap());
-            blob.push(b'\n');
-        }
-        let t0 = Instant::now();
-        h.send_raw(&blob).await;
-        let expected: HashMap<String, usize> = (0..N).map(|i| (id_of(i).to_string(), i)).collect();
-        let mut seen = HashSet::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while seen.len() < N {
-            let v = h.next(deadline, &format!("pipelined responses ({} of {N} so far)", seen.len())).await;
-            let Some(resp) = h.dispatch(v).await else { continue };
-            let key = resp["id"].to_string();
-            let Some(&i) = expected.get(&key) else { panic!("response with unknown id {key}: {}\n{}", short(&resp), h.ctx()) };
-            assert!(seen.insert(i), "id {key} answered twice\n{}", h.ctx());
-            assert_eq!(resp["id"], id_of(i), "id type changed");
-            let want = if i % 5 == 4 { (i + 1).to_string() } else { format!("Echo: pipelined #{i} ✓") };
-            assert_eq!(text_of(&resp["result"]), want, "{}", short(&resp));
-        }
-        eprintln!("[fastmcp pipelined] {N} calls answered in {:?}", t0.elapsed());
+        let took = h
+            .pipelined(100, Duration::from_secs(30), |i| {
+                if i % 5 == 4 {
+                    ("add", json!({"a": i, "b": 1}), (i + 1).to_string())
+                } else {
+                    let message = format!("pipelined #{i} ✓");
+                    (
+                        "echo",
+                        json!({"message": message}),
+                        format!("Echo: {message}"),
+                    )
+                }
+            })
+            .await;
+        eprintln!("[fastmcp pipelined] 100 calls answered in {took:?}");
         h.finish().await;
     })
     .await;

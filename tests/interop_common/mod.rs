@@ -828,6 +828,61 @@ impl Host {
         r
     }
 
+    /// Writes `n` `tools/call` lines in one go (ids alternate numbers and strings;
+    /// `call(i)` gives the tool, its arguments and the text its answer must carry) and
+    /// checks that each is answered exactly once, with its id as sent and the right
+    /// text, within `limit`. Returns how long all the answers took.
+    pub async fn pipelined(
+        &mut self,
+        n: usize,
+        limit: Duration,
+        call: impl Fn(usize) -> (&'static str, Value, String),
+    ) -> Duration {
+        let id_of = |i: usize| {
+            if i.is_multiple_of(2) {
+                json!(10_000 + i)
+            } else {
+                json!(format!("pipe-{i}"))
+            }
+        };
+        let mut blob = Vec::new();
+        for i in 0..n {
+            let (name, args, _) = call(i);
+            let msg = json!({"jsonrpc": "2.0", "id": id_of(i), "method": "tools/call",
+                             "params": {"name": name, "arguments": args}});
+            blob.extend(serde_json::to_vec(&msg).unwrap());
+            blob.push(b'\n');
+        }
+        let t0 = Instant::now();
+        self.send_raw(&blob).await;
+        let expected: HashMap<String, usize> = (0..n).map(|i| (id_of(i).to_string(), i)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let deadline = Instant::now() + limit;
+        while seen.len() < n {
+            let v = self
+                .next(
+                    deadline,
+                    &format!("pipelined responses ({} of {n} so far)", seen.len()),
+                )
+                .await;
+            let Some(resp) = self.dispatch(v).await else {
+                continue;
+            };
+            let key = resp["id"].to_string();
+            let Some(&i) = expected.get(&key) else {
+                panic!(
+                    "response with unknown id {key}: {}\n{}",
+                    short(&resp),
+                    self.ctx()
+                )
+            };
+            assert!(seen.insert(i), "id {key} answered twice\n{}", self.ctx());
+            assert_eq!(resp["id"], id_of(i), "id type changed");
+            assert_eq!(text_of(&resp["result"]), call(i).2, "{}", short(&resp));
+        }
+        t0.elapsed()
+    }
+
     /// Closes stdin, gives the proxy a moment to exit, then kills it.
     pub async fn finish(mut self) {
         let late = self.drain_for(Duration::from_millis(200)).await;
