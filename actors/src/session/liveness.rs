@@ -261,12 +261,12 @@ impl Session {
             self.check = None;
             return;
         }
+        let legacy = self.is_legacy();
         loop {
             let Some(check) = self.check.as_mut().filter(|c| c.number == number) else {
                 return;
             };
             let started = check.machine.started();
-            let legacy = self.link.transport() == Some(Transport::Legacy);
             if legacy && read_pulse(&self.pulse, |w| w.last_bytes()).is_some_and(|t| t > started) {
                 self.stream_confirmed(ctx);
                 return;
@@ -340,12 +340,12 @@ impl Session {
     }
 
     /// An answer with a reserved id arrived: if it is a check ping's, the stream lives.
-    pub(super) fn check_answered(&mut self, key: &IdKey, ctx: &mut Context<Self>) -> bool {
+    pub(super) fn check_answered(&mut self, key: &IdKey, ctx: &mut Context<Self>) {
         let IdKey::Str(id) = key else {
-            return false;
+            return;
         };
         if !id.starts_with(&check_prefix()) {
-            return false;
+            return;
         }
         if let Some(accepted) = self
             .check
@@ -359,7 +359,6 @@ impl Session {
         if self.check.is_some() {
             self.stream_confirmed(ctx);
         }
-        true
     }
 
     /// The checked connection is alive: the held messages go.
