@@ -10,6 +10,7 @@
 //! - [`jsonrpc`]: JSON-RPC envelopes read without re-serializing, errors, filters.
 //! - [`sse`]: the `text/event-stream` parser.
 //! - [`router`]: the Bridge's bookkeeping: one answer per host request.
+//! - [`engine`]: the connection engine: the whole client side of the proxy, sans IO.
 //! - [`link`]: the session machine (initialize, session expiry, shutdown).
 //! - [`stream`]: the reconnect/resume machine of an SSE stream.
 //! - [`transport`]: what Streamable HTTP answers mean.
@@ -25,6 +26,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod cache_key;
+pub mod engine;
 pub mod framing;
 pub mod fuzzing;
 pub mod jsonrpc;

@@ -1,0 +1,1438 @@
+//! The connection engine: the whole MCP client side of the proxy, sans IO.
+//!
+//! ```text
+//! handle_host(msg, now)                 poll_transmit() -> Start(Exchange) | Abort(id)
+//! handle_head(exchange, head, now)      poll_event()    -> ToHost | RequestFailed | NeedToken
+//! handle_body(exchange, bytes, now)                        | TokenWorked | Remember/ForgetTransport
+//! handle_end(exchange, result, now)                        | Log | Closed
+//! handle_token(outcome, now)            poll_timeout()  -> Option<Instant>
+//! handle_timeout(now)
+//! handle_shutdown(now)
+//! ```
+//!
+//! It owns everything that decides: the [`Link`] (transport choice, fallback,
+//! session life cycle), the [`StreamLink`]s (the standalone GET stream, resumptions
+//! of broken response streams, the legacy event stream), liveness (silence
+//! watches, the reachability check, keep-alive pings, see `liveness.rs`), the one
+//! table of the host's messages (held, posted, accepted, resuming), reserved-id
+//! minting, and the meaning of every HTTP outcome (`exchange.rs`): status,
+//! `Retry-After`, `WWW-Authenticate`, a broken body, a refused connect.
+//!
+//! Driving contract (as in quinn-proto and str0m): after every input, drain
+//! [`Engine::poll_transmit`] and [`Engine::poll_event`] until they return `None`,
+//! then arm one timer at [`Engine::poll_timeout`] and call
+//! [`Engine::handle_timeout`] when it fires. The engine reads no clock: time comes
+//! in with every input. Maps are ordered and seeds are passed in, so the same inputs
+//! give the same outputs — the simulations in `machines/tests/` drive this very
+//! engine on a simulated clock and network.
+
+mod error;
+mod exchange;
+mod io;
+mod liveness;
+mod log;
+
+pub use error::{NetworkError, RequestError};
+pub use io::{
+    Event, Exchange, ExchangeId, ExchangeResult, Method, Purpose, ResponseHead, TokenOutcome,
+    Transmit,
+};
+pub use log::{Level, LogEvent, Suspicion};
+
+use crate::auth::challenge::BearerChallenge;
+use crate::auth::grant::Need;
+use crate::backoff::BackoffPolicy;
+use crate::jsonrpc::{self, IdKey, Kind, Message};
+use crate::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
+use crate::router::Outbound;
+use crate::stream::{
+    ResponseTime, SilenceWatch, StreamEffect, StreamEvent, StreamLink, StreamOutbox,
+};
+use crate::transport;
+use bytes::Bytes;
+use exchange::{Ending, Ex, Role};
+use liveness::{Check, LegacyOpen, Watch};
+use statig::blocking::{IntoStateMachineExt, StateMachine};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// How long a GET for an event stream may wait for its response headers.
+pub const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the DELETE at shutdown.
+pub const DELETE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Longest wait for `notifications/initialized` to be delivered before held messages go anyway.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the engine needs to know, from the command line.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The MCP endpoint.
+    pub url: Url,
+    /// Largest message accepted from the server, in bytes (`--max-message-bytes`).
+    pub max_message_bytes: usize,
+    /// Seed for the reconnection jitter.
+    pub seed: u64,
+    /// `--transport`.
+    pub strategy: Strategy,
+    /// What this server spoke last time (the transport memory file), if known.
+    pub remembered: Option<Transport>,
+    /// `--keep-alive` / `--ping-interval`: a ping this often; one unanswered by the
+    /// next tick means the connection went silent.
+    pub ping_interval: Option<Duration>,
+    /// `--headers-timeout`: longest wait for response headers (`None`: no limit).
+    pub headers_timeout: Option<Duration>,
+}
+
+/// Where a host message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not sent: the Link holds it (or has not decided yet).
+    Held,
+    /// Its POST is in progress.
+    Posted {
+        /// The exchange carrying it.
+        exchange: ExchangeId,
+        /// When the POST started (to learn the usual response time).
+        at: Instant,
+        /// The legacy connection it went under (0: none); if that one died, the answer will not come.
+        connection: u64,
+    },
+    /// The server accepted it (202); its answer comes on an event stream.
+    Accepted {
+        /// The legacy connection whose stream owes the answer (0: Streamable HTTP).
+        connection: u64,
+    },
+    /// Its response stream broke; a GET resumes it.
+    Resuming {
+        /// The resumption stream's number.
+        stream: u64,
+    },
+}
+
+/// A host message, from its arrival to its answer (requests) or its delivery.
+#[derive(Debug)]
+struct Entry {
+    /// The message as the host sent it (shared with the exchanges that carry it).
+    bytes: Bytes,
+    /// Request, notification or response.
+    kind: Kind,
+    /// For requests: the id the answer or the error goes to.
+    id_key: Option<IdKey>,
+    /// A request still owed an answer.
+    owed: bool,
+    /// Already re-sent once after a re-initialization (never twice).
+    retried: bool,
+    /// Where it is.
+    stage: Stage,
+}
+
+/// Which event stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum StreamRef {
+    /// The standalone GET stream (Streamable HTTP).
+    Get,
+    /// The legacy transport's event stream.
+    Legacy,
+    /// The resumption of the response stream of the message with this number.
+    Resume(u64),
+}
+
+/// An event stream kept open or resumed.
+struct Stream {
+    /// When to (re)open it.
+    machine: StateMachine<StreamLink>,
+    /// The GET in progress.
+    exchange: Option<ExchangeId>,
+}
+
+/// What a deadline is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Timer {
+    /// The Link's retry delay (`ScheduleRetry`).
+    LinkRetry,
+    /// A stream's reconnection delay.
+    StreamRetry(StreamRef),
+    /// `notifications/initialized` has had its time.
+    Confirm,
+    /// Something must have happened by now (liveness.rs).
+    Watch(Watch),
+    /// The check with this number moves on.
+    CheckPoll(u64),
+    /// The legacy stream's open attempt with this number has had its time.
+    LegacyOpen(u64),
+    /// The next keep-alive tick.
+    KeepAlive,
+    /// The exchange's response headers have had their time.
+    Head(ExchangeId),
+    /// The GET stream may have gone silent.
+    Silence(ExchangeId),
+}
+
+/// The connection engine. See the module docs for how to drive it.
+pub struct Engine {
+    /// Settings.
+    config: EngineConfig,
+    /// Transport choice, fallback, the session's life cycle; what happens to each message.
+    link: StateMachine<Link>,
+    /// The one table of the host's messages, by arrival number.
+    messages: BTreeMap<u64, Entry>,
+    /// Requests owed an answer, by id, to their arrival number.
+    owed: BTreeMap<IdKey, u64>,
+    /// The next arrival number.
+    next_seq: u64,
+    /// The host's `initialize` as sent, replayed when the session expires.
+    initialize: Option<Bytes>,
+    /// The id of the host's `initialize` while its answer is awaited.
+    host_initialize: Option<IdKey>,
+    /// The reserved id of the replayed `initialize` awaiting its answer.
+    reinit_id: Option<String>,
+    /// The POST of that replay (a newer replay replaces it).
+    reinit_exchange: Option<ExchangeId>,
+    /// The arrival number of the host's `notifications/initialized` while its POST is in progress.
+    initialized_seq: Option<u64>,
+    /// HTTP exchanges in progress.
+    exchanges: BTreeMap<ExchangeId, Ex>,
+    /// The next exchange number.
+    next_exchange: u64,
+    /// Event streams: the standalone one, the legacy one, resumptions.
+    streams: BTreeMap<StreamRef, Stream>,
+    /// The server refused the GET stream once: it is not asked again.
+    get_refused: bool,
+    /// Legacy event streams opened (seeds their jitter).
+    legacy_streams: u64,
+    /// The legacy connection whose `endpoint` arrived and which is still up.
+    live_connection: Option<u64>,
+    /// Legacy connections that delivered an endpoint.
+    connections: u64,
+    /// The current legacy stream's pulse (when bytes last came, the keep-alive pace).
+    pulse: SilenceWatch,
+    /// Opening the legacy stream: attempts and the time allowed.
+    legacy_open: LegacyOpen,
+    /// Shutdown has begun.
+    exiting: bool,
+    /// A token is in use (the driver sends it).
+    has_token: bool,
+    /// A request already succeeded with the current token (reported once).
+    token_confirmed: bool,
+    /// The latest 401/403 and its challenge, for the next token request.
+    last_need: Option<(Need, BearerChallenge)>,
+    /// The keep-alive ping awaiting its answer.
+    ping_outstanding: Option<String>,
+    /// Keep-alive pings sent, for unique reserved ids.
+    pings: u64,
+    /// The check in progress.
+    check: Option<Check>,
+    /// Checks begun, for unique ping ids and to tell stale timers.
+    checks: u64,
+    /// The slowest answer to a check ping seen (from its 202 to the answer).
+    check_lag: Option<Duration>,
+    /// How long POSTs usually take to get a response.
+    post_time: ResponseTime,
+    /// Deadlines, soonest first; the second key keeps equal instants in insertion order.
+    timers: BTreeMap<(Instant, u64), Timer>,
+    /// The next timer's tie-breaker.
+    next_timer: u64,
+    /// Exchanges to start or abort, in order.
+    transmits: VecDeque<Transmit>,
+    /// What to tell the driver, in order.
+    events: VecDeque<Event>,
+}
+
+impl Engine {
+    /// An engine for one server, started at `now`.
+    pub fn new(config: EngineConfig, now: Instant) -> Self {
+        let link = Link::new(config.strategy, config.remembered)
+            .with_seed(config.seed)
+            .state_machine();
+        let mut engine = Self {
+            config,
+            link,
+            messages: BTreeMap::new(),
+            owed: BTreeMap::new(),
+            next_seq: 0,
+            initialize: None,
+            host_initialize: None,
+            reinit_id: None,
+            reinit_exchange: None,
+            initialized_seq: None,
+            exchanges: BTreeMap::new(),
+            next_exchange: 1,
+            streams: BTreeMap::new(),
+            get_refused: false,
+            legacy_streams: 0,
+            live_connection: None,
+            connections: 0,
+            pulse: SilenceWatch::default(),
+            legacy_open: LegacyOpen::default(),
+            exiting: false,
+            has_token: false,
+            token_confirmed: false,
+            last_need: None,
+            ping_outstanding: None,
+            pings: 0,
+            check: None,
+            checks: 0,
+            check_lag: None,
+            post_time: ResponseTime::default(),
+            timers: BTreeMap::new(),
+            next_timer: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        if let Some(interval) = engine.config.ping_interval {
+            engine.set_timer(now + interval, Timer::KeepAlive);
+        }
+        engine
+    }
+
+    // ---- outputs ----
+
+    /// The next exchange to start or abort.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing to tell the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// The transport in use or being tried.
+    pub fn transport(&self) -> Option<Transport> {
+        self.link.transport()
+    }
+
+    /// The Link's state, for tests and traces.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Host requests still owed an answer.
+    pub fn owed(&self) -> usize {
+        self.owed.len()
+    }
+
+    /// HTTP exchanges in progress.
+    pub fn exchanges_in_progress(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// Whether a check of the connection is in progress.
+    pub fn checking(&self) -> bool {
+        self.check.is_some()
+    }
+
+    // ---- inputs ----
+
+    /// The host sent a message (the Bridge forwards it after its own bookkeeping).
+    pub fn handle_host(&mut self, outbound: Outbound, now: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let Outbound {
+            bytes,
+            kind,
+            id_key,
+            method,
+        } = outbound;
+        let bytes = Bytes::from(bytes);
+        if method.as_deref() == Some("initialize") {
+            self.initialize = Some(bytes.clone());
+            self.host_initialize = id_key.clone();
+        }
+        if let (Kind::Request, Some(key)) = (kind, &id_key) {
+            self.owed.insert(key.clone(), seq);
+            if self.is_legacy() && self.stream_is_quiet(now) {
+                // Its answer would come on a stream that may have died silently.
+                self.log(LogEvent::QuietBeforeSend);
+                self.dispatch(LinkEvent::StreamQuiet, now);
+            }
+        }
+        if method.as_deref() == Some("notifications/cancelled") {
+            // A request answered by the proxy (time-out) while still held is dropped.
+            self.withdraw_cancelled(&bytes, now);
+        }
+        if kind == Kind::Notification && method.as_deref() == Some("notifications/initialized") {
+            self.initialized_seq = Some(seq);
+            self.set_timer(now + CONFIRM_TIMEOUT, Timer::Confirm);
+        }
+        let owed = kind == Kind::Request && id_key.is_some();
+        self.messages.insert(
+            seq,
+            Entry {
+                bytes,
+                kind,
+                id_key,
+                owed,
+                retried: false,
+                stage: Stage::Held,
+            },
+        );
+        self.dispatch(LinkEvent::HostSent { seq, kind, method }, now);
+    }
+
+    /// A token request ended.
+    pub fn handle_token(&mut self, outcome: TokenOutcome, now: Instant) {
+        match outcome {
+            TokenOutcome::Ready => {
+                self.has_token = true;
+                self.token_confirmed = false;
+                self.dispatch(LinkEvent::TokenArrived, now);
+            }
+            TokenOutcome::Failed { reason } => {
+                self.dispatch(
+                    LinkEvent::AuthFailed {
+                        reason: format!("sign-in failed: {reason}"),
+                    },
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Stop: the host went away or a signal came. Ends with [`Event::Closed`] once
+    /// the session is ended (a best-effort DELETE) or at once when there is none.
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        if self.exiting {
+            return;
+        }
+        self.exiting = true;
+        let had_session = self.link.session_id().is_some();
+        self.dispatch(LinkEvent::ShutdownRequested, now);
+        if !had_session {
+            self.close();
+        }
+    }
+
+    /// Time passed: whatever was due by `now` happens.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        // Only what was due when the call began: a timer armed meanwhile for `now`
+        // waits for the next call, so one call always ends.
+        let later = self.timers.split_off(&(now, u64::MAX));
+        let due = std::mem::replace(&mut self.timers, later);
+        for (_, timer) in due {
+            self.fire(timer, now);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now: Instant) {
+        match timer {
+            Timer::LinkRetry => self.dispatch(LinkEvent::RetryTimerFired, now),
+            Timer::StreamRetry(which) => {
+                self.drive_stream(which, StreamEvent::RetryTimerFired, now)
+            }
+            Timer::Confirm => self.dispatch(LinkEvent::InitializedDelivered, now),
+            Timer::Watch(watch) => self.watch_due(watch, now),
+            Timer::CheckPoll(number) => self.poll_check(number, now),
+            Timer::LegacyOpen(attempt) => self.legacy_open_due(attempt, now),
+            Timer::KeepAlive => self.keep_alive(now),
+            Timer::Head(id) => self.head_due(id, now),
+            Timer::Silence(id) => self.silence_due(id, now),
+        }
+    }
+
+    // ---- internals ----
+
+    fn set_timer(&mut self, at: Instant, timer: Timer) {
+        self.next_timer += 1;
+        self.timers.insert((at, self.next_timer), timer);
+    }
+
+    fn log(&mut self, event: LogEvent) {
+        self.events.push_back(Event::Log(event));
+    }
+
+    fn is_legacy(&self) -> bool {
+        self.link.transport() == Some(Transport::Legacy)
+    }
+
+    fn close(&mut self) {
+        for (which, stream) in std::mem::take(&mut self.streams) {
+            let _ = which;
+            if let Some(id) = stream.exchange {
+                self.abort(id);
+            }
+        }
+        self.timers.clear();
+        self.events.push_back(Event::Closed);
+    }
+
+    fn withdraw_cancelled(&mut self, bytes: &Bytes, now: Instant) {
+        let cancelled = Message::parse(bytes.to_vec())
+            .ok()
+            .and_then(|m| m.params())
+            .and_then(|p| p.get("requestId").map(|v| v.to_string()))
+            .and_then(|raw| serde_json::value::RawValue::from_string(raw).ok())
+            .and_then(|raw| IdKey::from_raw(&raw));
+        let Some(key) = cancelled else {
+            return;
+        };
+        let held = self
+            .owed
+            .get(&key)
+            .copied()
+            .filter(|seq| matches!(self.messages.get(seq), Some(e) if e.stage == Stage::Held));
+        if let Some(seq) = held {
+            self.owed.remove(&key);
+            if let Some(entry) = self.messages.get_mut(&seq) {
+                entry.owed = false;
+            }
+            self.dispatch(LinkEvent::Withdraw { seq }, now);
+        }
+    }
+
+    fn dispatch(&mut self, event: LinkEvent, now: Instant) {
+        let mut out = LinkOutbox::default();
+        self.link.handle_with_context(&event, &mut out);
+        if !self.link.checking() {
+            // The Link no longer waits for a check (the stream was replaced, the session ended).
+            self.check = None;
+        }
+        for effect in out.0 {
+            self.perform(effect, now);
+        }
+    }
+
+    fn perform(&mut self, effect: LinkEffect, now: Instant) {
+        match effect {
+            LinkEffect::Post { seq, retry } => self.post_message(seq, retry, now),
+            LinkEffect::Fail { seq, reason } => {
+                let held = self
+                    .messages
+                    .get(&seq)
+                    .is_some_and(|e| matches!(e.stage, Stage::Held | Stage::Posted { .. }));
+                if held {
+                    if let Some(Stage::Posted { exchange, .. }) =
+                        self.messages.get(&seq).map(|e| e.stage)
+                    {
+                        self.abort(exchange);
+                    }
+                    self.fail_seq(seq, RequestError::Session(reason));
+                }
+            }
+            LinkEffect::PostReinitialize { id } => self.post_reinitialize(id, now),
+            LinkEffect::PostInitialized => {
+                let bytes =
+                    jsonrpc::notification("notifications/initialized", &serde_json::json!({}));
+                self.post(Bytes::from(bytes), true, Role::Initialized, now);
+                self.set_timer(now + CONFIRM_TIMEOUT, Timer::Confirm);
+            }
+            LinkEffect::OpenGetStream => {
+                if self.get_refused || self.streams.contains_key(&StreamRef::Get) {
+                    return;
+                }
+                let machine =
+                    StreamLink::new(BackoffPolicy::STREAM, self.config.seed).state_machine();
+                self.streams.insert(
+                    StreamRef::Get,
+                    Stream {
+                        machine,
+                        exchange: None,
+                    },
+                );
+                self.drive_stream(StreamRef::Get, StreamEvent::Started, now);
+            }
+            LinkEffect::CloseGetStream => {
+                self.drive_stream(StreamRef::Get, StreamEvent::Closed, now);
+                self.streams.remove(&StreamRef::Get);
+            }
+            LinkEffect::DeleteSession => self.delete_session(),
+            LinkEffect::FailAccepted { reason } => {
+                self.fail_accepted(RequestError::Session(reason), now)
+            }
+            LinkEffect::OpenLegacyStream => {
+                self.legacy_streams += 1;
+                self.live_connection = None;
+                if let Some(old) = self
+                    .streams
+                    .remove(&StreamRef::Legacy)
+                    .and_then(|s| s.exchange)
+                {
+                    self.abort(old);
+                }
+                let seed = self.config.seed.wrapping_add(self.legacy_streams);
+                let machine = StreamLink::new(BackoffPolicy::LEGACY, seed).state_machine();
+                self.streams.insert(
+                    StreamRef::Legacy,
+                    Stream {
+                        machine,
+                        exchange: None,
+                    },
+                );
+                self.log(LogEvent::OpeningLegacyStream);
+                self.drive_stream(StreamRef::Legacy, StreamEvent::Started, now);
+            }
+            LinkEffect::CloseLegacyStream => {
+                self.drive_stream(StreamRef::Legacy, StreamEvent::Closed, now);
+                self.streams.remove(&StreamRef::Legacy);
+                self.live_connection = None;
+            }
+            LinkEffect::CheckStream => self.start_check(now),
+            LinkEffect::ScheduleRetry(delay) => {
+                self.log(LogEvent::RetryingIn(delay));
+                self.set_timer(now + delay, Timer::LinkRetry);
+            }
+            LinkEffect::AbandonInFlight { reason } => self.abandon_in_flight(reason, now),
+            LinkEffect::Discard { seq } => {
+                if matches!(self.messages.get(&seq), Some(e) if e.stage == Stage::Held) {
+                    self.messages.remove(&seq);
+                }
+            }
+            LinkEffect::RequestToken => match self.last_need.clone() {
+                Some((need, challenge)) => {
+                    self.events.push_back(Event::NeedToken { need, challenge })
+                }
+                None => self.dispatch(
+                    LinkEvent::AuthFailed {
+                        reason: "the server requires authorization (HTTP 401)".into(),
+                    },
+                    now,
+                ),
+            },
+            LinkEffect::RememberTransport(t) => self.events.push_back(Event::RememberTransport(t)),
+            LinkEffect::ForgetTransport => self.events.push_back(Event::ForgetTransport),
+        }
+    }
+
+    /// The connection is dead: what was posted on it, and the resumptions, fail
+    /// (their fate is unknown); on the legacy transport so do the accepted requests.
+    fn abandon_in_flight(&mut self, reason: String, now: Instant) {
+        let error = match reason.contains("keep-alive") {
+            true => RequestError::KeepAliveSilent,
+            false => RequestError::Silent,
+        };
+        self.log(LogEvent::Abandoned(error.clone()));
+        let posted: Vec<(u64, ExchangeId)> = self
+            .messages
+            .iter()
+            .filter_map(|(seq, e)| match e.stage {
+                Stage::Posted { exchange, .. } => Some((*seq, exchange)),
+                _ => None,
+            })
+            .collect();
+        for (seq, exchange) in posted {
+            self.abort(exchange);
+            self.fail_seq(seq, error.clone());
+        }
+        let resuming: Vec<StreamRef> = self
+            .streams
+            .keys()
+            .filter(|s| matches!(s, StreamRef::Resume(_)))
+            .copied()
+            .collect();
+        for which in resuming {
+            self.drive_stream(which, StreamEvent::Closed, now);
+            self.streams.remove(&which);
+            if let StreamRef::Resume(seq) = which {
+                self.fail_seq(seq, error.clone());
+            }
+        }
+        if self.is_legacy() {
+            // Answers of requests accepted on the dead stream will not come either.
+            self.fail_accepted(error, now);
+        }
+    }
+
+    /// POST the host's message `seq` (the Link released it).
+    fn post_message(&mut self, seq: u64, retry: bool, now: Instant) {
+        let Some(entry) = self.messages.get_mut(&seq) else {
+            return;
+        };
+        if entry.stage != Stage::Held {
+            return;
+        }
+        entry.retried = retry;
+        let bytes = entry.bytes.clone();
+        let connection = self.live_connection.unwrap_or(0);
+        let id = self.post(bytes, true, Role::Post { seq }, now);
+        if let Some(entry) = self.messages.get_mut(&seq) {
+            entry.stage = Stage::Posted {
+                exchange: id,
+                at: now,
+                connection,
+            };
+        }
+        self.watch_post(seq, id, now);
+    }
+
+    fn post_reinitialize(&mut self, id: String, now: Instant) {
+        let replay = self.initialize.as_ref().and_then(|bytes| {
+            let message = Message::parse(bytes.to_vec()).ok()?;
+            jsonrpc::with_id(&message, &id)
+        });
+        let Some(bytes) = replay else {
+            self.dispatch(
+                LinkEvent::ReinitFailed {
+                    reason: "no initialize to replay".into(),
+                },
+                now,
+            );
+            return;
+        };
+        self.log(LogEvent::Reinitializing);
+        self.reinit_id = Some(id);
+        // A replay replaces the one before (which may sit on a dead connection).
+        if let Some(old) = self.reinit_exchange.take() {
+            self.abort(old);
+        }
+        let exchange = self.post(Bytes::from(bytes), false, Role::Reinit, now);
+        self.reinit_exchange = Some(exchange);
+        if self.link.transport() == Some(Transport::Streamable) {
+            // Its answer is its response: watch it as any POST.
+            self.watch_reinit(now);
+        }
+    }
+
+    /// Start a POST of `body` on the current transport; with `with_session`, the
+    /// Streamable HTTP session headers are added.
+    fn post(&mut self, body: Bytes, with_session: bool, role: Role, now: Instant) -> ExchangeId {
+        let legacy = self.is_legacy();
+        let url = match self.link.endpoint().filter(|_| legacy) {
+            Some(endpoint) => Url::parse(endpoint).unwrap_or_else(|_| self.config.url.clone()),
+            None => self.config.url.clone(),
+        };
+        let mut headers = vec![
+            ("accept", transport::POST_ACCEPT.to_owned()),
+            ("content-type", "application/json".to_owned()),
+        ];
+        // Legacy: the endpoint names the session; a 404 there means it is gone.
+        let mut sent_session = legacy;
+        if with_session && !legacy {
+            sent_session = self.session_headers(&mut headers);
+        }
+        let purpose = role.purpose();
+        self.start(
+            Method::Post,
+            url,
+            headers,
+            Some(body),
+            role,
+            purpose,
+            sent_session,
+            now,
+        )
+    }
+
+    /// Adds `Mcp-Session-Id` and `MCP-Protocol-Version` when known; tells whether a session id went.
+    fn session_headers(&self, headers: &mut Vec<(&'static str, String)>) -> bool {
+        let mut sent = false;
+        if let Some(id) = self.link.session_id() {
+            headers.push((transport::SESSION_HEADER, id.to_owned()));
+            sent = true;
+        }
+        if let Some(version) = self.link.protocol_version() {
+            headers.push((transport::VERSION_HEADER, version.to_owned()));
+        }
+        sent
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        method: Method,
+        url: Url,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Bytes>,
+        role: Role,
+        purpose: Purpose,
+        sent_session: bool,
+        now: Instant,
+    ) -> ExchangeId {
+        let id = ExchangeId(self.next_exchange);
+        self.next_exchange += 1;
+        let is_get = method == Method::Get;
+        // A stream's response headers come at once from a live server; a GET that hangs
+        // there (a silent network) is given up sooner so the stream machine can retry.
+        let head_limit = match (is_get, self.config.headers_timeout) {
+            (true, Some(t)) => Some(t.min(STREAM_OPEN_TIMEOUT)),
+            (true, None) => Some(STREAM_OPEN_TIMEOUT),
+            (false, t) if method == Method::Post => t,
+            (false, _) => None,
+        };
+        if let Some(limit) = head_limit {
+            self.set_timer(now + limit, Timer::Head(id));
+        }
+        self.exchanges
+            .insert(id, Ex::new(role, sent_session, is_get, head_limit));
+        let timeout = (method == Method::Delete).then_some(DELETE_TIMEOUT);
+        self.transmits.push_back(Transmit::Start(Exchange {
+            id,
+            method,
+            url,
+            headers,
+            body,
+            purpose,
+            timeout,
+        }));
+        id
+    }
+
+    /// Stop an exchange; nothing more it reports is heard.
+    fn abort(&mut self, id: ExchangeId) {
+        if self.exchanges.remove(&id).is_some() {
+            self.transmits.push_back(Transmit::Abort(id));
+        }
+    }
+
+    fn delete_session(&mut self) {
+        let Some(session_id) = self.link.session_id().map(str::to_owned) else {
+            self.close();
+            return;
+        };
+        let mut headers = vec![(transport::SESSION_HEADER, session_id)];
+        if let Some(version) = self.link.protocol_version() {
+            headers.push((transport::VERSION_HEADER, version.to_owned()));
+        }
+        let url = self.config.url.clone();
+        self.start_untimed(
+            Method::Delete,
+            url,
+            headers,
+            Role::Delete,
+            Purpose::EndSession,
+        );
+    }
+
+    /// An exchange without an engine deadline (the driver bounds it).
+    fn start_untimed(
+        &mut self,
+        method: Method,
+        url: Url,
+        headers: Vec<(&'static str, String)>,
+        role: Role,
+        purpose: Purpose,
+    ) {
+        let id = ExchangeId(self.next_exchange);
+        self.next_exchange += 1;
+        self.exchanges.insert(id, Ex::new(role, false, false, None));
+        self.transmits.push_back(Transmit::Start(Exchange {
+            id,
+            method,
+            url,
+            headers,
+            body: None,
+            purpose,
+            timeout: Some(DELETE_TIMEOUT),
+        }));
+    }
+
+    /// Answer a host message's request with an error and forget the message.
+    fn fail_seq(&mut self, seq: u64, error: RequestError) {
+        let Some(entry) = self.messages.remove(&seq) else {
+            return;
+        };
+        match (entry.kind, &entry.id_key) {
+            (Kind::Request, Some(key)) => {
+                if entry.owed && self.owed.get(key) == Some(&seq) {
+                    self.owed.remove(key);
+                }
+                if entry.owed {
+                    self.events.push_back(Event::RequestFailed {
+                        id_key: key.clone(),
+                        error,
+                    });
+                }
+            }
+            _ => self.log(LogEvent::MessageLost(error)),
+        }
+    }
+
+    /// Answer request `key` with an error, wherever it is.
+    fn fail_key(&mut self, key: &IdKey, error: RequestError) {
+        let Some(seq) = self.owed.remove(key) else {
+            return;
+        };
+        match self.messages.get_mut(&seq) {
+            // Its POST is still being read: the entry stays for that exchange's end.
+            Some(entry) if matches!(entry.stage, Stage::Posted { .. }) => entry.owed = false,
+            _ => {
+                self.messages.remove(&seq);
+            }
+        }
+        self.events.push_back(Event::RequestFailed {
+            id_key: key.clone(),
+            error,
+        });
+    }
+
+    /// Fail the requests the server accepted and has not answered: their answers
+    /// were to come on a stream that is gone.
+    fn fail_accepted(&mut self, error: RequestError, now: Instant) {
+        let accepted: Vec<(u64, Option<u64>)> = self
+            .messages
+            .iter()
+            .filter(|(_, e)| e.owed)
+            .filter_map(|(seq, e)| match e.stage {
+                Stage::Accepted { .. } => Some((*seq, None)),
+                Stage::Resuming { stream } => Some((*seq, Some(stream))),
+                _ => None,
+            })
+            .collect();
+        for (seq, resume) in accepted {
+            if let Some(stream) = resume {
+                let which = StreamRef::Resume(stream);
+                self.drive_stream(which, StreamEvent::Closed, now);
+                self.streams.remove(&which);
+            }
+            self.fail_seq(seq, error.clone());
+        }
+    }
+
+    /// A message from the server (on any exchange).
+    fn on_server_message(&mut self, message: Message, session_id: Option<&str>, now: Instant) {
+        if message.kind == Kind::Response {
+            if let Some(key) = message.id_key.clone() {
+                if key.is_reserved() {
+                    self.reserved_answer(&key, &message, session_id, now);
+                    return; // the proxy's own request: never shown to the host
+                }
+                if self.host_initialize.as_ref() == Some(&key) {
+                    self.host_initialize = None;
+                    let event = if message.is_error {
+                        LinkEvent::InitializeFailed
+                    } else {
+                        LinkEvent::InitializeAnswered {
+                            session_id: session_id.map(str::to_owned),
+                            protocol_version: jsonrpc::negotiated_version(&message),
+                        }
+                    };
+                    self.dispatch(event, now);
+                }
+                self.answered(&key, now);
+            }
+        }
+        self.events.push_back(Event::ToHost(message));
+    }
+
+    /// Request `key` got its answer: it is no longer owed, and a stream resuming it closes.
+    fn answered(&mut self, key: &IdKey, now: Instant) {
+        let Some(seq) = self.owed.remove(key) else {
+            return;
+        };
+        let Some(entry) = self.messages.get_mut(&seq) else {
+            return;
+        };
+        entry.owed = false;
+        match entry.stage {
+            Stage::Posted { .. } => {} // the exchange's end forgets it
+            Stage::Resuming { stream } => {
+                self.messages.remove(&seq);
+                let which = StreamRef::Resume(stream);
+                self.drive_stream(which, StreamEvent::Closed, now);
+                self.streams.remove(&which);
+            }
+            Stage::Held | Stage::Accepted { .. } => {
+                self.messages.remove(&seq);
+            }
+        }
+    }
+
+    /// An answer to one of the proxy's own requests.
+    fn reserved_answer(
+        &mut self,
+        key: &IdKey,
+        message: &Message,
+        session_id: Option<&str>,
+        now: Instant,
+    ) {
+        let IdKey::Str(id) = key else {
+            return;
+        };
+        if self.reinit_id.as_deref() == Some(id.as_str()) {
+            self.reinit_id = None;
+            let event = if message.is_error {
+                LinkEvent::ReinitFailed {
+                    reason: "the server refused the replayed initialize".into(),
+                }
+            } else {
+                LinkEvent::ReinitAnswered {
+                    session_id: session_id.map(str::to_owned),
+                    protocol_version: jsonrpc::negotiated_version(message),
+                }
+            };
+            self.dispatch(event, now);
+        }
+        if self.ping_outstanding.as_deref() == Some(id.as_str()) {
+            self.ping_outstanding = None;
+        }
+        self.check_answered(id, now);
+    }
+
+    /// Tell the driver once that the current token works (the Authorizer resets its retry counts).
+    fn token_worked(&mut self) {
+        if self.has_token && !self.token_confirmed {
+            self.token_confirmed = true;
+            self.events.push_back(Event::TokenWorked);
+        }
+    }
+
+    // ---- streams ----
+
+    fn drive_stream(&mut self, which: StreamRef, event: StreamEvent, now: Instant) {
+        let Some(stream) = self.streams.get_mut(&which) else {
+            return;
+        };
+        let mut out = StreamOutbox::default();
+        stream.machine.handle_with_context(&event, &mut out);
+        for effect in out.0 {
+            match effect {
+                StreamEffect::Open { last_event_id } => {
+                    let id = self.open_stream(which, last_event_id, now);
+                    if let Some(stream) = self.streams.get_mut(&which) {
+                        stream.exchange = Some(id);
+                    }
+                }
+                StreamEffect::ScheduleRetry(delay) => {
+                    self.log(LogEvent::StreamRetryIn(delay));
+                    self.set_timer(now + delay, Timer::StreamRetry(which));
+                }
+                StreamEffect::Abort => {
+                    if let Some(id) = self.streams.get_mut(&which).and_then(|s| s.exchange.take()) {
+                        self.abort(id);
+                    }
+                }
+                StreamEffect::GiveUp { refused } => {
+                    self.streams.remove(&which);
+                    match which {
+                        // The Link heard about the refusal or failure already.
+                        StreamRef::Legacy => {}
+                        StreamRef::Get if refused => {
+                            self.get_refused = true;
+                            self.log(LogEvent::NoGetStream);
+                        }
+                        StreamRef::Get => self.log(LogEvent::GetStreamLost),
+                        StreamRef::Resume(seq) => {
+                            if let Some(key) =
+                                self.messages.get(&seq).and_then(|e| e.id_key.clone())
+                            {
+                                self.fail_key(&key, RequestError::ResumeFailed);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn open_stream(
+        &mut self,
+        which: StreamRef,
+        last_event_id: Option<String>,
+        now: Instant,
+    ) -> ExchangeId {
+        let mut headers = vec![("accept", transport::GET_ACCEPT.to_owned())];
+        if which == StreamRef::Legacy {
+            // MCP 2024-11-05 §HTTP with SSE: GET the server URL for the event stream.
+            self.legacy_open_started(now);
+            self.pulse = SilenceWatch::default();
+            self.check = None;
+            let url = self.config.url.clone();
+            return self.start(
+                Method::Get,
+                url,
+                headers,
+                None,
+                Role::Stream(which),
+                Purpose::LegacyStream,
+                false,
+                now,
+            );
+        }
+        let sent_session = self.session_headers(&mut headers);
+        let resuming = last_event_id.is_some();
+        if let Some(last) = last_event_id {
+            headers.push(("last-event-id", last));
+        }
+        self.log(LogEvent::OpeningGetStream { resuming });
+        let purpose = match which {
+            StreamRef::Get => Purpose::GetStream,
+            _ => Purpose::Resume,
+        };
+        let url = self.config.url.clone();
+        self.start(
+            Method::Get,
+            url,
+            headers,
+            None,
+            Role::Stream(which),
+            purpose,
+            sent_session,
+            now,
+        )
+    }
+
+    /// The response stream of message `seq` broke after an event id: resume it with a GET.
+    fn start_resume(
+        &mut self,
+        seq: u64,
+        key: &IdKey,
+        last_event_id: Option<String>,
+        retry_ms: Option<u64>,
+        now: Instant,
+    ) {
+        self.log(LogEvent::Resuming(key.clone()));
+        let which = StreamRef::Resume(seq);
+        let machine = StreamLink::new(BackoffPolicy::RESUME, self.config.seed.wrapping_add(seq))
+            .state_machine();
+        self.streams.insert(
+            which,
+            Stream {
+                machine,
+                exchange: None,
+            },
+        );
+        self.drive_stream(
+            which,
+            StreamEvent::Ended {
+                now,
+                last_event_id,
+                retry_ms,
+            },
+            now,
+        );
+    }
+
+    // ---- exchange ends (what each outcome means) ----
+
+    /// A POST of a host message ended, as `ending` says.
+    fn post_ended(&mut self, seq: u64, ending: Ending, now: Instant) {
+        if self.initialized_seq == Some(seq) {
+            self.initialized_seq = None;
+            self.dispatch(LinkEvent::InitializedDelivered, now);
+        }
+        let Some(entry) = self.messages.get(&seq) else {
+            return;
+        };
+        let Stage::Posted { at, connection, .. } = entry.stage else {
+            return;
+        };
+        let retried = entry.retried;
+        let id_key = entry.id_key.clone();
+        let owed = entry.owed;
+        let is_initialize = id_key.is_some() && id_key == self.host_initialize;
+        if matches!(ending, Ending::Accepted | Ending::Done { .. }) {
+            self.token_worked();
+        }
+        self.learn_from_post(at, connection, id_key.as_ref(), &ending, now);
+        if !matches!(ending, Ending::Failed(_)) {
+            self.dispatch(LinkEvent::Reachable, now);
+        }
+        let back_to_held = |engine: &mut Self| {
+            if let Some(entry) = engine.messages.get_mut(&seq) {
+                entry.stage = Stage::Held;
+            }
+        };
+        match ending {
+            Ending::Expired => {
+                back_to_held(self);
+                self.dispatch(LinkEvent::SessionExpired { seq, retried }, now);
+            }
+            Ending::Busy(retry_after) => {
+                self.log(LogEvent::ServerBusy(retry_after));
+                back_to_held(self);
+                self.dispatch(LinkEvent::Busy { seq, retry_after }, now);
+            }
+            Ending::Unauthorized { status, challenge } => {
+                self.note_need(status, challenge);
+                back_to_held(self);
+                self.dispatch(LinkEvent::Unauthorized { seq }, now);
+            }
+            Ending::Refused { status, reason } if is_initialize => {
+                // The Link decides: fall back to the other transport, or fail.
+                self.log(LogEvent::InitializeRefused(status));
+                back_to_held(self);
+                let reason = RequestError::Refused { status, reason }.to_string();
+                self.dispatch(
+                    LinkEvent::InitializeRefused {
+                        seq,
+                        status,
+                        reason,
+                    },
+                    now,
+                );
+            }
+            Ending::Failed(NetworkError::Connect(_))
+                if !is_initialize && self.link.transport().is_some() =>
+            {
+                back_to_held(self);
+                let event = match self.link.transport() {
+                    // Never reached the server: the Link retries it after a delay.
+                    Some(Transport::Streamable) => LinkEvent::Unreachable { seq },
+                    // Never reached the server: keep it for the next connection.
+                    _ => LinkEvent::SessionExpired { seq, retried },
+                };
+                self.dispatch(event, now);
+            }
+            Ending::Refused { status, reason } => {
+                self.fail_seq(seq, RequestError::Refused { status, reason });
+                if is_initialize {
+                    self.host_initialize = None;
+                    self.dispatch(LinkEvent::InitializeFailed, now);
+                }
+            }
+            Ending::Failed(error) => {
+                self.fail_seq(seq, RequestError::Network(error));
+                if is_initialize {
+                    self.host_initialize = None;
+                    self.dispatch(LinkEvent::InitializeFailed, now);
+                }
+            }
+            Ending::Oversized(detail) => {
+                self.fail_seq(seq, RequestError::Oversized(detail));
+                if is_initialize {
+                    self.host_initialize = None;
+                    self.dispatch(LinkEvent::InitializeFailed, now);
+                }
+            }
+            Ending::Done {
+                last_event_id,
+                retry_ms,
+                broken,
+            } => {
+                let key = id_key.filter(|_| owed);
+                let Some(key) = key else {
+                    self.messages.remove(&seq);
+                    return;
+                };
+                match (last_event_id, broken) {
+                    (Some(last), _) => {
+                        if let Some(entry) = self.messages.get_mut(&seq) {
+                            entry.stage = Stage::Resuming { stream: seq };
+                            entry.bytes = Bytes::new();
+                        }
+                        self.start_resume(seq, &key, Some(last), retry_ms, now);
+                    }
+                    (None, Some(why)) => self.fail_seq(seq, RequestError::StreamBroke(why)),
+                    (None, None) => self.fail_seq(seq, RequestError::NoAnswer),
+                }
+            }
+            Ending::Accepted => {
+                let Some(key) = id_key.filter(|_| owed) else {
+                    self.messages.remove(&seq);
+                    return;
+                };
+                if connection != 0 && self.live_connection != Some(connection) {
+                    // Accepted by the server, but its answer was to come on a stream that died meanwhile.
+                    self.fail_seq(seq, RequestError::Dropped);
+                } else {
+                    self.log(LogEvent::Accepted(key));
+                    if let Some(entry) = self.messages.get_mut(&seq) {
+                        entry.stage = Stage::Accepted { connection };
+                        entry.bytes = Bytes::new();
+                    }
+                }
+            }
+        }
+    }
+
+    fn note_need(&mut self, status: u16, challenge: BearerChallenge) {
+        let need = match (status, &challenge.scope) {
+            (403, Some(scope)) => Need::InsufficientScope {
+                scope: scope.clone(),
+            },
+            _ => Need::Unauthorized {
+                scope: challenge.scope.clone(),
+            },
+        };
+        self.last_need = Some((need, challenge));
+    }
+
+    /// An exchange ended: what it means depends on what it was for.
+    fn ended(&mut self, role: Role, ending: Ending, now: Instant) {
+        match role {
+            Role::Post { seq } => self.post_ended(seq, ending, now),
+            Role::Reinit => {
+                self.reinit_exchange = None;
+                match ending {
+                    // On the legacy transport the answer comes on the event stream, after the 202.
+                    Ending::Accepted => self.watch_reinit(now),
+                    _ if self.reinit_id.is_some() => {
+                        self.reinit_id = None;
+                        let reason = match ending {
+                            Ending::Refused { status, reason } => {
+                                RequestError::Refused { status, reason }.to_string()
+                            }
+                            Ending::Failed(e) => e.to_string(),
+                            Ending::Expired => "HTTP 404".into(),
+                            _ => "the server did not answer the replayed initialize".into(),
+                        };
+                        self.dispatch(LinkEvent::ReinitFailed { reason }, now);
+                    }
+                    _ => {}
+                }
+            }
+            Role::Check { number } => self.check_ping_ended(number, ending, now),
+            Role::Ping => {
+                if !matches!(ending, Ending::Accepted | Ending::Done { .. }) {
+                    self.log(LogEvent::KeepAliveFailed);
+                }
+                // Any HTTP answer (even 401 or 404) shows the server is there; only a
+                // network failure, or no answer by the next tick, means silence.
+                if !matches!(ending, Ending::Failed(_))
+                    && self.link.transport() == Some(Transport::Streamable)
+                {
+                    self.ping_outstanding = None;
+                }
+            }
+            Role::Initialized => {
+                match &ending {
+                    Ending::Refused { status, reason } => self.log(LogEvent::InitializedFailed(
+                        RequestError::Refused {
+                            status: *status,
+                            reason: *reason,
+                        }
+                        .to_string(),
+                    )),
+                    Ending::Failed(e) => self.log(LogEvent::InitializedFailed(e.to_string())),
+                    _ => {}
+                }
+                self.dispatch(LinkEvent::InitializedDelivered, now);
+            }
+            Role::Stream(StreamRef::Legacy) => self.legacy_stream_ended(ending, now),
+            Role::Stream(which) => {
+                let event = match ending {
+                    Ending::Unauthorized { status, .. } | Ending::Refused { status, .. } => {
+                        StreamEvent::Refused { status }
+                    }
+                    Ending::Done {
+                        last_event_id,
+                        retry_ms,
+                        broken,
+                    } => {
+                        if let Some(why) = broken {
+                            self.log(LogEvent::GetStreamBroke(why));
+                        }
+                        StreamEvent::Ended {
+                            now,
+                            last_event_id,
+                            retry_ms,
+                        }
+                    }
+                    Ending::Failed(e) => {
+                        self.log(LogEvent::GetStreamBroke(e.to_string()));
+                        StreamEvent::Failed { now }
+                    }
+                    _ => StreamEvent::Failed { now },
+                };
+                if let Some(stream) = self.streams.get_mut(&which) {
+                    stream.exchange = None;
+                }
+                self.drive_stream(which, event, now);
+            }
+            Role::Delete => {
+                match ending {
+                    Ending::Failed(e) => self.log(LogEvent::SessionEndFailed(e)),
+                    Ending::Refused { status, .. } | Ending::Unauthorized { status, .. } => {
+                        self.log(LogEvent::SessionEnded(status))
+                    }
+                    _ => self.log(LogEvent::SessionEnded(200)),
+                }
+                self.close();
+            }
+        }
+    }
+
+    /// A GET stream's response headers said "stream": it is open.
+    fn stream_opened(&mut self, which: StreamRef, now: Instant) {
+        // For the legacy stream, the open time-out applies until the `endpoint` event.
+        self.drive_stream(which, StreamEvent::Connected { now }, now);
+    }
+
+    /// The legacy event stream answered, ended or failed: tell the Link, then the stream machine.
+    fn legacy_stream_ended(&mut self, ending: Ending, now: Instant) {
+        self.legacy_open.started = None;
+        if let Some(stream) = self.streams.get_mut(&StreamRef::Legacy) {
+            stream.exchange = None;
+        }
+        let (link_event, stream_event) = match ending {
+            Ending::Unauthorized { status, challenge } => {
+                self.last_need = Some((
+                    Need::Unauthorized {
+                        scope: challenge.scope.clone(),
+                    },
+                    challenge,
+                ));
+                (
+                    LinkEvent::StreamUnauthorized,
+                    StreamEvent::Refused { status },
+                )
+            }
+            Ending::Done {
+                last_event_id,
+                retry_ms,
+                broken,
+            } => {
+                self.log(LogEvent::LegacyStreamEnded(broken));
+                self.check = None;
+                let link_event = if self.live_connection.take().is_some() {
+                    LinkEvent::LegacyStreamLost
+                } else {
+                    LinkEvent::LegacyFailed {
+                        reason: "the event stream ended before its endpoint event".into(),
+                    }
+                };
+                (
+                    link_event,
+                    StreamEvent::Ended {
+                        now,
+                        last_event_id,
+                        retry_ms,
+                    },
+                )
+            }
+            Ending::Refused { status, reason } => (
+                LinkEvent::LegacyRefused {
+                    status,
+                    reason: RequestError::Refused { status, reason }.to_string(),
+                },
+                StreamEvent::Refused { status },
+            ),
+            Ending::Failed(e) => (
+                LinkEvent::LegacyFailed {
+                    reason: e.to_string(),
+                },
+                StreamEvent::Failed { now },
+            ),
+            Ending::Oversized(detail) => (
+                LinkEvent::LegacyFailed { reason: detail },
+                StreamEvent::Failed { now },
+            ),
+            Ending::Accepted | Ending::Expired | Ending::Busy(_) => (
+                LinkEvent::LegacyFailed {
+                    reason: "the server did not answer with an event stream".into(),
+                },
+                StreamEvent::Failed { now },
+            ),
+        };
+        self.dispatch(link_event, now);
+        self.drive_stream(StreamRef::Legacy, stream_event, now);
+    }
+
+    /// The legacy stream's `endpoint` event.
+    fn legacy_endpoint(&mut self, data: &str, now: Instant) {
+        match transport::resolve_endpoint(&self.config.url, data) {
+            Ok(endpoint) => {
+                self.log(LogEvent::LegacyStreamReady);
+                self.legacy_opened(now);
+                self.connections += 1;
+                self.live_connection = Some(self.connections);
+                self.dispatch(
+                    LinkEvent::EndpointReceived {
+                        endpoint: endpoint.to_string(),
+                    },
+                    now,
+                );
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.log(LogEvent::EndpointRejected(e));
+                self.dispatch(LinkEvent::EndpointRejected { reason }, now);
+            }
+        }
+    }
+}
