@@ -1,28 +1,31 @@
-//! Deterministic simulation of the proxy's decision core — Router, Link, Grant and
-//! the Session's glue — on a simulated clock and a seeded, misbehaving network (no
-//! sockets), in the spirit of str0m's `netem`. Each seed gives one schedule: the host
-//! sends requests at random times; the network refuses, loses, delays and (on
-//! Streamable HTTP) swallows POSTs for a while; the server answers, slowly at times,
-//! forgets sessions and asks for tokens; sign-ins and refreshes succeed or fail.
-//! 10,000 seeds per transport run in the normal test suite, and the invariants of
-//! DESIGN.md are checked after every step:
+//! Deterministic simulation of the proxy's client side — the Router (the Bridge's
+//! machine), the shipped connection engine (`machines::engine`, exactly what the
+//! Session actor drives) and the Grant — on a simulated clock and a seeded,
+//! misbehaving network and server (no sockets), in the spirit of str0m's `netem`.
+//! Nothing of the Session is copied here: the world feeds the engine the heads, body
+//! chunks and ends of HTTP exchanges, as the actor does, and performs what it asks.
+//! Each seed gives one schedule; 10,000 seeds per transport run in the normal test
+//! suite, and the invariants of DESIGN.md are checked after every step:
 //!
-//! - every host request gets exactly one answer (the server's or an error), none twice,
-//!   and never the answer to a request of the proxy's own;
-//! - the server executes a request at most once (only a request that surely never
-//!   reached it is sent again);
-//! - the link never retries without a delay, and its delays are bounded;
-//! - at most one token request is in flight;
-//! - the connection check runs at most once at a time, is bounded in time, and
-//!   messages wait for it.
+//! - only JSON-RPC reaches the host, one message a line (1);
+//! - every host request gets exactly one answer, none twice, never the answer to a
+//!   request of the proxy's own, and every one is answered by the end (2);
+//! - the server executes a request at most once: only what surely never reached it is
+//!   sent again (3);
+//! - what the engine holds is bounded (4);
+//! - at shutdown only the bounded DELETE goes, and the engine closes (7);
+//! - reconnections always wait, and never too long; at most one token request is in
+//!   flight; the Link and the connection check agree; a check ends within its bound;
+//!   no host message goes during a check (its `notifications/initialized` excepted).
 //!
-//! - [`streamable`]: Streamable HTTP (`--transport http-only`), with the connection
-//!   check the Session runs when a POST gets no response in the usual time or fails,
-//!   against a network that goes silent for a while and a server with slow tool calls;
-//! - [`legacy`]: legacy HTTP+SSE (`--transport sse-only`), on its own simulated server
-//!   and event stream, with its liveness checks;
-//! - [`common`]: what both share — the timed event queue, the seed runner and its
-//!   reports, the Grant glue, the host's messages and the Session's constants.
+//! Liveness findings (a request left to the time-out although the network had been
+//! back for 10 s, a message without a session id, a resumption past its budget) are
+//! recorded without stopping the seed and checked by tests of their own.
+//!
+//! - [`world`]: the world (host, Router, engine, network, server of both transports);
+//! - [`streamable`]: Streamable HTTP (`--transport http-only`);
+//! - [`legacy`]: legacy HTTP+SSE (`--transport sse-only`);
+//! - [`common`]: the timed event queue, the seed runner and its reports, the Grant glue.
 
 #[path = "simulation/common.rs"]
 mod common;
@@ -30,7 +33,8 @@ mod common;
 mod legacy;
 #[path = "simulation/streamable.rs"]
 mod streamable;
-
+#[path = "simulation/world.rs"]
+mod world;
 /// xorshift64*: small, seeded, good enough for schedules.
 struct Rng(u64);
 

@@ -63,6 +63,10 @@ pub const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DELETE_TIMEOUT: Duration = Duration::from_millis(800);
 /// Longest wait for `notifications/initialized` to be delivered before held messages go anyway.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a broken response stream may take to be resumed (attempts, and GETs
+/// hanging in a silent network, together) before its request fails as "fate unknown":
+/// a server that was killed does not keep the host waiting for the request time-out.
+pub const RESUME_BUDGET: Duration = Duration::from_secs(8);
 
 /// What the engine needs to know, from the command line.
 #[derive(Debug, Clone)]
@@ -144,6 +148,9 @@ struct Stream {
     machine: StateMachine<StreamLink>,
     /// The GET in progress.
     exchange: Option<ExchangeId>,
+    /// A resumption: when its stream broke (none while it streams); it has
+    /// [`RESUME_BUDGET`] from then to be streaming again.
+    broken_at: Option<Instant>,
 }
 
 /// What a deadline is for.
@@ -167,6 +174,8 @@ enum Timer {
     Head(ExchangeId),
     /// The GET stream may have gone silent.
     Silence(ExchangeId),
+    /// The resumption of message `seq`'s response stream has had its time.
+    ResumeBudget(u64),
 }
 
 /// The connection engine. See the module docs for how to drive it.
@@ -433,6 +442,7 @@ impl Engine {
             Timer::KeepAlive => self.keep_alive(now),
             Timer::Head(id) => self.head_due(id, now),
             Timer::Silence(id) => self.silence_due(id, now),
+            Timer::ResumeBudget(seq) => self.resume_due(seq, now),
         }
     }
 
@@ -533,6 +543,7 @@ impl Engine {
                     Stream {
                         machine,
                         exchange: None,
+                        broken_at: None,
                     },
                 );
                 self.drive_stream(StreamRef::Get, StreamEvent::Started, now);
@@ -562,6 +573,7 @@ impl Engine {
                     Stream {
                         machine,
                         exchange: None,
+                        broken_at: None,
                     },
                 );
                 self.log(LogEvent::OpeningLegacyStream);
@@ -1077,6 +1089,7 @@ impl Engine {
     ) {
         self.log(LogEvent::Resuming(key.clone()));
         let which = StreamRef::Resume(seq);
+        self.set_timer(now + RESUME_BUDGET, Timer::ResumeBudget(seq));
         let machine = StreamLink::new(BackoffPolicy::RESUME, self.config.seed.wrapping_add(seq))
             .state_machine();
         self.streams.insert(
@@ -1084,6 +1097,7 @@ impl Engine {
             Stream {
                 machine,
                 exchange: None,
+                broken_at: Some(now),
             },
         );
         self.drive_stream(
@@ -1319,8 +1333,17 @@ impl Engine {
                     }
                     _ => StreamEvent::Failed { now },
                 };
+                let mut budget = None;
                 if let Some(stream) = self.streams.get_mut(&which) {
                     stream.exchange = None;
+                    if let (StreamRef::Resume(seq), None) = (which, stream.broken_at) {
+                        // It streamed, then broke again: a new budget from now.
+                        stream.broken_at = Some(now);
+                        budget = Some(seq);
+                    }
+                }
+                if let Some(seq) = budget {
+                    self.set_timer(now + RESUME_BUDGET, Timer::ResumeBudget(seq));
                 }
                 self.drive_stream(which, event, now);
             }
@@ -1337,8 +1360,30 @@ impl Engine {
         }
     }
 
+    /// The resumption of message `seq` has had its time: if it is not streaming, its
+    /// request fails (its fate is unknown).
+    fn resume_due(&mut self, seq: u64, now: Instant) {
+        let which = StreamRef::Resume(seq);
+        let late = self
+            .streams
+            .get(&which)
+            .and_then(|s| s.broken_at)
+            .is_some_and(|at| now >= at + RESUME_BUDGET);
+        if !late {
+            return;
+        }
+        self.drive_stream(which, StreamEvent::Closed, now);
+        self.streams.remove(&which);
+        if let Some(key) = self.messages.get(&seq).and_then(|e| e.id_key.clone()) {
+            self.fail_key(&key, RequestError::ResumeFailed);
+        }
+    }
+
     /// A GET stream's response headers said "stream": it is open.
     fn stream_opened(&mut self, which: StreamRef, now: Instant) {
+        if let Some(stream) = self.streams.get_mut(&which) {
+            stream.broken_at = None;
+        }
         // For the legacy stream, the open time-out applies until the `endpoint` event.
         self.drive_stream(which, StreamEvent::Connected { now }, now);
     }

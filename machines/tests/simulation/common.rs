@@ -1,17 +1,17 @@
-//! What the two simulations share: the size of a schedule, the Session's constants they
-//! both mirror, the timed event queue, the host's messages, and the seed runner — run
+//! What the two simulations share: the size of a schedule, the timed event queue, the
+//! host's messages, the Authorizer's side of the Grant, and the seed runner — run
 //! 10,000 seeds once, sum their path counts, collect the invariants they broke and the
 //! liveness findings they recorded, and replay one seed with its trace to explain a
 //! failure.
 //!
-//! Each transport's module keeps its own events, server, network and glue; it plugs
-//! into the runner by implementing [`Simulation`] and declaring its path counts with
-//! [`counters!`].
+//! `world.rs` is the world both transports run in (the shipped engine, the simulated
+//! network and server); each transport's module plugs it into the runner by
+//! implementing [`Simulation`], and the world declares its path counts with [`counters!`].
 
 use super::Rng;
 use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
+use machines::engine::TokenOutcome;
 use machines::jsonrpc::Message;
-use machines::link::LinkEvent;
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
 use std::cell::Cell;
@@ -27,13 +27,9 @@ pub const REQUESTS: u64 = 12;
 /// The host sends its requests within this many milliseconds.
 pub const LAST_REQUEST_AT: u64 = 40_000;
 
-// The Session's constants (actors/src/session.rs, actors/src/session/liveness.rs).
-/// `CONFIRM_TIMEOUT`: held messages wait at most this long for `notifications/initialized`.
-pub const CONFIRM_TIMEOUT: u64 = 10_000;
-
 /// A duration in simulated milliseconds, rounded up.
 pub fn ms(d: Duration) -> u64 {
-    d.as_micros().div_ceil(1000) as u64
+    d.as_nanos().div_ceil(1_000_000) as u64
 }
 
 // ---- the host ----
@@ -73,7 +69,7 @@ pub fn refresh_ended(ok: bool) -> GrantEvent {
 
 // ---- the Grant (actors/src/session.rs) ----
 
-/// The Session's side of the Grant: the machine and the token bookkeeping around it.
+/// The Authorizer's side of the Grant: the machine and the token bookkeeping around it.
 pub struct Tokens {
     grant: StateMachine<Grant>,
     /// `RequestToken`s the Grant has not answered yet (at most one: an invariant).
@@ -95,7 +91,7 @@ impl Tokens {
     }
 }
 
-/// The Session's glue between the Link and the Grant, on a simulated browser and
+/// The Authorizer's glue between the engine and the Grant, on a simulated browser and
 /// authorization server. The sign-in and the refresh end after a random latency, as the
 /// simulation's `SignInDone` and `RefreshDone` events, which give the Grant
 /// [`sign_in_ended`] and [`refresh_ended`].
@@ -108,10 +104,10 @@ pub trait TokenGlue {
     fn rng(&mut self) -> &mut Rng;
     /// The sign-in (or, with `refresh`, the refresh) ends in `latency` ms.
     fn grant_answers_in(&mut self, latency: u64, refresh: bool, ok: bool);
-    /// Drive the Link (the Session's `dispatch`).
-    fn tell_link(&mut self, event: LinkEvent);
+    /// Tell the engine how the token request ended (the Authorizer's answer).
+    fn token_outcome(&mut self, outcome: TokenOutcome);
 
-    /// `LinkEffect::RequestToken`.
+    /// `Event::NeedToken`.
     fn request_token(&mut self) {
         self.tokens().in_flight += 1;
         assert!(self.tokens().in_flight <= 1, "two token requests in flight");
@@ -148,16 +144,14 @@ pub trait TokenGlue {
                         tokens.in_flight -= 1;
                         tokens.authorization = true;
                         tokens.confirmed = false;
-                        self.tell_link(LinkEvent::TokenArrived);
+                        self.token_outcome(TokenOutcome::Ready);
                     }
                 }
                 GrantEffect::Fail(reason) => {
                     let tokens = self.tokens();
                     if tokens.in_flight > 0 {
                         tokens.in_flight -= 1;
-                        self.tell_link(LinkEvent::AuthFailed {
-                            reason: format!("sign-in failed: {reason}"),
-                        });
+                        self.token_outcome(TokenOutcome::Failed { reason });
                     }
                 }
                 GrantEffect::ForgetTokens => {}
@@ -238,14 +232,14 @@ pub trait Merge {
 macro_rules! counters {
     (
         $(#[$meta:meta])*
-        struct $name:ident {
+        $vis:vis struct $name:ident {
             $( $(#[$field_meta:meta])* $field:ident: u64, )*
         }
     ) => {
         $(#[$meta])*
         #[derive(Default, Debug, Clone, Copy)]
-        struct $name {
-            $( $(#[$field_meta])* $field: u64, )*
+        $vis struct $name {
+            $( $(#[$field_meta])* pub $field: u64, )*
         }
 
         impl $crate::common::Merge for $name {
