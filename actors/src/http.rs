@@ -9,7 +9,7 @@
 
 pub use reqwest::header;
 
-use machines::transport::same_origin;
+use machines::transport::{self, same_origin};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,7 +53,17 @@ fn base_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, HttpSet
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("mcp-remote-rs/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(options.connect_timeout);
+        .connect_timeout(options.connect_timeout)
+        // A connection whose route died (a VPN reconnect) is closed within about 8 s,
+        // so what was in flight on it is resumed or reported instead of waiting for
+        // --request-timeout (machines::transport::TCP_USER_TIMEOUT).
+        .tcp_keepalive(transport::TCP_KEEPALIVE_IDLE)
+        .tcp_keepalive_interval(transport::TCP_KEEPALIVE_INTERVAL)
+        .tcp_keepalive_retries(transport::TCP_KEEPALIVE_RETRIES);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    {
+        builder = builder.tcp_user_timeout(transport::TCP_USER_TIMEOUT);
+    }
     if !options.enable_proxy {
         builder = builder.no_proxy();
     }

@@ -31,10 +31,12 @@ impl BackoffPolicy {
     };
 
     /// Reopening the legacy (HTTP+SSE) event stream: every answer comes on it, so the
-    /// first attempt goes almost at once (0.1–0.2 s), then doubling up to 10 s.
+    /// first attempt goes almost at once (0.1–0.2 s), then doubling up to 1 s (1–2 s
+    /// with jitter): requests wait for it, and once the network is back the next
+    /// attempt is never far (one GET every few seconds costs a down server nothing).
     pub const LEGACY: BackoffPolicy = BackoffPolicy {
         min_delay: Duration::from_millis(100),
-        max_delay: Duration::from_secs(10),
+        max_delay: Duration::from_secs(1),
         factor: 2.0,
         max_attempts: None,
     };

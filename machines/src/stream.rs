@@ -284,8 +284,10 @@ impl ResponseTime {
 
 /// The time allowed to (re)open an event stream, up to its first event: the first
 /// attempt gets [`OpenTimer::FIRST`]; later ones four times what the last successful
-/// open took (1–10 s), doubling after each attempt that timed out. So a GET that went
-/// into a blackhole is abandoned soon, and a slow network still gets the time it needs.
+/// open took (1–3 s), doubling after each attempt that timed out, up to 3 s. So a GET
+/// that went into a blackhole is abandoned soon — the one made just before the network
+/// came back holds the reconnection for at most 3 s — and a slow network still gets the
+/// time it needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenTimer {
     /// How long the last successful open took.
@@ -300,7 +302,7 @@ impl OpenTimer {
     /// A reopen is never cut shorter than this.
     const FLOOR: Duration = Duration::from_secs(1);
     /// Nor allowed longer than this.
-    const CEILING: Duration = Duration::from_secs(10);
+    const CEILING: Duration = Duration::from_secs(3);
 
     /// The time allowed to the next attempt.
     pub fn limit(&self) -> Duration {
@@ -665,14 +667,14 @@ mod tests {
         assert_eq!(open.limit(), OpenTimer::FIRST, "no history yet");
         open.opened(ms(20));
         assert_eq!(open.limit(), ms(1000), "a fast server: 1 s");
-        open.opened(ms(700));
-        assert_eq!(open.limit(), ms(2800));
+        open.opened(ms(300));
+        assert_eq!(open.limit(), ms(1200));
         open.timed_out();
-        assert_eq!(open.limit(), ms(5600), "doubling after a time-out");
+        assert_eq!(open.limit(), ms(2400), "doubling after a time-out");
         for _ in 0..8 {
             open.timed_out();
         }
-        assert_eq!(open.limit(), ms(10_000));
+        assert_eq!(open.limit(), ms(3_000), "never more than 3 s");
         open.opened(ms(20));
         assert_eq!(open.limit(), ms(1000), "a success starts over");
     }

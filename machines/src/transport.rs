@@ -4,6 +4,22 @@
 
 use url::Url;
 
+/// Dead connections are noticed by TCP itself, on every socket: a VPN that reconnects
+/// with a new route (or a NAT that forgets a flow) kills established connections
+/// silently — no FIN, no RST, no ACK ever again — and nothing at the HTTP level tells
+/// such a connection from a slow tool call. Keep-alive probes start after this much
+/// idleness…
+pub const TCP_KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+/// …go this often…
+pub const TCP_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// …and this many unanswered ones close the connection (2 + 3 × 2 = 8 s where
+/// `TCP_USER_TIMEOUT` is not available).
+pub const TCP_KEEPALIVE_RETRIES: u32 = 3;
+/// Linux: a connection whose data or keep-alive probes go unacknowledged this long is
+/// closed (`TCP_USER_TIMEOUT`, RFC 5482; it overrides the probe count). A live peer
+/// acknowledges within a round trip, a slow tool call included: only a dead route is cut.
+pub const TCP_USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// `Accept` of every POST: both types, MCP transports §Sending Messages item 2.
 pub const POST_ACCEPT: &str = "application/json, text/event-stream";
 /// `Accept` of the GET stream.

@@ -31,8 +31,7 @@ use crate::stream::{CheckStep, OpenTimer, StreamCheck, StreamEvent};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
-/// The longest an accepted request's answer is watched for (past it, the keep-alive
-/// silence limit catches a dead stream).
+/// The longest wait before an accepted request's answer is first looked for.
 const ANSWER_WATCH_LIMIT: Duration = Duration::from_secs(30);
 
 /// The reserved id prefix of check pings.
@@ -140,9 +139,19 @@ impl Engine {
                 }
             }
             Watch::Answer { key } => {
-                if self.owed.contains_key(&key) && self.stream_is_quiet(now) {
+                if !self.owed.contains_key(&key) || self.live_connection.is_none() {
+                    return;
+                }
+                if self.stream_is_quiet(now) {
                     self.suspect(Suspicion::AnswerOverdue, now);
                 }
+                // Bytes came since (or a check runs): watch on, until the answer comes
+                // or the stream goes quiet with it still owed (found by the simulation: a
+                // stream that died just after its last bytes swallowed the answer, and
+                // nothing looked again until the request time-out).
+                let quiet_at = self.pulse.last_bytes().unwrap_or(now) + self.pulse.quiet_after();
+                let at = quiet_at.max(now + Duration::from_millis(100));
+                self.set_timer(at, Timer::Watch(Watch::Answer { key }));
             }
             Watch::Reinit { id } => {
                 if self.reinit_id.as_deref() == Some(id.as_str()) {

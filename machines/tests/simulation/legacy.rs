@@ -82,7 +82,6 @@ fn legacy_sse_ten_thousand_seeds_keep_every_invariant() {
 /// failed as "fate unknown") within 10 s of the network's return, never left to the
 /// request time-out.
 #[test]
-#[ignore = "issue #10: requests in flight on connections a silent network killed still wait for the request time-out when the network comes back within the check's give-up"]
 fn legacy_sse_requests_in_flight_are_answered_once_the_network_is_back() {
     if let Some(report) = report(TIMEOUT_AFTER_NETWORK_BACK) {
         panic!("{report}");

@@ -97,7 +97,6 @@ fn streamable_http_a_killed_server_fails_resumptions_within_the_budget() {
 /// failed as "fate unknown") within 10 s of the network's return, never left to the
 /// request time-out.
 #[test]
-#[ignore = "issue #10: requests in flight on connections a silent network killed still wait for the request time-out when the network comes back within the check's give-up"]
 fn streamable_http_requests_in_flight_are_answered_once_the_network_is_back() {
     if let Some(report) = report(TIMEOUT_AFTER_NETWORK_BACK) {
         panic!("{report}");

@@ -31,12 +31,15 @@ use machines::jsonrpc::{IdKey, Kind, Message};
 use machines::link::Strategy;
 use machines::router::{Router, RouterConfig, RouterEffect};
 use machines::stream::{StreamCheck, MIN_RECONNECT_DELAY};
-use std::collections::{BTreeMap, HashMap};
+use machines::transport::TCP_USER_TIMEOUT;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use url::Url;
 
 /// The Router's `--request-timeout` in the simulation.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `--connect-timeout`'s default.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest delay any reconnection may be given (the legacy and reconnect
 /// policies' ceiling, 10 s, plus full jitter).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(20);
@@ -84,6 +87,9 @@ enum Ev {
     Blackhole(bool),
     /// The legacy event stream breaks (FIN) or dies silently.
     StreamFault { silent: bool },
+    /// TCP gives up on a dead connection (keep-alive, `TCP_USER_TIMEOUT`) or on a
+    /// connect that got no answer (`--connect-timeout`): the proxy sees the error.
+    TcpDead(ExchangeId, NetworkError),
     /// The slow tool call `post` finishes and its answer is sent.
     SlowDone {
         flow: ExchangeId,
@@ -174,8 +180,8 @@ pub struct World {
     router: Router,
     engine: Engine,
     tokens: Tokens,
-    /// When the engine's timer event is scheduled.
-    engine_timer_at: Option<u64>,
+    /// When the engine's timer events are scheduled.
+    engine_timers: BTreeSet<u64>,
     /// When the Router's tick is scheduled.
     tick_at: Option<u64>,
 
@@ -183,6 +189,8 @@ pub struct World {
     flows: BTreeMap<ExchangeId, Flow>,
     blackholes: Vec<(u64, u64)>,
     server_down: bool,
+    /// When the server last came up.
+    server_up_since: u64,
     /// The session the server knows (Streamable HTTP).
     session: Option<String>,
     /// Sessions issued.
@@ -210,11 +218,13 @@ pub struct World {
     /// The host's `initialize` was answered with a result: a session exists.
     initialized_ok: bool,
     /// Tool calls the server is still working on.
-    slow_ids: Vec<u64>,
+    slow_until: HashMap<u64, u64>,
     /// Flows the killed server reset: their end still reaches the proxy.
     killed: Vec<ExchangeId>,
     /// When each request's response stream broke and its resumption began.
     resuming_since: HashMap<IdKey, u64>,
+    /// Resumed streams waiting for an answer still being worked on, by priming event id.
+    resume_flows: HashMap<String, ExchangeId>,
     /// The request each priming event id belongs to.
     prime_owner: HashMap<String, u64>,
     stats: Stats,
@@ -270,11 +280,12 @@ impl World {
             }),
             engine,
             tokens: Tokens::new(),
-            engine_timer_at: None,
+            engine_timers: BTreeSet::new(),
             tick_at: None,
             flows: BTreeMap::new(),
             blackholes,
             server_down: false,
+            server_up_since: 0,
             session: None,
             sessions: 0,
             legacy_live: None,
@@ -287,10 +298,11 @@ impl World {
             check_started: None,
             checking_before: false,
             initialized_ok: false,
-            slow_ids: Vec::new(),
+            slow_until: HashMap::new(),
             killed: Vec::new(),
             resuming_since: HashMap::new(),
             prime_owner: HashMap::new(),
+            resume_flows: HashMap::new(),
             stats: Stats::default(),
             flags: BTreeMap::new(),
         }
@@ -332,9 +344,20 @@ impl World {
             .any(|&(s, e)| s <= self.now && e > started)
     }
 
-    /// How long the network has been up (0 during a blackhole).
+    /// Whether the network is silent now.
+    fn in_blackhole(&self) -> bool {
+        self.blackholes
+            .iter()
+            .any(|&(s, e)| s <= self.now && e > self.now)
+    }
+
+    /// How long the network and the server have been up (0 during a blackhole or while
+    /// the server is down).
     fn back_for(&self) -> u64 {
-        let mut up_since = 0;
+        if self.server_down {
+            return 0;
+        }
+        let mut up_since = self.server_up_since;
         for &(s, e) in &self.blackholes {
             if s <= self.now {
                 if e > self.now {
@@ -438,7 +461,7 @@ impl World {
 
     /// Whether the server is still working on request `n` (a slow tool call).
     fn slow_running(&self, n: u64) -> bool {
-        self.slow_ids.contains(&n)
+        self.slow_until.get(&n).is_some_and(|&t| t > self.now)
     }
 
     // ---- the engine ----
@@ -469,8 +492,7 @@ impl World {
         }
         if let Some(at) = self.engine.poll_timeout() {
             let at = ms(at.saturating_duration_since(self.t0)).max(self.now);
-            if self.engine_timer_at.is_none_or(|t| at < t || t < self.now) {
-                self.engine_timer_at = Some(at);
+            if self.engine_timers.insert(at) {
                 self.queue.push(at, Ev::EngineTimer);
             }
         }
@@ -586,7 +608,15 @@ impl World {
             },
         );
         let latency = self.latency();
-        if self.server_down || self.rng.chance(4) {
+        if self.in_blackhole() {
+            // The SYN goes into the silence: the connect times out.
+            self.flows.get_mut(&id).unwrap().dead = true;
+            if self.flows[&id].exchange.purpose == Purpose::HostMessage {
+                self.stats.swallowed += 1;
+            }
+            let error = NetworkError::Connect("connect timed out".into());
+            self.at(ms(CONNECT_TIMEOUT), Ev::TcpDead(id, error));
+        } else if self.server_down || self.rng.chance(4) {
             // Refused at connect: it surely never reached the server.
             let error = NetworkError::Connect("connection refused".into());
             self.at(latency.min(50), Ev::End(id, Err(error)));
@@ -681,15 +711,25 @@ impl World {
                                     let key = IdKey::Num(n.to_string());
                                     self.resuming_since.insert(key, self.now + latency);
                                 }
-                                let mut chunks = Vec::new();
-                                if let Some(answer) = answer {
-                                    chunks.push(
-                                        format!("id: {last}-1\ndata: {answer}\n\n").into_bytes(),
-                                    );
-                                    self.stats.resumed_answers += 1;
-                                }
                                 let head = Self::head(200, Some("text/event-stream"), None);
-                                self.respond(id, latency, head, chunks, Ok(()));
+                                match answer {
+                                    Some(answer) => {
+                                        let event = format!("id: {last}-1\ndata: {answer}\n\n");
+                                        self.stats.resumed_answers += 1;
+                                        self.respond(
+                                            id,
+                                            latency,
+                                            head,
+                                            vec![event.into_bytes()],
+                                            Ok(()),
+                                        );
+                                    }
+                                    None => {
+                                        // The work goes on: the stream stays open for its answer.
+                                        self.at(latency, Ev::Head(id, head));
+                                        self.resume_flows.insert(last, id);
+                                    }
+                                }
                             }
                             None => self.respond(
                                 id,
@@ -798,11 +838,13 @@ impl World {
         let slow = self.rng.chance(8);
         let work = if slow {
             self.stats.slow_calls += 1;
-            self.slow_ids.push(n);
             2_000 + self.rng.below(10_000)
         } else {
             self.rng.below(300)
         };
+        if slow {
+            self.slow_until.insert(n, self.now + work + latency);
+        }
         match self.rng.below(100) {
             // Executed, then the answer was lost.
             0..=1 => self.at(
@@ -858,7 +900,6 @@ impl World {
 
     /// A tool call's work is done: its answer goes on its POST (and is stored for resumption).
     fn work_done(&mut self, flow: ExchangeId, n: u64, sse: bool) {
-        self.slow_ids.retain(|&s| s != n);
         let answer = Self::json_answer(&n.to_string(), "{}");
         if sse {
             let prime = format!("p{}", flow.0);
@@ -943,6 +984,9 @@ impl World {
                     }
                     false => self.rng.below(200),
                 };
+                if let (Some(n), true) = (host_id, work >= 2_000) {
+                    self.slow_until.insert(n, self.now + latency + work);
+                }
                 // The answer goes on the stream of that session, if it is still up.
                 let stream = self
                     .flows
@@ -1008,6 +1052,21 @@ impl World {
         }
     }
 
+    /// A resumption's stream ended: from now on it has a budget of its own.
+    fn note_resume_broke(&mut self, id: ExchangeId) {
+        let Some(flow) = self.flows.get(&id) else {
+            return;
+        };
+        if flow.exchange.purpose != Purpose::Resume || flow.aborted {
+            return;
+        }
+        let owner = Self::header(flow, "last-event-id").and_then(|p| self.prime_owner.get(p));
+        if let Some(n) = owner {
+            let key = IdKey::Num(n.to_string());
+            self.resuming_since.insert(key, self.now);
+        }
+    }
+
     // ---- one step ----
 
     fn step(&mut self, ev: Ev) {
@@ -1034,6 +1093,7 @@ impl World {
                 let killed = self.killed.contains(&id);
                 if killed || self.carries(id) {
                     self.killed.retain(|k| *k != id);
+                    self.note_resume_broke(id);
                     if !self.flows.get(&id).is_some_and(|f| f.aborted) {
                         self.engine.handle_end(id, result, now);
                     }
@@ -1041,7 +1101,7 @@ impl World {
                 }
             }
             Ev::EngineTimer => {
-                self.engine_timer_at = None;
+                self.engine_timers.remove(&self.now);
                 self.engine.handle_timeout(now);
                 let next = self
                     .engine
@@ -1064,12 +1124,37 @@ impl World {
             }
             Ev::ServerDown(down) => match down {
                 true => self.kill(),
-                false => self.server_down = false,
+                false => {
+                    self.server_down = false;
+                    self.server_up_since = self.now;
+                }
             },
             Ev::Blackhole(on) => {
                 if on {
                     self.stats.blackholes += 1;
+                    // Every open connection dies (the VPN flap): TCP notices within its time-out.
+                    let open: Vec<ExchangeId> = self
+                        .flows
+                        .iter()
+                        .filter(|(_, f)| !f.aborted && !f.dead)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for id in open {
+                        self.flows.get_mut(&id).unwrap().dead = true;
+                        if self.flows[&id].exchange.purpose == Purpose::HostMessage {
+                            self.stats.swallowed += 1;
+                        }
+                        let error = NetworkError::TimedOut("the connection timed out".into());
+                        self.at(ms(TCP_USER_TIMEOUT), Ev::TcpDead(id, error));
+                    }
                 }
+            }
+            Ev::TcpDead(id, error) => {
+                self.note_resume_broke(id);
+                if self.flows.get(&id).is_some_and(|f| !f.aborted) {
+                    self.engine.handle_end(id, Err(error), now);
+                }
+                self.flows.remove(&id);
             }
             Ev::StreamFault { silent } => self.stream_fault(silent),
             Ev::SlowDone { flow, id, sse } => {
@@ -1077,12 +1162,22 @@ impl World {
                 {
                     self.work_done(flow, id, sse);
                 } else {
-                    // The answer is stored for a resumption even if its stream is gone.
-                    self.slow_ids.retain(|&s| s != id);
+                    // The answer is stored for a resumption even if its stream is gone,
+                    // and goes on the resumed stream if one waits for it.
                     let prime = format!("p{}", flow.0);
                     if sse && !self.server_down && self.stored.contains_key(&prime) {
-                        self.stored
-                            .insert(prime, Some(Self::json_answer(&id.to_string(), "{}")));
+                        let answer = Self::json_answer(&id.to_string(), "{}");
+                        self.stored.insert(prime.clone(), Some(answer.clone()));
+                        let waiting = self
+                            .resume_flows
+                            .remove(&prime)
+                            .filter(|r| self.flows.get(r).is_some_and(|f| !f.aborted && !f.dead));
+                        if let Some(resume) = waiting {
+                            self.stats.resumed_answers += 1;
+                            let event = format!("id: {prime}-1\ndata: {answer}\n\n");
+                            self.at(0, Ev::Body(resume, event.into_bytes()));
+                            self.at(1, Ev::End(resume, Ok(())));
+                        }
                     }
                 }
             }
