@@ -26,8 +26,8 @@ pub enum NetworkError {
 #[non_exhaustive]
 pub enum RequestError {
     // ---- the network ----
-    /// The request may have reached the server; the connection failed before its answer.
-    #[error("{0}")]
+    /// The connection failed before the answer (or, `Connect`, before the request went).
+    #[error("{}", network_text(.0))]
     Network(NetworkError),
     /// The network went silent with the request in flight.
     #[error("the server stopped answering (the network went silent); the request may or may not have been executed")]
@@ -68,6 +68,13 @@ pub enum RequestError {
     /// The Link's decision, in its words.
     #[error("{0}")]
     Session(String),
+}
+
+fn network_text(error: &NetworkError) -> String {
+    match error {
+        NetworkError::Connect(detail) => format!("{detail}; the request did not reach the server"),
+        other => format!("{other}; the request may or may not have been executed"),
+    }
 }
 
 fn reason_suffix(reason: &Option<&'static str>) -> String {
