@@ -1935,7 +1935,11 @@ mod tests {
         fn no_message_is_lost_or_retried_twice(events in proptest::collection::vec(event(), 0..80), (strat, remembered) in strategy()) {
             let mut sm = Link::new(strat, remembered).state_machine();
             let mut reinit_ids = std::collections::HashSet::new();
+            // One start is from leaving `idle` (the host's initialize) to coming back to it.
+            // `switches` counts the transport changes in this start; `was_live` says whether
+            // a session was live in it.
             let mut switches = 0;
+            let mut was_live = false;
             let mut last_transport = None;
             for e in events.iter().cloned() {
                 let effects = step(&mut sm, e.clone());
@@ -1961,11 +1965,27 @@ mod tests {
                     prop_assert_ne!(sm.transport(), Some(Transport::Streamable));
                 }
                 if sm.transport().is_some() && sm.transport() != last_transport {
-                    if last_transport.is_some() { switches += 1; }
+                    if last_transport.is_some() {
+                        switches += 1;
+                        prop_assert!(
+                            !was_live,
+                            "the transport changed from {:?} to {:?} after the session was live (on {:?})",
+                            last_transport, sm.transport(), e
+                        );
+                        prop_assert!(
+                            switches <= 1,
+                            "the transport changed {} times in one start (on {:?})",
+                            switches, e
+                        );
+                    }
                     last_transport = sm.transport();
                 }
-                if matches!(sm.state(), State::Idle {}) { last_transport = None; }
-                prop_assert!(switches <= events.len());
+                if matches!(sm.state(), State::Live {}) { was_live = true; }
+                if matches!(sm.state(), State::Idle {}) {
+                    last_transport = None;
+                    switches = 0;
+                    was_live = false;
+                }
             }
             let held = sm.held.len();
             let out = step(&mut sm, LinkEvent::ShutdownRequested);
