@@ -769,14 +769,18 @@ mod tests {
     }
 
     proptest! {
-        /// Over any schedule: an Open is only ever emitted from idle or after a
-        /// retry timer (never twice without a delay in between), every delay is at
-        /// least the policy's minimum, and nothing happens after a refusal.
+        /// Over any schedule: every Open after the first is preceded by a
+        /// ScheduleRetry whose RetryTimerFired came in between (never a reconnect
+        /// without a delay, not even `[ScheduleRetry, Open]` in one step), every
+        /// delay is at least the policy's minimum, and nothing happens after a refusal.
         #[test]
         fn never_reconnects_without_a_delay(events in proptest::collection::vec(event(), 0..100), seed in any::<u64>()) {
             let mut sm = StreamLink::new(BackoffPolicy::STREAM, seed).state_machine();
             let t0 = Instant::now();
-            let mut opens_since_delay = 0;
+            let mut opened = false;
+            // A delay was asked for since the last Open, and whether its timer fired since.
+            let mut scheduled = false;
+            let mut timer_fired = false;
             let mut refused = false;
             for (kind, ms) in events {
                 let now = t0 + Duration::from_millis(ms);
@@ -788,18 +792,27 @@ mod tests {
                     4 => StreamEvent::RetryTimerFired,
                     _ => StreamEvent::Refused { status: 405 },
                 };
-                let fired = matches!(e, StreamEvent::RetryTimerFired);
-                let effects = step(&mut sm, e);
+                if matches!(e, StreamEvent::RetryTimerFired) && scheduled {
+                    timer_fired = true;
+                }
+                let effects = step(&mut sm, e.clone());
                 if refused { prop_assert!(effects.is_empty()); }
                 for eff in effects {
                     match eff {
                         StreamEffect::Open { .. } => {
-                            opens_since_delay += 1;
-                            prop_assert!(opens_since_delay == 1 || fired);
+                            prop_assert!(
+                                !opened || (scheduled && timer_fired),
+                                "reopened on {:?} without a delay (scheduled {}, timer fired {})",
+                                e, scheduled, timer_fired
+                            );
+                            opened = true;
+                            scheduled = false;
+                            timer_fired = false;
                         }
                         StreamEffect::ScheduleRetry(d) => {
                             prop_assert!(d >= BackoffPolicy::STREAM.min_delay);
-                            opens_since_delay = 0;
+                            scheduled = true;
+                            timer_fired = false;
                         }
                         StreamEffect::GiveUp { refused: r } => refused |= r,
                         StreamEffect::Abort => {}
