@@ -149,6 +149,8 @@ async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_
         "held, then sent once a ping got through: {r}"
     );
     // The first went into the void: its fate is unknown, so it gets an error, not a retry.
+    // Which error (the silent network's, not the time-out's, which is -32001 too) is
+    // `a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out`'s matter.
     let (r, _) = p.recv_response(&json!(1)).await;
     assert_eq!(r["error"]["code"], -32001, "{r}");
     let runs = |text: &str| {
@@ -168,4 +170,42 @@ async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_
         stderr.contains("checking that the server is reachable"),
         "{stderr}"
     );
+}
+
+/// What the host is told about a request in flight when the network went silent: that
+/// it was lost and may or may not have run (link.rs `SILENT`), not the router's "no answer
+/// … within N s (--request-timeout)", which has the same code -32001. The time-out is
+/// far (30 s) so that only the silence can answer within the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known failure (issue #10): the request is answered by --request-timeout, not as lost in the silence; un-ignore with the engine fix"]
+async fn a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out() {
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let relay = testbed::relay::Relay::start(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        tb.port(),
+    )))
+    .await
+    .expect("relay");
+    let url = format!("{}/mcp", relay.url(""));
+    let mut p = Proxy::spawn(&[&url, "--request-timeout", "30", "--debug"]);
+    p.initialize("2025-11-25").await;
+    p.send(call(0, "echo", json!({"text": "warm"}))).await;
+    assert_eq!(text(&p.recv_response(&json!(0)).await.0), "warm");
+    relay.blackhole_kill();
+    p.send(call(1, "echo", json!({"text": "into the void"})))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2_800)).await;
+    relay.clear();
+    // Well within the 30 s time-out: recv_within bounds the wait.
+    let r = p.recv_within(Duration::from_secs(15)).await;
+    let r = r.unwrap_or_else(|| panic!("no answer to id 1 within 15 s of the silence"));
+    assert_eq!(r["id"], 1, "{r}");
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the network went silent")
+            && message.contains("may or may not have been executed"),
+        "answered as lost in the silence, not by the time-out: {r}"
+    );
+    p.close().await;
 }
