@@ -4,6 +4,7 @@
 mod common;
 
 use common::{call, text, Proxy};
+use machines::backoff::BackoffPolicy;
 use serde_json::{json, Value};
 use std::time::Duration;
 use testbed::{Config, ResponseMode, Testbed};
@@ -131,12 +132,13 @@ async fn get_stream_405_is_not_retried() {
         tb.wait_for(|r| r.iter().any(|r| r.method == "GET"), common::WAIT)
             .await
     );
-    // Give a retry storm time to show itself, then count.
+    // Give a retry time to show itself, then count: a reopening would wait the GET
+    // stream's first delay, its minimum plus up to as much jitter.
     p.send(call(1, "echo", json!({"text": "still works"})))
         .await;
     let (r, _) = p.recv_response(&json!(1)).await;
     assert_eq!(text(&r), "still works");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(BackoffPolicy::STREAM.min_delay * 2 + Duration::from_millis(500)).await;
     let gets = tb.requests().iter().filter(|r| r.method == "GET").count();
     assert_eq!(
         gets, 1,
@@ -375,7 +377,9 @@ async fn http_errors_become_json_rpc_errors() {
     p.send(call(5, "echo", json!({"text":"x"}))).await;
     let (r, _) = p.recv_response(&json!(5)).await;
     assert!(r.get("error").is_some());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A re-send would wait the reconnect policy's first delay (its minimum plus up to as
+    // much jitter): wait longer than that before counting.
+    tokio::time::sleep(BackoffPolicy::RECONNECT.min_delay * 2 + Duration::from_millis(500)).await;
     assert_eq!(posts(&tb).len(), 1, "no retry loop on 400");
     p.close().await;
 }
