@@ -1484,6 +1484,74 @@ mod tests {
         assert_eq!(sm.state(), &State::idle());
     }
 
+    /// README "Flaky networks": messages wait, in order, at most [`MAX_HELD`] of them;
+    /// then new ones get an error at once (invariant 4). Here they wait while the
+    /// session is being confirmed.
+    #[test]
+    fn at_most_max_held_messages_wait_and_they_go_in_order() {
+        let mut sm = Link::new(Strategy::HttpOnly, None).state_machine();
+        step(&mut sm, sent(0, "initialize"));
+        step(&mut sm, answered("s"));
+        step(&mut sm, sent(1, "notifications/initialized"));
+        let first = 10;
+        let last = first + MAX_HELD as u64 - 1;
+        for seq in first..=last {
+            assert_eq!(
+                step(&mut sm, sent(seq, "tools/call")),
+                vec![],
+                "{seq} waits"
+            );
+        }
+        let over = step(&mut sm, sent(last + 1, "tools/call"));
+        assert!(
+            matches!(&over[..], [LinkEffect::Fail { seq, reason }]
+                if *seq == last + 1 && reason.contains(&format!("{MAX_HELD} messages are already waiting"))),
+            "{over:?}"
+        );
+        let released: Vec<u64> = step(&mut sm, LinkEvent::InitializedDelivered)
+            .into_iter()
+            .filter_map(|e| match e {
+                LinkEffect::Post { seq, .. } => Some(seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            released,
+            (first..=last).collect::<Vec<_>>(),
+            "all of them, in order"
+        );
+    }
+
+    /// The same bound while the server is unreachable (README: "Messages sent meanwhile
+    /// wait behind it, in order (at most 1024; then new ones get an error)"). Today a
+    /// message sent meanwhile is tried at once (see the test below), and when it is
+    /// refused too it is held without the bound.
+    #[test]
+    #[ignore = "known failure: in `reconnecting` a refused message is held beyond MAX_HELD (`hold`, not `hold_or_refuse`)"]
+    fn at_most_max_held_messages_wait_while_the_server_is_unreachable() {
+        let mut sm = Link::new(Strategy::HttpOnly, None)
+            .with_seed(1)
+            .state_machine();
+        step(&mut sm, sent(0, "initialize"));
+        step(&mut sm, answered("s"));
+        step(&mut sm, sent(1, "notifications/initialized"));
+        step(&mut sm, LinkEvent::InitializedDelivered);
+        let mut failed = 0;
+        for seq in 10..10 + MAX_HELD as u64 + 1 {
+            let mut effects = step(&mut sm, sent(seq, "tools/call"));
+            if effects.contains(&post(seq, false)) {
+                effects.extend(step(&mut sm, LinkEvent::Unreachable { seq }));
+            }
+            failed += effects
+                .iter()
+                .filter(|e| matches!(e, LinkEffect::Fail { .. }))
+                .count();
+        }
+        assert_eq!(failed, 1, "the message beyond {MAX_HELD} gets an error");
+        let released = step(&mut sm, LinkEvent::RetryTimerFired);
+        assert_eq!(released.len(), MAX_HELD, "{} released", released.len());
+    }
+
     #[test]
     fn unreachable_requests_wait_and_are_sent_again_after_a_delay() {
         let mut sm = Link::new(Strategy::HttpOnly, None)
@@ -1499,7 +1567,8 @@ mod tests {
             matches!(&e[..], [LinkEffect::ScheduleRetry(d)] if *d >= Duration::from_millis(250)),
             "{e:?}"
         );
-        // A new message is tried at once; it is refused too, so it waits with the first.
+        // A new message is tried at once (not held behind the first: the moment the server
+        // answers one, the rest go); it is refused too, so it waits with the first.
         assert_eq!(step(&mut sm, sent(4, "ping")), vec![post(4, false)]);
         assert!(step(&mut sm, LinkEvent::Unreachable { seq: 4 }).is_empty());
         assert_eq!(
