@@ -764,6 +764,63 @@ mod tests {
         assert!(gave_up);
     }
 
+    /// The delay before the next reopening when a stream that failed five times in a
+    /// row (each within 100 ms of connecting) connects again and ends after `up_for`.
+    fn delay_after_a_stream_up_for(up_for: Duration, seed: u64) -> Duration {
+        let mut sm = StreamLink::new(BackoffPolicy::STREAM, seed).state_machine();
+        let mut now = Instant::now();
+        assert!(matches!(
+            &step(&mut sm, StreamEvent::Started)[..],
+            [StreamEffect::Open { .. }]
+        ));
+        for _ in 0..5 {
+            step(&mut sm, StreamEvent::Connected { now });
+            now += Duration::from_millis(100);
+            let e = step(&mut sm, StreamEvent::Failed { now });
+            let [StreamEffect::ScheduleRetry(d)] = e[..] else {
+                panic!("{e:?}")
+            };
+            now += d;
+            assert!(matches!(
+                &step(&mut sm, StreamEvent::RetryTimerFired)[..],
+                [StreamEffect::Open { .. }]
+            ));
+        }
+        step(&mut sm, StreamEvent::Connected { now });
+        let end = StreamEvent::Ended {
+            now: now + up_for,
+            last_event_id: None,
+            retry_ms: None,
+        };
+        match step(&mut sm, end)[..] {
+            [StreamEffect::ScheduleRetry(d)] => d,
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    /// README: the streams' backoff is "reset after 10 s of health". After five quick
+    /// failures the delay has grown past 1.5^5 × the minimum (jitter only adds); a stream
+    /// that then stayed up for [`HEALTHY_AFTER`] starts again from the first delay (the
+    /// minimum plus at most as much jitter), one that stayed up a little less does not.
+    #[test]
+    fn ten_seconds_of_health_reset_the_backoff() {
+        let min = BackoffPolicy::STREAM.min_delay;
+        let grown = min.mul_f32(BackoffPolicy::STREAM.factor.powi(5));
+        for seed in 0..20 {
+            let healthy = delay_after_a_stream_up_for(HEALTHY_AFTER, seed);
+            assert!(
+                healthy >= min && healthy <= min * 2,
+                "seed {seed}: {healthy:?} after health"
+            );
+            let almost = HEALTHY_AFTER - Duration::from_millis(1);
+            let unhealthy = delay_after_a_stream_up_for(almost, seed);
+            assert!(
+                unhealthy >= grown,
+                "seed {seed}: {unhealthy:?} after {almost:?} up"
+            );
+        }
+    }
+
     fn event() -> impl Strategy<Value = (u8, u64)> {
         (0u8..6, 0u64..30_000)
     }
