@@ -408,6 +408,35 @@ async fn cross_origin_redirects_leak_nothing() {
     assert!(!stderr.contains("secret-token-123"));
 }
 
+/// README "What it does on the wire": redirects are followed within the server's origin
+/// (the other half, `cross_origin_redirects_leak_nothing`, is above). Every POST to
+/// `/redirect-here` is answered `307` to `/mcp` on the same origin: the session works,
+/// each message reaching `/mcp` after its redirect, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_origin_redirects_are_followed() {
+    let tb = testbed(Config::default()).await;
+    let url = format!("{}/redirect-here", tb.origin());
+    let mut p = Proxy::spawn(&[&url, "--transport", "http-only"]);
+    p.initialize("2025-11-25").await;
+    p.send(call(6, "echo", json!({"text": "followed"}))).await;
+    let (r, _) = p.recv_response(&json!(6)).await;
+    assert_eq!(text(&r), "followed", "{r}");
+    let requests = tb.requests();
+    let calls = |path: &str| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.path == path
+                    && r.rpc_method().as_deref() == Some("tools/call")
+            })
+            .count()
+    };
+    assert_eq!(calls("/redirect-here"), 1, "asked at the URL given");
+    assert_eq!(calls("/mcp"), 1, "and followed to /mcp, once");
+    p.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_headers_with_env_expansion_reach_every_request() {
     let tb = testbed(Config::default()).await;

@@ -23,7 +23,8 @@
 //!   that id belongs to (a GET stream or a POST response stream).
 //! - `DELETE /mcp` ends the session.
 //! - `/redirect-elsewhere` answers `307` to a second listener on another port (another
-//!   origin), whose requests [`Testbed::elsewhere_requests`] returns.
+//!   origin), whose requests [`Testbed::elsewhere_requests`] returns; `/redirect-here`
+//!   answers `307` to this origin's `/mcp`.
 //!
 //! With [`Config::transport`] set to [`Transport::Legacy`] or [`Transport::Both`] it also
 //! speaks the HTTP+SSE transport of MCP 2024-11-05, for a client's legacy mode and its
