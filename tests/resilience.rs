@@ -82,6 +82,49 @@ async fn keep_alive_pings_use_reserved_ids_and_never_reach_the_host() {
     p.close().await;
 }
 
+/// README "Flaky networks": a keep-alive ping left unanswered by the next tick declares
+/// the connection dead: the request waiting on it gets an error at once (not at
+/// `--request-timeout`), and the event stream reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_keep_alive_ping_declares_the_connection_dead() {
+    let tb = Testbed::start(Config {
+        silent_keep_alive_pings: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let mut p = Proxy::spawn(&[&tb.url(), "--ping-interval", "1", "--request-timeout", "60"]);
+    p.initialize("2025-11-25").await;
+    let gets = |r: &[testbed::Recorded]| r.iter().filter(|r| r.method == "GET").count();
+    assert!(
+        tb.wait_for(|r| gets(r) >= 1, common::WAIT).await,
+        "the GET stream opens"
+    );
+    let opened = gets(&tb.requests());
+    p.send(call(1, "never", json!({}))).await;
+    // One tick sends a ping, the next finds it unanswered: a few seconds, far from 60.
+    let r = p
+        .recv_within(Duration::from_secs(10))
+        .await
+        .expect("an answer within 10 s, not at the 60 s time-out");
+    assert_eq!(r["id"], 1, "{r}");
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no answer to keep-alive pings"),
+        "the keep-alive's verdict: {r}"
+    );
+    assert!(
+        tb.wait_for(|r| gets(r) > opened, common::WAIT).await,
+        "the event stream reconnects"
+    );
+    let (_, stderr) = p.close().await;
+    assert!(
+        stderr.contains("no answer to the keep-alive ping"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_request_that_timed_out_is_never_sent_later() {
     let config = || Config {

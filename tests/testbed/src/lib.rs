@@ -164,6 +164,10 @@ pub struct Config {
     /// the stream opens, so a test can check a client waits for it; keepalive comments may
     /// come first.
     pub legacy_delay_endpoint_ms: Option<u64>,
+    /// When set, the proxy's keep-alive pings (ids `mcp-remote-ping-N`) are taken and
+    /// never answered, as by a server or a path that went silent for them alone; other
+    /// pings (the proxy's reachability checks, the host's) are answered as usual.
+    pub silent_keep_alive_pings: bool,
     /// Whether open streams carry a `: keepalive` comment every second. Off, a stream is
     /// silent between messages, as the TypeScript SDK's and server-everything's are.
     pub keepalives: bool,
@@ -188,6 +192,7 @@ impl Default for Config {
             legacy_endpoint_override: None,
             legacy_delay_endpoint_ms: None,
             keepalives: true,
+            silent_keep_alive_pings: false,
             auth: None,
         }
     }
