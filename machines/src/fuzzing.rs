@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`, kept here so that the targets
 //! stay one-liners and the corpus can be replayed by ordinary tests on stable.
-//! Each function must never panic, whatever the input.
+//! Each function asserts the invariants its doc states and must never panic
+//! otherwise, whatever the input: a panic is a broken invariant or a crash.
 
 use crate::framing::{Frame, LineFramer};
 use crate::jsonrpc;
