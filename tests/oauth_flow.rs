@@ -176,6 +176,20 @@ async fn when_the_tab_owner_dies_another_copy_finishes() {
         other.close().await;
         r
     });
+    // The owner dies only once the other copy waits on the lock: its initialize was
+    // answered 401 (the owner's first), and a sign-in goes for the lock at once after that.
+    assert!(
+        tb.wait_for(
+            |r| r
+                .iter()
+                .filter(|r| r.method == "POST" && r.status == Some(401))
+                .count()
+                >= 2,
+            common::WAIT
+        )
+        .await,
+        "the other copy was told to sign in"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     owner.child.kill().await.unwrap();
     let r = tokio::time::timeout(Duration::from_secs(20), r)

@@ -82,6 +82,49 @@ async fn keep_alive_pings_use_reserved_ids_and_never_reach_the_host() {
     p.close().await;
 }
 
+/// README "Flaky networks": a keep-alive ping left unanswered by the next tick declares
+/// the connection dead: the request waiting on it gets an error at once (not at
+/// `--request-timeout`), and the event stream reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_keep_alive_ping_declares_the_connection_dead() {
+    let tb = Testbed::start(Config {
+        silent_keep_alive_pings: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let mut p = Proxy::spawn(&[&tb.url(), "--ping-interval", "1", "--request-timeout", "60"]);
+    p.initialize("2025-11-25").await;
+    let gets = |r: &[testbed::Recorded]| r.iter().filter(|r| r.method == "GET").count();
+    assert!(
+        tb.wait_for(|r| gets(r) >= 1, common::WAIT).await,
+        "the GET stream opens"
+    );
+    let opened = gets(&tb.requests());
+    p.send(call(1, "never", json!({}))).await;
+    // One tick sends a ping, the next finds it unanswered: a few seconds, far from 60.
+    let r = p
+        .recv_within(Duration::from_secs(10))
+        .await
+        .expect("an answer within 10 s, not at the 60 s time-out");
+    assert_eq!(r["id"], 1, "{r}");
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no answer to keep-alive pings"),
+        "the keep-alive's verdict: {r}"
+    );
+    assert!(
+        tb.wait_for(|r| gets(r) > opened, common::WAIT).await,
+        "the event stream reconnects"
+    );
+    let (_, stderr) = p.close().await;
+    assert!(
+        stderr.contains("no answer to the keep-alive ping"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_request_that_timed_out_is_never_sent_later() {
     let config = || Config {
@@ -149,6 +192,8 @@ async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_
         "held, then sent once a ping got through: {r}"
     );
     // The first went into the void: its fate is unknown, so it gets an error, not a retry.
+    // Which error (the silent network's, not the time-out's, which is -32001 too) is
+    // `a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out`'s matter.
     let (r, _) = p.recv_response(&json!(1)).await;
     assert_eq!(r["error"]["code"], -32001, "{r}");
     let runs = |text: &str| {
@@ -168,4 +213,41 @@ async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_
         stderr.contains("checking that the server is reachable"),
         "{stderr}"
     );
+}
+
+/// What the host is told about a request in flight when the network went silent: that
+/// it was lost and may or may not have run (link.rs `SILENT`), not the router's "no answer
+/// … within N s (--request-timeout)", which has the same code -32001. The time-out is
+/// far (30 s) so that only the silence can answer within the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out() {
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let relay = testbed::relay::Relay::start(std::net::SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        tb.port(),
+    )))
+    .await
+    .expect("relay");
+    let url = format!("{}/mcp", relay.url(""));
+    let mut p = Proxy::spawn(&[&url, "--request-timeout", "30", "--debug"]);
+    p.initialize("2025-11-25").await;
+    p.send(call(0, "echo", json!({"text": "warm"}))).await;
+    assert_eq!(text(&p.recv_response(&json!(0)).await.0), "warm");
+    relay.blackhole_kill();
+    p.send(call(1, "echo", json!({"text": "into the void"})))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2_800)).await;
+    relay.clear();
+    // Well within the 30 s time-out: recv_within bounds the wait.
+    let r = p.recv_within(Duration::from_secs(15)).await;
+    let r = r.unwrap_or_else(|| panic!("no answer to id 1 within 15 s of the silence"));
+    assert_eq!(r["id"], 1, "{r}");
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("the network went silent")
+            && message.contains("may or may not have been executed"),
+        "answered as lost in the silence, not by the time-out: {r}"
+    );
+    p.close().await;
 }

@@ -174,3 +174,119 @@ async fn stdin_is_served_before_the_server_answers() {
     let (code, _) = p.close().await;
     assert_eq!(code, Some(0));
 }
+
+/// README "Logs": logging never blocks; if the host does not read stderr, lines are
+/// dropped and their number is reported at exit (DESIGN.md invariant 8). The host here
+/// never reads stderr while thousands of messages go through, each logging two lines:
+/// far more than the pipe (64 KiB) and the log queue (4096 lines) hold. Every request is
+/// still answered, and once stderr is read at the end it reports the dropped lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_stderr_never_blocks_and_the_dropped_lines_are_reported_at_exit() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    const PINGS: u64 = 4_000;
+    let tb = Testbed::start(Config::default()).await.expect("testbed");
+    let config =
+        std::env::temp_dir().join(format!("mcp-remote-test-unread-{}", std::process::id()));
+    let mut child = tokio::process::Command::new(common::binary())
+        .arg(tb.url())
+        .env("MCP_REMOTE_CONFIG_DIR", &config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mcp-remote");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Held, not read, until every answer is in.
+    let mut stderr = child.stderr.take().expect("stderr");
+
+    let initialize = json!({"jsonrpc":"2.0","id":"init","method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},
+        "clientInfo":{"name":"unread-stderr","version":"1"}}});
+    stdin
+        .write_all(format!("{initialize}\n").as_bytes())
+        .await
+        .expect("write stdin");
+    let line = tokio::time::timeout(common::WAIT, stdout.next_line())
+        .await
+        .expect("initialize answered")
+        .expect("read stdout")
+        .expect("stdout open");
+    assert!(line.contains("\"result\""), "{line}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .expect("write stdin");
+    // The session is confirmed (messages are no longer held) once the GET stream opens.
+    let settled = |r: &[testbed::Recorded]| r.iter().any(|r| r.method == "GET");
+    assert!(
+        tb.wait_for(settled, common::WAIT).await,
+        "the session settles"
+    );
+    // In windows of WINDOW requests, so that none waits long enough to look like a
+    // network gone silent (the proxy would then hold what follows).
+    const WINDOW: u64 = 200;
+    for window in 0..PINGS / WINDOW {
+        let mut bytes = Vec::new();
+        for id in window * WINDOW..(window + 1) * WINDOW {
+            bytes.extend(
+                format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n").into_bytes(),
+            );
+        }
+        tokio::time::timeout(common::WAIT, stdin.write_all(&bytes))
+            .await
+            .expect("the proxy reads stdin")
+            .expect("write stdin");
+        for n in 0..WINDOW {
+            let line = tokio::time::timeout(common::WAIT, stdout.next_line())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no answer for {:?} after {} of {PINGS}: the proxy is stuck on its stderr",
+                        common::WAIT,
+                        window * WINDOW + n
+                    )
+                })
+                .expect("read stdout")
+                .expect("stdout open");
+            let v: serde_json::Value = serde_json::from_str(&line).expect("JSON on stdout");
+            assert!(v.get("result").is_some(), "{v}");
+        }
+    }
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    drop(stdin);
+    let status = tokio::time::timeout(common::WAIT, child.wait())
+        .await
+        .expect("exits once stdin closes")
+        .expect("status");
+    let stderr = tokio::time::timeout(common::WAIT, reader)
+        .await
+        .expect("stderr closes")
+        .expect("reader");
+    let _ = std::fs::remove_dir_all(&config);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    assert_eq!(status.code(), Some(0), "{tail}");
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("log lines were dropped because stderr was not being read"))
+        .unwrap_or_else(|| panic!("no report of dropped lines; stderr ends with:\n{tail}"));
+    let dropped: u64 = report
+        .trim_start_matches("mcp-remote: ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {report:?}"));
+    assert!(dropped > 0, "{report}");
+    let logged = lines.len() as u64;
+    assert!(
+        logged + dropped >= 2 * PINGS,
+        "every message logs two lines: {logged} written + {dropped} dropped < {}",
+        2 * PINGS
+    );
+}

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{call, text, Proxy};
+use machines::backoff::BackoffPolicy;
 use serde_json::{json, Value};
 use std::time::Duration;
 use testbed::{Config, ResponseMode, Testbed};
@@ -131,12 +132,13 @@ async fn get_stream_405_is_not_retried() {
         tb.wait_for(|r| r.iter().any(|r| r.method == "GET"), common::WAIT)
             .await
     );
-    // Give a retry storm time to show itself, then count.
+    // Give a retry time to show itself, then count: a reopening would wait the GET
+    // stream's first delay, its minimum plus up to as much jitter.
     p.send(call(1, "echo", json!({"text": "still works"})))
         .await;
     let (r, _) = p.recv_response(&json!(1)).await;
     assert_eq!(text(&r), "still works");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(BackoffPolicy::STREAM.min_delay * 2 + Duration::from_millis(500)).await;
     let gets = tb.requests().iter().filter(|r| r.method == "GET").count();
     assert_eq!(
         gets, 1,
@@ -375,10 +377,12 @@ async fn http_errors_become_json_rpc_errors() {
     p.send(call(5, "echo", json!({"text":"x"}))).await;
     let (r, _) = p.recv_response(&json!(5)).await;
     assert!(r.get("error").is_some());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A re-send would wait the reconnect policy's first delay (its minimum plus up to as
+    // much jitter): wait longer than that before counting.
+    tokio::time::sleep(BackoffPolicy::RECONNECT.min_delay * 2 + Duration::from_millis(500)).await;
     // A 400 to a request that carried a session id may mean the session is gone (servers
-    // built on the TypeScript SDK say so with 400): one re-initialization, then the error.
-    // (This testbed lets the initialize through.)
+    // built on the TypeScript SDK say so with 400): one re-initialization, one retry,
+    // then the error. (This testbed lets the initialize through.)
     let methods: Vec<String> = posts(&tb)
         .iter()
         .map(|r| {
@@ -423,6 +427,35 @@ async fn cross_origin_redirects_leak_nothing() {
     );
     let (_, stderr) = p.close().await;
     assert!(!stderr.contains("secret-token-123"));
+}
+
+/// README "What it does on the wire": redirects are followed within the server's origin
+/// (the other half, `cross_origin_redirects_leak_nothing`, is above). Every POST to
+/// `/redirect-here` is answered `307` to `/mcp` on the same origin: the session works,
+/// each message reaching `/mcp` after its redirect, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_origin_redirects_are_followed() {
+    let tb = testbed(Config::default()).await;
+    let url = format!("{}/redirect-here", tb.origin());
+    let mut p = Proxy::spawn(&[&url, "--transport", "http-only"]);
+    p.initialize("2025-11-25").await;
+    p.send(call(6, "echo", json!({"text": "followed"}))).await;
+    let (r, _) = p.recv_response(&json!(6)).await;
+    assert_eq!(text(&r), "followed", "{r}");
+    let requests = tb.requests();
+    let calls = |path: &str| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.path == path
+                    && r.rpc_method().as_deref() == Some("tools/call")
+            })
+            .count()
+    };
+    assert_eq!(calls("/redirect-here"), 1, "asked at the URL given");
+    assert_eq!(calls("/mcp"), 1, "and followed to /mcp, once");
+    p.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

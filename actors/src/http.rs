@@ -168,3 +168,81 @@ pub fn describe_error(error: reqwest::Error) -> String {
     }
     format!("{kind}: {detail}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv6Addr, SocketAddr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A listener on `ip` that counts its connections; `answer` says whether it answers
+    /// each with an empty 200 or drops it at once (a decoy).
+    async fn listener(ip: IpAddr, port: u16, answer: bool) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind(SocketAddr::new(ip, port))
+            .await
+            .unwrap_or_else(|e| panic!("this test needs a loopback on {ip}: {e}"));
+        let port = listener.local_addr().expect("bound").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                if answer {
+                    let mut request = [0u8; 1024];
+                    let _ = stream.read(&mut request).await;
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                }
+            }
+        });
+        (port, accepted)
+    }
+
+    /// `--ipv4` with a name that resolves to `::1` first and `127.0.0.1` too (what a
+    /// Debian `/etc/hosts` makes of `localhost`; set here with reqwest's resolver
+    /// override, so the test does not depend on this machine's hosts file): the
+    /// connection goes to the IPv4 address, never to the IPv6 one; without the flag
+    /// the IPv6 address is tried first.
+    #[tokio::test]
+    async fn ipv4_only_picks_the_ipv4_address_of_a_dual_stack_name() {
+        let (port, decoy) = listener(IpAddr::V6(Ipv6Addr::LOCALHOST), 0, false).await;
+        let (_, server) = listener(IpAddr::V4(Ipv4Addr::LOCALHOST), port, true).await;
+        let addrs = [
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        ];
+        let client = |ipv4: bool| {
+            let options = HttpOptions {
+                connect_timeout: Duration::from_secs(5),
+                read_timeout: Some(Duration::from_secs(5)),
+                enable_proxy: false,
+                ipv4,
+                extra_ca_certs: None,
+            };
+            let builder = base_builder(&options).expect("options");
+            finish(builder.resolve_to_addrs("dual-stack.test", &addrs)).expect("client")
+        };
+        let url = format!("http://dual-stack.test:{port}/mcp");
+
+        // Control: without the flag the IPv6 address, the decoy, is tried first.
+        let _ = client(false).get(&url).send().await;
+        assert!(decoy.load(Ordering::SeqCst) > 0, "the IPv6 address first");
+        decoy.store(0, Ordering::SeqCst);
+        server.store(0, Ordering::SeqCst);
+
+        let response = client(true).get(&url).send().await.expect("reached");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            decoy.load(Ordering::SeqCst),
+            0,
+            "--ipv4 never connects to ::1"
+        );
+        assert_eq!(server.load(Ordering::SeqCst), 1);
+    }
+}

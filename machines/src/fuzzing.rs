@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`, kept here so that the targets
 //! stay one-liners and the corpus can be replayed by ordinary tests on stable.
-//! Each function must never panic, whatever the input.
+//! Each function asserts the invariants its doc states and must never panic
+//! otherwise, whatever the input: a panic is a broken invariant or a crash.
 
 use crate::framing::{Frame, LineFramer};
 use crate::jsonrpc;
@@ -28,37 +29,84 @@ fn drain(framer: &mut LineFramer) {
     }
 }
 
-/// Server-sent events, cut into chunks at every position given by the first byte.
+/// The bound on one event the `sse` target parses with.
+const SSE_MAX_EVENT: usize = 1024;
+
+/// What a parser made of a whole body: the events up to the first error, the
+/// error, and the stream state resumption needs.
+#[derive(Debug, PartialEq, Eq)]
+struct SseOutcome {
+    events: Vec<crate::sse::SseEvent>,
+    error: Option<crate::sse::SseError>,
+    last_event_id: Option<String>,
+    retry: Option<u64>,
+    comments: u64,
+}
+
+/// Feeds `body` in the given chunks, stopping at the first error.
+fn sse_parse<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> SseOutcome {
+    let mut parser = SseParser::new(SSE_MAX_EVENT);
+    let mut events = Vec::new();
+    let mut error = None;
+    for chunk in chunks {
+        let pushed = parser.push(chunk);
+        while let Some(event) = parser.next_event() {
+            events.push(event);
+        }
+        if let Err(e) = pushed {
+            error = Some(e);
+            break;
+        }
+    }
+    SseOutcome {
+        events,
+        error,
+        last_event_id: parser.last_event_id().map(str::to_owned),
+        retry: parser.retry(),
+        comments: parser.comments(),
+    }
+}
+
+/// Server-sent events: the same body cut into chunks at arbitrary points (every
+/// `step` bytes, the first byte giving `step`; one byte at a time) gives the same
+/// events, the same error and the same stream state as the body in one piece (a
+/// network splits a stream anywhere), and no event is larger than the bound.
 pub fn sse(data: &[u8]) {
     let Some((&step, body)) = data.split_first() else {
         return;
     };
     let step = usize::from(step.max(1));
-    let mut parser = SseParser::new(1024);
-    for chunk in body.chunks(step) {
-        if parser.push(chunk).is_err() {
-            return;
-        }
-        while let Some(event) = parser.next_event() {
-            let _ = jsonrpc::parse_incoming(jsonrpc::compact(event.data.into_bytes()));
-        }
+    let whole = sse_parse(std::iter::once(body));
+    for event in &whole.events {
+        assert!(event.data.len() <= SSE_MAX_EVENT, "an event over the bound");
+        let _ = jsonrpc::parse_incoming(jsonrpc::compact(event.data.clone().into_bytes()));
     }
+    assert_eq!(
+        sse_parse(body.chunks(step)),
+        whole,
+        "chunks of {step} bytes"
+    );
+    assert_eq!(sse_parse(body.chunks(1)), whole, "one byte at a time");
 }
 
-/// Host and server messages through the Router: whatever arrives, each host
-/// request is answered at most once, and after its deadline exactly once.
-pub fn router(data: &[u8]) {
+/// Host and server messages through the Router, on a clock the input drives from
+/// `start` (the caller's, so this code reads no clock): whatever arrives, no id is
+/// answered more often than the host asked it, and once every deadline has passed
+/// every request was answered exactly once (or cancelled by the host, which
+/// then expects no answer).
+pub fn router(start: std::time::Instant, data: &[u8]) {
     use crate::router::{Router, RouterConfig, RouterEffect};
-    use std::collections::HashMap;
-    use std::time::{Duration, Instant};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    const TIMEOUT: Duration = Duration::from_secs(5);
     let mut router = Router::new(RouterConfig {
-        request_timeout: Some(Duration::from_secs(5)),
+        request_timeout: Some(TIMEOUT),
         ..Default::default()
     });
-    let t0 = Instant::now();
-    let mut now = t0;
-    let mut answers: HashMap<String, u32> = HashMap::new();
-    let mut requested: HashMap<String, u32> = HashMap::new();
+    let mut now = start;
+    let mut answers: BTreeMap<String, u32> = BTreeMap::new();
+    let mut requested: BTreeMap<String, u32> = BTreeMap::new();
+    let mut cancelled = 0;
     let mut out = Vec::new();
     for line in data.split(|&b| b == b'\n') {
         let Some((&op, body)) = line.split_first() else {
@@ -68,14 +116,38 @@ pub fn router(data: &[u8]) {
         match op % 4 {
             0 => {
                 if let Ok(incoming) = jsonrpc::parse_incoming(body.to_vec()) {
-                    if let jsonrpc::Incoming::Single(m) = &incoming {
-                        if m.kind == jsonrpc::Kind::Request {
-                            if let Some(k) = &m.id_key {
-                                *requested.entry(k.to_string()).or_default() += 1;
+                    match &incoming {
+                        jsonrpc::Incoming::Single(m) => count_request(&mut requested, m),
+                        jsonrpc::Incoming::Batch(items) => {
+                            // Taken only where the negotiated version allows batches.
+                            if matches!(router.negotiated(), Some("2024-11-05" | "2025-03-26")) {
+                                for item in items {
+                                    match item {
+                                        Ok(m) => count_request(&mut requested, m),
+                                        // An invalid element with an id is answered under it.
+                                        Err(e) => {
+                                            let answer = jsonrpc::Message::parse(e.to_response())
+                                                .expect("an error response parses");
+                                            if let Some(k) = answer.id_key {
+                                                *requested.entry(k.to_string()).or_default() += 1;
+                                            }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
+                    let pending = router.pending();
                     router.on_host_incoming(incoming, now, &mut out);
+                    // Only a host's `notifications/cancelled` takes a request off the
+                    // table without an answer.
+                    let forwarded = out
+                        .iter()
+                        .filter(|e| {
+                            matches!(e, RouterEffect::Forward(o) if o.kind == jsonrpc::Kind::Request)
+                        })
+                        .count();
+                    cancelled += pending + forwarded - router.pending();
                 }
             }
             1 => {
@@ -95,51 +167,198 @@ pub fn router(data: &[u8]) {
                 }
             }
         }
-        for e in &out {
-            if let RouterEffect::ToHost(bytes) = e {
-                let m = jsonrpc::Message::parse(bytes.clone())
-                    .expect("the router writes valid JSON-RPC");
-                if let (jsonrpc::Kind::Response, Some(k)) = (m.kind, m.id_key) {
-                    let n = answers.entry(k.to_string()).or_default();
-                    *n += 1;
-                    let asked = requested.get(&k.to_string()).copied().unwrap_or(0);
-                    assert!(*n <= asked.max(1), "more answers than requests for {k}");
+        count_answers(&mut answers, &out, &requested);
+    }
+    // Every deadline is over: nothing may still be owed.
+    out.clear();
+    router.on_tick(now + TIMEOUT, &mut out);
+    count_answers(&mut answers, &out, &requested);
+    assert_eq!(router.pending(), 0, "a request outlived its deadline");
+    let asked: u32 = requested.values().sum();
+    let answered: u32 = answers.values().sum();
+    assert_eq!(
+        answered as usize + cancelled,
+        asked as usize,
+        "{asked} requests, {answered} answers, {cancelled} cancelled by the host"
+    );
+}
+
+/// Counts a host request of the `router` target under its id.
+fn count_request(requested: &mut std::collections::BTreeMap<String, u32>, m: &jsonrpc::Message) {
+    if let (jsonrpc::Kind::Request, Some(k)) = (m.kind, &m.id_key) {
+        *requested.entry(k.to_string()).or_default() += 1;
+    }
+}
+
+/// Counts the answers among the router's effects: never more for an id than requests.
+fn count_answers(
+    answers: &mut std::collections::BTreeMap<String, u32>,
+    out: &[crate::router::RouterEffect],
+    requested: &std::collections::BTreeMap<String, u32>,
+) {
+    for e in out {
+        if let crate::router::RouterEffect::ToHost(bytes) = e {
+            let m =
+                jsonrpc::Message::parse(bytes.clone()).expect("the router writes valid JSON-RPC");
+            if let (jsonrpc::Kind::Response, Some(k)) = (m.kind, m.id_key) {
+                let n = answers.entry(k.to_string()).or_default();
+                *n += 1;
+                let asked = requested.get(&k.to_string()).copied().unwrap_or(0);
+                assert!(*n <= asked, "{n} answers to {asked} requests with id {k}");
+            }
+        }
+    }
+}
+
+/// Writes challenges back as one header value: `scheme name="value", …`, quoted
+/// strings escaped (RFC 9110 §5.6.4).
+fn render_challenges(challenges: &[crate::auth::challenge::Challenge]) -> String {
+    let quote = |v: &str| {
+        let mut q = String::from('"');
+        for c in v.chars() {
+            if c == '"' || c == '\\' {
+                q.push('\\');
+            }
+            q.push(c);
+        }
+        q.push('"');
+        q
+    };
+    challenges
+        .iter()
+        .map(|c| {
+            let params: Vec<String> = c
+                .params
+                .iter()
+                .map(|(name, value)| format!("{name}={}", quote(value)))
+                .collect();
+            // A parameter without a name (`=x`) right after the scheme would read as
+            // a token68: a comma keeps it a parameter.
+            let gap = match c.params.keys().next() {
+                Some(name) if name.is_empty() => ", ",
+                _ => " ",
+            };
+            format!("{}{gap}{}", c.scheme, params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `WWW-Authenticate` header values, one per line: schemes and parameter names
+/// come out lower-cased and never empty (a scheme); the `Bearer` reading is the
+/// first `bearer` challenge's parameters; and writing the challenges back and
+/// reading them again gives the same challenges.
+pub fn www_authenticate(data: &[u8]) {
+    use crate::auth::challenge;
+    let text = String::from_utf8_lossy(data);
+    let values: Vec<&str> = text.lines().collect();
+    let challenges = challenge::parse(&values);
+    for c in &challenges {
+        assert!(!c.scheme.is_empty(), "a challenge without a scheme");
+        assert_eq!(c.scheme, c.scheme.to_ascii_lowercase());
+        for name in c.params.keys() {
+            assert_eq!(*name, name.to_ascii_lowercase());
+        }
+    }
+    let bearer = challenge::bearer(&values);
+    let first = challenges.iter().find(|c| c.scheme == "bearer");
+    assert_eq!(bearer.is_some(), first.is_some());
+    if let (Some(b), Some(c)) = (&bearer, first) {
+        let get = |k: &str| c.params.get(k).filter(|v| !v.is_empty());
+        assert_eq!(b.resource_metadata.as_ref(), get("resource_metadata"));
+        assert_eq!(b.scope.as_ref(), get("scope"));
+        assert_eq!(b.error.as_ref(), get("error"));
+        assert_eq!(b.error_description.as_ref(), get("error_description"));
+    }
+    let rendered = render_challenges(&challenges);
+    assert_eq!(
+        challenge::parse(&[&rendered]),
+        challenges,
+        "read back from {rendered:?}"
+    );
+}
+
+/// Authorization metadata documents and the checks applied to them: whatever a
+/// check accepts satisfies the rule it checks (the resource is this server or a
+/// parent of it on its origin; the issuer is the one asked and PKCE S256 is
+/// offered; an endpoint is https or loopback http; discovery and `endpoint` URLs
+/// stay on their origin).
+pub fn metadata(data: &[u8]) {
+    use crate::auth::discovery::{self, AuthServerMetadata, ProtectedResource, TokenAuth};
+    use crate::transport::{is_loopback_host, same_origin};
+    let mcp = url::Url::parse("https://mcp.example/api/mcp").expect("static");
+    let secure = |endpoint: &str| {
+        if let Ok(u) = discovery::check_secure(endpoint, false) {
+            assert!(
+                u.scheme() == "https" || (u.scheme() == "http" && is_loopback_host(&u)),
+                "{u} accepted as secure"
+            );
+            Some(u)
+        } else {
+            None
+        }
+    };
+    if let Ok(prm) = serde_json::from_slice::<ProtectedResource>(data) {
+        if discovery::check_resource(&prm, &mcp).is_ok() {
+            if let Some(resource) = &prm.resource {
+                let r = url::Url::parse(resource).expect("an accepted resource parses");
+                assert!(same_origin(&r, &mcp), "{r} accepted for {mcp}");
+                let rp = r.path().trim_end_matches('/');
+                assert!(
+                    rp.is_empty() || mcp.path() == rp || mcp.path().starts_with(&format!("{rp}/")),
+                    "{r} accepted for {mcp}"
+                );
+            }
+        }
+        for s in &prm.authorization_servers {
+            if let Some(u) = secure(s) {
+                for candidate in discovery::as_metadata_candidates(&u) {
+                    assert!(same_origin(&candidate, &u), "{candidate} for {u}");
+                    assert!(candidate.query().is_none() && candidate.fragment().is_none());
+                    assert!(candidate.path().contains("/.well-known/"), "{candidate}");
                 }
             }
         }
     }
-}
-
-/// `WWW-Authenticate` header values, one per line.
-pub fn www_authenticate(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let values: Vec<&str> = text.lines().collect();
-    let _ = crate::auth::challenge::parse(&values);
-    let _ = crate::auth::challenge::bearer(&values);
-}
-
-/// Authorization metadata documents and the checks applied to them.
-pub fn metadata(data: &[u8]) {
-    use crate::auth::discovery::{self, AuthServerMetadata, ProtectedResource};
-    let mcp = url::Url::parse("https://mcp.example/api/mcp").expect("static");
-    if let Ok(prm) = serde_json::from_slice::<ProtectedResource>(data) {
-        let _ = discovery::check_resource(&prm, &mcp);
-        for s in &prm.authorization_servers {
-            if let Ok(u) = discovery::check_secure(s, false) {
-                let _ = discovery::as_metadata_candidates(&u);
+    if let Ok(meta) = serde_json::from_slice::<AuthServerMetadata>(data) {
+        let issuer = "https://as.example";
+        if discovery::check_as_metadata(&meta, issuer, true).is_ok() {
+            assert_eq!(meta.issuer.as_deref(), Some(issuer));
+        }
+        if discovery::check_as_metadata(&meta, issuer, false).is_ok() {
+            let methods = meta.code_challenge_methods_supported.as_deref();
+            assert!(methods.unwrap_or_default().iter().any(|m| m == "S256"));
+        }
+        let _ = secure(&meta.authorization_endpoint);
+        let _ = secure(&meta.token_endpoint);
+        let supported = meta.token_endpoint_auth_methods_supported.as_deref();
+        let chosen = discovery::choose_token_auth(supported);
+        match supported {
+            Some(list) if list.iter().any(|m| TokenAuth::from_name(m).is_some()) => {
+                assert!(
+                    list.iter().any(|m| m == chosen.as_str()),
+                    "{chosen:?} not offered"
+                )
             }
+            _ => assert_eq!(chosen, TokenAuth::ClientSecretBasic),
+        }
+        let scopes = meta.scopes_supported.as_deref();
+        if let Some(scope) = crate::auth::scope::initial_scope(None, None, None, scopes) {
+            panic!("a scope {scope:?} chosen from nothing but the server's list");
         }
     }
-    if let Ok(meta) = serde_json::from_slice::<AuthServerMetadata>(data) {
-        let _ = discovery::check_as_metadata(&meta, "https://as.example", true);
-        let _ = discovery::check_secure(&meta.authorization_endpoint, false);
-        let _ = discovery::choose_token_auth(meta.token_endpoint_auth_methods_supported.as_deref());
-        let _ =
-            crate::auth::scope::initial_scope(None, None, None, meta.scopes_supported.as_deref());
-    }
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = discovery::prm_candidates(&mcp, Some(text));
-        let _ = crate::transport::resolve_endpoint(&mcp, text);
+        if let Ok(candidates) = discovery::prm_candidates(&mcp, Some(text)) {
+            assert_eq!(
+                candidates.len(),
+                1,
+                "the challenge's URL is the only candidate"
+            );
+        }
+        if let Ok(endpoint) = crate::transport::resolve_endpoint(&mcp, text) {
+            assert!(matches!(endpoint.scheme(), "http" | "https"));
+            assert!(same_origin(&endpoint, &mcp), "{endpoint} for {mcp}");
+        }
     }
 }
 
@@ -286,7 +505,9 @@ pub fn token_response(data: &[u8]) {
 }
 
 /// The Link machine under arbitrary event sequences: no message is both posted
-/// and failed in one step, and whatever is held comes out at shutdown.
+/// and failed in one step, a retry waits, and at shutdown every message the host
+/// sent that was neither posted, failed, discarded nor withdrawn is failed (held
+/// messages come out), nothing is posted, and anything sent afterwards fails.
 pub fn link_events(data: &[u8]) {
     use crate::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
     use statig::prelude::*;
@@ -300,6 +521,8 @@ pub fn link_events(data: &[u8]) {
     let mut sm = Link::new(strategy, None::<Transport>)
         .with_seed(7)
         .state_machine();
+    // Messages the host sent that the link has not let go of yet.
+    let mut owed = std::collections::BTreeSet::new();
     for pair in data.chunks(2).skip(1) {
         let (op, arg) = (pair[0], u64::from(*pair.get(1).unwrap_or(&0)));
         let methods = [
@@ -375,14 +598,67 @@ pub fn link_events(data: &[u8]) {
                 .any(|e| matches!(e, LinkEffect::Fail { seq: s, .. } if *s == seq));
             assert!(!(posted && failed), "a message posted and failed at once");
         }
+        match &event {
+            LinkEvent::HostSent { seq, .. } => {
+                owed.insert(*seq);
+            }
+            LinkEvent::Withdraw { seq } => {
+                owed.remove(seq);
+            }
+            _ => {}
+        }
         for e in &out.0 {
-            if let LinkEffect::ScheduleRetry(d) = e {
-                assert!(*d >= Duration::from_millis(250), "a retry without a delay");
+            match e {
+                LinkEffect::ScheduleRetry(d) => {
+                    assert!(*d >= Duration::from_millis(250), "a retry without a delay");
+                }
+                LinkEffect::Post { seq, .. }
+                | LinkEffect::Fail { seq, .. }
+                | LinkEffect::Discard { seq } => {
+                    owed.remove(seq);
+                }
+                _ => {}
             }
         }
     }
     let mut out = LinkOutbox::default();
     sm.handle_with_context(&LinkEvent::ShutdownRequested, &mut out);
+    let failed: std::collections::BTreeSet<u64> = out
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            LinkEffect::Fail { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        owed.is_subset(&failed),
+        "held at shutdown and never answered: {:?}",
+        owed.difference(&failed).collect::<Vec<_>>()
+    );
+    assert!(
+        !out.0.iter().any(|e| matches!(
+            e,
+            LinkEffect::Post { .. }
+                | LinkEffect::PostReinitialize { .. }
+                | LinkEffect::OpenGetStream
+                | LinkEffect::OpenLegacyStream
+        )),
+        "shutdown sends or opens something: {:?}",
+        out.0
+    );
+    let mut out = LinkOutbox::default();
+    let late = LinkEvent::HostSent {
+        seq: u64::MAX,
+        kind: jsonrpc::Kind::Request,
+        method: Some("tools/call".into()),
+    };
+    sm.handle_with_context(&late, &mut out);
+    assert!(
+        matches!(out.0.as_slice(), [LinkEffect::Fail { seq: u64::MAX, .. }]),
+        "a message after shutdown: {:?}",
+        out.0
+    );
 }
 
 /// The Grant machine under arbitrary events: sign-ins stay bounded without success.

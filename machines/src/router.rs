@@ -13,7 +13,7 @@
 //! [`Router::next_deadline`] to know when [`Router::on_tick`] is due.
 
 use crate::jsonrpc::{self, IdKey, Incoming, Kind, Malformed, Message};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The router's settings, from the command line.
@@ -57,6 +57,9 @@ struct InFlight {
     method: String,
     /// When the proxy gives up on the server's answer.
     deadline: Option<Instant>,
+    /// Its place in the order the host sent requests: requests that time out
+    /// together are answered in that order, the same on every run.
+    arrival: u64,
 }
 
 /// The routing table of one proxy run.
@@ -64,8 +67,11 @@ struct InFlight {
 pub struct Router {
     /// Settings.
     config: RouterConfig,
-    /// Host requests forwarded and not yet answered.
-    in_flight: HashMap<IdKey, InFlight>,
+    /// Host requests forwarded and not yet answered (an ordered map: whatever walks
+    /// it does so in the same order on every run).
+    in_flight: BTreeMap<IdKey, InFlight>,
+    /// How many requests were taken into `in_flight`, for their `arrival`.
+    arrivals: u64,
     /// The protocol version the server chose in its `initialize` result.
     negotiated: Option<String>,
 }
@@ -203,8 +209,10 @@ impl Router {
                 id_text,
                 method,
                 deadline: self.config.request_timeout.map(|t| now + t),
+                arrival: self.arrivals,
             },
         );
+        self.arrivals += 1;
         out.push(forward(msg));
     }
 
@@ -259,15 +267,17 @@ impl Router {
         }
     }
 
-    /// Time passed: answer the requests whose deadline is over and tell the server.
+    /// Time passed: answer the requests whose deadline is over and tell the server,
+    /// in the order the host sent them.
     pub fn on_tick(&mut self, now: Instant, out: &mut Vec<RouterEffect>) {
-        let expired: Vec<IdKey> = self
+        let mut expired: Vec<(u64, IdKey)> = self
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline.is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
+            .map(|(k, f)| (f.arrival, k.clone()))
             .collect();
-        for key in expired {
+        expired.sort_unstable();
+        for (_, key) in expired {
             let Some(flight) = self.in_flight.remove(&key) else {
                 continue;
             };
@@ -386,6 +396,49 @@ mod tests {
         out.clear();
         r.on_server_message(msg(r#"{"jsonrpc":"2.0","id":"x","result":{}}"#), &mut out);
         assert!(out.is_empty(), "a late answer must not be a second answer");
+    }
+
+    #[test]
+    fn requests_timing_out_together_are_answered_and_cancelled_in_arrival_order() {
+        let mut r = Router::new(RouterConfig {
+            request_timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        // Neither the ids' order nor their text's order is the order they came in.
+        let ids = [
+            r#"10"#, r#""b""#, r#"9"#, r#""a""#, r#"2"#, r#""mcp""#, r#"-1"#,
+        ];
+        for id in ids {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call"}}"#);
+            r.on_host_message(msg(&line), t0, &mut out);
+        }
+        out.clear();
+        r.on_tick(t0 + Duration::from_secs(5), &mut out);
+        let mut answered = Vec::new();
+        let mut cancelled = Vec::new();
+        for effect in &out {
+            match effect {
+                RouterEffect::ToHost(bytes) => {
+                    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                    answered.push(v["id"].to_string());
+                }
+                RouterEffect::Forward(o) => {
+                    let v: serde_json::Value = serde_json::from_slice(&o.bytes).unwrap();
+                    cancelled.push(v["params"]["requestId"].to_string());
+                }
+            }
+        }
+        assert_eq!(
+            answered, ids,
+            "the errors, in the order the host sent the requests"
+        );
+        assert_eq!(cancelled, ids, "the cancellations, in the same order");
+        // Each error is followed by its own cancellation.
+        assert!(out
+            .chunks(2)
+            .all(|pair| matches!(pair, [RouterEffect::ToHost(_), RouterEffect::Forward(_)])));
     }
 
     #[test]
@@ -532,7 +585,7 @@ mod tests {
             let t0 = Instant::now();
             let mut now = t0;
             // per id: (times accepted, answers seen, cancelled)
-            let mut accepted: HashMap<u8, (u32, u32, bool)> = HashMap::new();
+            let mut accepted: std::collections::HashMap<u8, (u32, u32, bool)> = std::collections::HashMap::new();
             let mut out = Vec::new();
             for op in ops {
                 out.clear();

@@ -40,6 +40,9 @@ pub enum SseError {
     NotUtf8,
 }
 
+/// The UTF-8 byte order mark.
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
 /// Streaming SSE parser.
 #[derive(Debug)]
 pub struct SseParser {
@@ -49,6 +52,9 @@ pub struct SseParser {
     after_cr: bool,
     /// Whether the UTF-8 byte order mark at the very start was dealt with.
     started: bool,
+    /// How many bytes of a byte order mark the stream began with so far: a network
+    /// may split even those three bytes across chunks.
+    bom_matched: usize,
     /// `data` buffer of the event being assembled.
     data: Vec<u8>,
     /// Whether any `data:` field was seen for the current event (an empty `data:` counts).
@@ -76,6 +82,7 @@ impl SseParser {
             line: Vec::new(),
             after_cr: false,
             started: false,
+            bom_matched: 0,
             data: Vec::new(),
             has_data: false,
             event: None,
@@ -100,39 +107,46 @@ impl SseParser {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let mut chunk = chunk;
-        if !self.started {
-            // Strip a BOM split across chunks conservatively: only when whole in this chunk.
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            self.started = true;
-            if let Some(rest) = chunk.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
-                chunk = rest;
-            }
-        }
         for &b in chunk {
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
+            if !self.started {
+                // WHATWG §9.2.6: one leading BOM is ignored, wherever the chunks split it.
+                if b == BOM[self.bom_matched] {
+                    self.bom_matched += 1;
+                    self.started = self.bom_matched == BOM.len();
                     continue;
                 }
-            }
-            match b {
-                b'\n' => self.end_line()?,
-                b'\r' => {
-                    self.after_cr = true;
-                    self.end_line()?;
-                }
-                _ => {
-                    self.line.push(b);
-                    if self.line.len() + self.data.len() > self.max_event {
-                        return self.fail();
-                    }
+                self.started = true;
+                for &kept in &BOM[..self.bom_matched] {
+                    self.byte(kept)?;
                 }
             }
+            self.byte(b)?;
         }
         Ok(())
+    }
+
+    /// One byte of the stream, after the byte order mark.
+    fn byte(&mut self, b: u8) -> Result<(), SseError> {
+        if self.after_cr {
+            self.after_cr = false;
+            if b == b'\n' {
+                return Ok(());
+            }
+        }
+        match b {
+            b'\n' => self.end_line(),
+            b'\r' => {
+                self.after_cr = true;
+                self.end_line()
+            }
+            _ => {
+                self.line.push(b);
+                if self.line.len() + self.data.len() > self.max_event {
+                    return self.fail();
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Take the next dispatched event.
@@ -237,6 +251,18 @@ mod tests {
             }
         }
         (out, p)
+    }
+
+    #[test]
+    fn a_byte_order_mark_split_across_chunks_is_ignored_too() {
+        let (split, _) = parse_all(&[b"\xEF", b"\xBB", b"\xBFdata: a\n\n"]);
+        let (whole, _) = parse_all(&[b"\xEF\xBB\xBFdata: a\n\n"]);
+        assert_eq!(split, whole);
+        assert_eq!(split[0].data, "a");
+        // Not a whole mark: its bytes are the stream's.
+        let (kept, _) = parse_all(&[b"\xEF", b"\xBBdata: z\n\ndata: w\n\n"]);
+        assert_eq!(kept.len(), 1, "`\\xEF\\xBBdata` is not `data`: {kept:?}");
+        assert_eq!(kept[0].data, "w");
     }
 
     #[test]

@@ -766,19 +766,80 @@ mod tests {
         assert!(gave_up);
     }
 
+    /// The delay before the next reopening when a stream that failed five times in a
+    /// row (each within 100 ms of connecting) connects again and ends after `up_for`.
+    fn delay_after_a_stream_up_for(up_for: Duration, seed: u64) -> Duration {
+        let mut sm = StreamLink::new(BackoffPolicy::STREAM, seed).state_machine();
+        let mut now = Instant::now();
+        assert!(matches!(
+            &step(&mut sm, StreamEvent::Started)[..],
+            [StreamEffect::Open { .. }]
+        ));
+        for _ in 0..5 {
+            step(&mut sm, StreamEvent::Connected { now });
+            now += Duration::from_millis(100);
+            let e = step(&mut sm, StreamEvent::Failed { now });
+            let [StreamEffect::ScheduleRetry(d)] = e[..] else {
+                panic!("{e:?}")
+            };
+            now += d;
+            assert!(matches!(
+                &step(&mut sm, StreamEvent::RetryTimerFired)[..],
+                [StreamEffect::Open { .. }]
+            ));
+        }
+        step(&mut sm, StreamEvent::Connected { now });
+        let end = StreamEvent::Ended {
+            now: now + up_for,
+            last_event_id: None,
+            retry_ms: None,
+        };
+        match step(&mut sm, end)[..] {
+            [StreamEffect::ScheduleRetry(d)] => d,
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    /// README: the streams' backoff is "reset after 10 s of health". After five quick
+    /// failures the delay has grown past 1.5^5 × the minimum (jitter only adds); a stream
+    /// that then stayed up for [`HEALTHY_AFTER`] starts again from the first delay (the
+    /// minimum plus at most as much jitter), one that stayed up a little less does not.
+    #[test]
+    fn ten_seconds_of_health_reset_the_backoff() {
+        let min = BackoffPolicy::STREAM.min_delay;
+        let grown = min.mul_f32(BackoffPolicy::STREAM.factor.powi(5));
+        for seed in 0..20 {
+            let healthy = delay_after_a_stream_up_for(HEALTHY_AFTER, seed);
+            assert!(
+                healthy >= min && healthy <= min * 2,
+                "seed {seed}: {healthy:?} after health"
+            );
+            let almost = HEALTHY_AFTER - Duration::from_millis(1);
+            let unhealthy = delay_after_a_stream_up_for(almost, seed);
+            assert!(
+                unhealthy >= grown,
+                "seed {seed}: {unhealthy:?} after {almost:?} up"
+            );
+        }
+    }
+
     fn event() -> impl Strategy<Value = (u8, u64)> {
         (0u8..6, 0u64..30_000)
     }
 
     proptest! {
-        /// Over any schedule: an Open is only ever emitted from idle or after a
-        /// retry timer (never twice without a delay in between), every delay is at
-        /// least the policy's minimum, and nothing happens after a refusal.
+        /// Over any schedule: every Open after the first is preceded by a
+        /// ScheduleRetry whose RetryTimerFired came in between (never a reconnect
+        /// without a delay, not even `[ScheduleRetry, Open]` in one step), every
+        /// delay is at least the policy's minimum, and nothing happens after a refusal.
         #[test]
         fn never_reconnects_without_a_delay(events in proptest::collection::vec(event(), 0..100), seed in any::<u64>()) {
             let mut sm = StreamLink::new(BackoffPolicy::STREAM, seed).state_machine();
             let t0 = Instant::now();
-            let mut opens_since_delay = 0;
+            let mut opened = false;
+            // A delay was asked for since the last Open, and whether its timer fired since.
+            let mut scheduled = false;
+            let mut timer_fired = false;
             let mut refused = false;
             for (kind, ms) in events {
                 let now = t0 + Duration::from_millis(ms);
@@ -790,18 +851,27 @@ mod tests {
                     4 => StreamEvent::RetryTimerFired,
                     _ => StreamEvent::Refused { status: 405 },
                 };
-                let fired = matches!(e, StreamEvent::RetryTimerFired);
-                let effects = step(&mut sm, e);
+                if matches!(e, StreamEvent::RetryTimerFired) && scheduled {
+                    timer_fired = true;
+                }
+                let effects = step(&mut sm, e.clone());
                 if refused { prop_assert!(effects.is_empty()); }
                 for eff in effects {
                     match eff {
                         StreamEffect::Open { .. } => {
-                            opens_since_delay += 1;
-                            prop_assert!(opens_since_delay == 1 || fired);
+                            prop_assert!(
+                                !opened || (scheduled && timer_fired),
+                                "reopened on {:?} without a delay (scheduled {}, timer fired {})",
+                                e, scheduled, timer_fired
+                            );
+                            opened = true;
+                            scheduled = false;
+                            timer_fired = false;
                         }
                         StreamEffect::ScheduleRetry(d) => {
                             prop_assert!(d >= BackoffPolicy::STREAM.min_delay);
-                            opens_since_delay = 0;
+                            scheduled = true;
+                            timer_fired = false;
                         }
                         StreamEffect::GiveUp { refused: r } => refused |= r,
                         StreamEffect::Abort => {}

@@ -41,7 +41,9 @@ fn corpus_sse() {
 
 #[test]
 fn corpus_router() {
-    replay("router", machines::fuzzing::router);
+    replay("router", |data| {
+        machines::fuzzing::router(std::time::Instant::now(), data)
+    });
 }
 
 #[test]
@@ -85,7 +87,7 @@ proptest::proptest! {
     fn random_input_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
         machines::fuzzing::ndjson(&data);
         machines::fuzzing::sse(&data);
-        machines::fuzzing::router(&data);
+        machines::fuzzing::router(std::time::Instant::now(), &data);
         machines::fuzzing::www_authenticate(&data);
         machines::fuzzing::metadata(&data);
         machines::fuzzing::link_events(&data);

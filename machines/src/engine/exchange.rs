@@ -38,6 +38,8 @@ pub(super) enum Role {
     Check {
         /// The check.
         number: u64,
+        /// Which of its pings (0: the first).
+        ping: usize,
     },
     /// A GET event stream.
     Stream(StreamRef),
@@ -147,14 +149,25 @@ pub(super) struct Ex {
     silence_armed: bool,
     /// The head time limit, for the message when it passes.
     head_limit: Option<Duration>,
+    /// When it last showed a sign of life (started, head, bytes): after an outage, an
+    /// exchange with none since is presumed dead (liveness.rs, probation).
+    pub(super) progress_at: Instant,
 }
 
 impl Ex {
+    /// Whether it is presumed dead when it shows no sign of life after an outage: the
+    /// host's POSTs and the event streams (the proxy's own pings and replays have
+    /// watches of their own; the DELETE is bounded).
+    pub(super) fn may_be_on_probation(&self) -> bool {
+        matches!(self.role, Role::Post { .. } | Role::Stream(_))
+    }
+
     pub(super) fn new(
         role: Role,
         sent_session: bool,
         is_get: bool,
         head_limit: Option<Duration>,
+        now: Instant,
     ) -> Self {
         Self {
             role,
@@ -165,6 +178,7 @@ impl Ex {
             watch: SilenceWatch::default(),
             silence_armed: false,
             head_limit,
+            progress_at: now,
         }
     }
 }
@@ -212,6 +226,7 @@ impl Engine {
             return;
         };
         ex.session_id = head.session_id.clone();
+        ex.progress_at = now;
         let status = head.status;
         let refused = Ending::Refused {
             status,
@@ -309,6 +324,7 @@ impl Engine {
         let Some(ex) = self.exchanges.get_mut(&id) else {
             return;
         };
+        ex.progress_at = now;
         match &mut ex.phase {
             Phase::Head => {}
             Phase::Json(body) => {
@@ -569,6 +585,27 @@ impl Engine {
             },
             now,
         );
+    }
+
+    /// An exchange showed no sign of life since an outage that is over: its connection
+    /// is presumed dead. A response stream with an event id is resumed on a new
+    /// connection; anything else fails with its fate unknown; a GET stream reconnects.
+    pub(super) fn abandon_exchange(&mut self, id: ExchangeId, now: Instant) {
+        let Some(ex) = self.exchanges.remove(&id) else {
+            return;
+        };
+        self.transmits.push_back(super::Transmit::Abort(id));
+        const WHY: &str = "no response since the network went silent";
+        let ending = match (&ex.phase, ex.role) {
+            (Phase::Sse(parser), _) => Ending::Done {
+                last_event_id: parser.last_event_id().map(str::to_owned),
+                retry_ms: parser.retry(),
+                broken: Some(WHY.into()),
+            },
+            (_, Role::Stream(_)) => Ending::Failed(NetworkError::Broken(WHY.into())),
+            _ => Ending::Failed(NetworkError::Broken(WHY.into())),
+        };
+        self.ended(ex.role, ending, now);
     }
 
     /// An exchange's head time limit passed.

@@ -31,6 +31,10 @@ use crate::stream::{CheckStep, OpenTimer, StreamCheck, StreamEvent};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
+/// After an outage, how long an exchange that showed no sign of life since it began
+/// has to show one before its connection is presumed dead.
+pub(super) const PROBATION: Duration = Duration::from_secs(2);
+
 /// The longest wait before an accepted request's answer is first looked for.
 const ANSWER_WATCH_LIMIT: Duration = Duration::from_secs(30);
 
@@ -70,8 +74,10 @@ pub(super) struct Check {
     number: u64,
     /// The decisions.
     machine: StreamCheck,
-    /// Pings sent: id and when the server accepted it.
-    pings: Vec<(String, Option<Instant>)>,
+    /// Pings sent: id, when the server accepted it, and its exchange.
+    pings: Vec<(String, Option<Instant>, ExchangeId)>,
+    /// A ping failed on the network: the outage was real.
+    failed: bool,
 }
 
 /// Opening the legacy stream: the current attempt, and the time allowed to it.
@@ -211,6 +217,7 @@ impl Engine {
             number,
             machine: StreamCheck::new(now, StreamCheck::answer_wait(self.check_lag)),
             pings: Vec::new(),
+            failed: false,
         });
         self.poll_check(number, now);
     }
@@ -229,15 +236,19 @@ impl Engine {
             };
             let started = check.machine.started();
             if legacy && self.pulse.last_bytes().is_some_and(|t| t > started) {
-                self.stream_confirmed(now);
+                self.stream_confirmed(None, now);
                 return;
             }
             match check.machine.poll(now) {
                 CheckStep::Ping => {
-                    let id = format!("{}{number}-{}", check_prefix(), check.pings.len() + 1);
-                    check.pings.push((id.clone(), None));
+                    let ping = check.pings.len();
+                    let id = format!("{}{number}-{}", check_prefix(), ping + 1);
                     let bytes = jsonrpc::request(&id, "ping", None);
-                    self.post(Bytes::from(bytes), true, Role::Check { number }, now);
+                    let exchange =
+                        self.post(Bytes::from(bytes), true, Role::Check { number, ping }, now);
+                    if let Some(check) = self.check.as_mut() {
+                        check.pings.push((id, None, exchange));
+                    }
                 }
                 CheckStep::Wait(until) => {
                     self.set_timer(until, Timer::CheckPoll(number));
@@ -264,19 +275,28 @@ impl Engine {
         }
     }
 
-    /// The POST of one of check `number`'s pings ended.
-    pub(super) fn check_ping_ended(&mut self, number: u64, ending: Ending, now: Instant) {
+    /// The POST of check `number`'s ping `ping` ended.
+    pub(super) fn check_ping_ended(
+        &mut self,
+        number: u64,
+        ping: usize,
+        ending: Ending,
+        now: Instant,
+    ) {
         let legacy = self.is_legacy();
         let Some(check) = self.check.as_mut().filter(|c| c.number == number) else {
             return;
         };
         match ending {
             // Streamable HTTP: any HTTP answer shows the server is reachable again.
-            Ending::Failed(e) if !legacy => self.log(LogEvent::CheckPingFailed(e)),
-            _ if !legacy => self.stream_confirmed(now),
+            Ending::Failed(e) if !legacy => {
+                check.failed = true;
+                self.log(LogEvent::CheckPingFailed(e))
+            }
+            _ if !legacy => self.stream_confirmed(Some(ping), now),
             Ending::Accepted | Ending::Done { .. } => {
                 check.machine.on_accepted(now);
-                if let Some(ping) = check.pings.iter_mut().find(|(_, at)| at.is_none()) {
+                if let Some(ping) = check.pings.iter_mut().find(|(_, at, _)| at.is_none()) {
                     ping.1 = Some(now);
                 }
                 self.poll_check(number, now);
@@ -295,25 +315,53 @@ impl Engine {
         if !id.starts_with(&check_prefix()) {
             return;
         }
+        let ping = self
+            .check
+            .as_ref()
+            .and_then(|c| c.pings.iter().position(|(p, _, _)| p == id));
         if let Some(accepted) = self
             .check
             .as_ref()
-            .and_then(|c| c.pings.iter().find(|(p, _)| p == id))
-            .and_then(|(_, at)| *at)
+            .zip(ping)
+            .and_then(|(c, k)| c.pings[k].1)
         {
             let lag = now.saturating_duration_since(accepted);
             self.check_lag = Some(self.check_lag.map_or(lag, |l| l.max(lag)));
         }
         if self.check.is_some() {
-            self.stream_confirmed(now);
+            self.stream_confirmed(ping, now);
         }
     }
 
-    /// The checked connection is alive: the held messages go.
-    fn stream_confirmed(&mut self, now: Instant) {
-        self.check = None;
+    /// The checked connection is alive (`ping`: which ping of the check showed it): the
+    /// held messages go. If the network really was out — a ping failed, or an earlier
+    /// ping still has no answer — the exchanges that showed no sign of life since the
+    /// check began get [`PROBATION`] to show one (bytes held up by a stall come at once
+    /// when it lifts); those that do not are on connections that died in the outage.
+    fn stream_confirmed(&mut self, ping: Option<usize>, now: Instant) {
+        let Some(check) = self.check.take() else {
+            return;
+        };
+        let outage = ping.is_some_and(|k| {
+            check.failed
+                || check.pings[..k.min(check.pings.len())]
+                    .iter()
+                    .any(|(_, _, ex)| self.exchanges.contains_key(ex))
+        });
         self.log(LogEvent::ConnectionConfirmed);
         self.dispatch(LinkEvent::StreamConfirmed, now);
+        if outage {
+            let since = check.machine.started();
+            let suspects: Vec<ExchangeId> = self
+                .exchanges
+                .iter()
+                .filter(|(_, ex)| ex.progress_at < since && ex.may_be_on_probation())
+                .map(|(id, _)| *id)
+                .collect();
+            for id in suspects {
+                self.set_timer(now + PROBATION, Timer::Probation(id, since));
+            }
+        }
     }
 
     /// The legacy stream is dead although it never said so: drop it, then react as to

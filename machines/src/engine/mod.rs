@@ -176,6 +176,8 @@ enum Timer {
     Silence(ExchangeId),
     /// The resumption of message `seq`'s response stream has had its time.
     ResumeBudget(u64),
+    /// After an outage, the exchange has had its time to show a sign of life since `since`.
+    Probation(ExchangeId, Instant),
 }
 
 /// The connection engine. See the module docs for how to drive it.
@@ -443,6 +445,15 @@ impl Engine {
             Timer::Head(id) => self.head_due(id, now),
             Timer::Silence(id) => self.silence_due(id, now),
             Timer::ResumeBudget(seq) => self.resume_due(seq, now),
+            Timer::Probation(id, since) => {
+                if self
+                    .exchanges
+                    .get(&id)
+                    .is_some_and(|ex| ex.progress_at < since)
+                {
+                    self.abandon_exchange(id, now);
+                }
+            }
         }
     }
 
@@ -552,7 +563,7 @@ impl Engine {
                 self.drive_stream(StreamRef::Get, StreamEvent::Closed, now);
                 self.streams.remove(&StreamRef::Get);
             }
-            LinkEffect::DeleteSession => self.delete_session(),
+            LinkEffect::DeleteSession => self.delete_session(now),
             LinkEffect::FailAccepted { reason } => {
                 self.fail_accepted(RequestError::Session(reason), now)
             }
@@ -770,7 +781,7 @@ impl Engine {
             self.set_timer(now + limit, Timer::Head(id));
         }
         self.exchanges
-            .insert(id, Ex::new(role, sent_session, is_get, head_limit));
+            .insert(id, Ex::new(role, sent_session, is_get, head_limit, now));
         let timeout = (method == Method::Delete).then_some(DELETE_TIMEOUT);
         self.transmits.push_back(Transmit::Start(Exchange {
             id,
@@ -791,7 +802,7 @@ impl Engine {
         }
     }
 
-    fn delete_session(&mut self) {
+    fn delete_session(&mut self, now: Instant) {
         let Some(session_id) = self.link.session_id().map(str::to_owned) else {
             self.close();
             return;
@@ -802,6 +813,7 @@ impl Engine {
         }
         let url = self.config.url.clone();
         self.start_untimed(
+            now,
             Method::Delete,
             url,
             headers,
@@ -813,6 +825,7 @@ impl Engine {
     /// An exchange without an engine deadline (the driver bounds it).
     fn start_untimed(
         &mut self,
+        now: Instant,
         method: Method,
         url: Url,
         headers: Vec<(&'static str, String)>,
@@ -821,7 +834,8 @@ impl Engine {
     ) {
         let id = ExchangeId(self.next_exchange);
         self.next_exchange += 1;
-        self.exchanges.insert(id, Ex::new(role, false, false, None));
+        self.exchanges
+            .insert(id, Ex::new(role, false, false, None, now));
         self.transmits.push_back(Transmit::Start(Exchange {
             id,
             method,
@@ -1280,7 +1294,7 @@ impl Engine {
                     _ => {}
                 }
             }
-            Role::Check { number } => self.check_ping_ended(number, ending, now),
+            Role::Check { number, ping } => self.check_ping_ended(number, ping, ending, now),
             Role::Ping => {
                 if !matches!(ending, Ending::Accepted | Ending::Done { .. }) {
                     self.log(LogEvent::KeepAliveFailed);

@@ -476,6 +476,8 @@ impl World {
                     Transmit::Start(exchange) => self.start(exchange),
                     Transmit::Abort(id) => {
                         self.log(|| format!("abort {id}"));
+                        // A resumption the engine gives up on broke as far as it knows.
+                        self.note_resume_broke(id);
                         if let Some(f) = self.flows.get_mut(&id) {
                             f.aborted = true;
                         }

@@ -24,7 +24,9 @@
 //!
 //! [`Report::violations`] names what breaks the suite's invariants (DESIGN.md invariants 2
 //! and 3): a request never answered or answered twice, a tool call executed twice, a proxy
-//! that died, a call after the fault cleared that did not succeed. `tests/chaos.rs` asserts
+//! that died, a call after the fault cleared that did not succeed, an answer to an id never
+//! sent, a stdout line that is not JSON-RPC (invariant 1), an exit other than 0 once stdin
+//! closed (invariant 7). `tests/chaos.rs` asserts
 //! them; `examples/chaos.rs` prints [`markdown_table`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -228,9 +230,11 @@ pub struct Report {
     pub recovery: Option<Duration>,
     /// The whole scenario, set-up to exit.
     pub elapsed: Duration,
-    /// Answers whose id was never sent.
+    /// Answers whose id was never sent, and second answers to the set-up's requests
+    /// (`initialize`, the warm-up call), which no other count sees.
     pub stray_answers: usize,
-    /// stdout lines that were not JSON (invariant 1).
+    /// stdout lines that were not JSON-RPC: not JSON, or JSON without `"jsonrpc": "2.0"`
+    /// (invariant 1).
     pub non_json_lines: usize,
     /// Every distinct error message the calls got, with how many got it.
     pub error_messages: BTreeMap<String, usize>,
@@ -309,6 +313,28 @@ impl Report {
             found.push(format!(
                 "{} of {} calls after the fault cleared answered OK",
                 self.after_ok, self.after_sent
+            ));
+        }
+        if self.stray_answers > 0 {
+            found.push(format!(
+                "{} answers to ids never sent (invariant 2)",
+                self.stray_answers
+            ));
+        }
+        if self.non_json_lines > 0 {
+            found.push(format!(
+                "{} stdout lines not JSON-RPC (invariant 1)",
+                self.non_json_lines
+            ));
+        }
+        if self.exit_code != Some(0) {
+            found.push(format!(
+                "the proxy did not exit 0 within {EXIT_LIMIT:?} of stdin closing: {} \
+                 (invariant 7)",
+                match self.exit_code {
+                    Some(code) => format!("exit code {code}"),
+                    None => "killed, or ended by a signal".to_owned(),
+                }
             ));
         }
         found
@@ -717,7 +743,9 @@ fn tally(
         report.executed_twice += usize::from(runs > 1);
     }
     for (id, list) in &answers.answers {
-        if !sent.contains(id) && id != "0" && id != "\"warm-up\"" {
+        if id == "0" || id == "\"warm-up\"" {
+            report.stray_answers += list.len() - 1;
+        } else if !sent.contains(id) {
             report.stray_answers += list.len();
         }
         if sent.contains(id) {
@@ -883,9 +911,12 @@ impl Host {
 /// Files one stdout line: an answer (a message with an id and no method) under its id.
 fn record(seen: &Seen, line: &str) {
     let mut answers = lock(&seen.answers);
-    let Ok(message) = serde_json::from_str::<Value>(line) else {
-        answers.non_json_lines += 1;
-        return;
+    let message = match serde_json::from_str::<Value>(line) {
+        Ok(message) if message.get("jsonrpc") == Some(&json!("2.0")) => message,
+        _ => {
+            answers.non_json_lines += 1;
+            return;
+        }
     };
     if message.get("method").is_some() {
         return;
@@ -968,6 +999,9 @@ mod tests {
             json!({"jsonrpc": "2.0", "method": "notifications/message"}),
         );
         record(&seen, "not json");
+        record(&seen, r#"{"id": 5, "result": {}}"#);
+        line(&seen, ok(0, 0));
+        line(&seen, ok(0, 0));
         let executions = HashMap::from([
             ("chaos-1".to_owned(), 1),
             ("chaos-2".to_owned(), 1),
@@ -986,11 +1020,57 @@ mod tests {
         assert_eq!(report.answered_twice, 1, "id 1");
         assert_eq!((report.executed, report.executed_twice), (2, 1));
         assert_eq!((report.after_ok, report.after_sent), (1, 1));
-        assert_eq!((report.stray_answers, report.non_json_lines), (1, 1));
+        assert_eq!(
+            (report.stray_answers, report.non_json_lines),
+            (2, 2),
+            "id 99 and the second answer to initialize; `not json` and the line without \
+             `jsonrpc`"
+        );
         assert_eq!(report.error_messages.get("-32001 reset"), Some(&1));
         assert!(report.recovery.is_some());
+        report.exit_code = Some(1);
         let violations = report.violations();
-        assert_eq!(violations.len(), 4, "{violations:?}");
+        let expected = [
+            "1 calls never answered",
+            "1 calls answered twice",
+            "1 tool calls executed twice",
+            "the proxy process died",
+            "2 answers to ids never sent",
+            "2 stdout lines not JSON-RPC",
+            "exit code 1",
+        ];
+        assert_eq!(violations.len(), expected.len(), "{violations:?}");
+        for (violation, expected) in violations.iter().zip(expected) {
+            assert!(
+                violation.contains(expected),
+                "{violation:?} is not {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_of_stray_answers_bad_lines_and_a_bad_exit_is_a_violation_on_its_own() {
+        let clean = || {
+            let scenario = Scenario::new(Fault::LatencyJitter, Transport::Streamable);
+            let mut report = Report::empty(&scenario);
+            report.alive = true;
+            report.after_sent = 1;
+            report.after_ok = 1;
+            report.exit_code = Some(0);
+            report
+        };
+        assert_eq!(clean().violations(), Vec::<String>::new());
+        let mut stray = clean();
+        stray.stray_answers = 1;
+        let mut bad_line = clean();
+        bad_line.non_json_lines = 1;
+        let mut killed = clean();
+        killed.exit_code = None;
+        let mut failed = clean();
+        failed.exit_code = Some(2);
+        for report in [stray, bad_line, killed, failed] {
+            assert_eq!(report.violations().len(), 1, "{:?}", report.violations());
+        }
     }
 
     #[test]
@@ -1004,6 +1084,7 @@ mod tests {
         let executions = HashMap::from([("chaos-1".to_owned(), 1), ("chaos-2".to_owned(), 1)]);
         tally(&mut report, &seen, &[1], &[2], cleared_at, &executions);
         report.alive = true;
+        report.exit_code = Some(0);
         assert_eq!(report.violations(), Vec::<String>::new());
         assert!(markdown_table(&[report]).contains("| latency-jitter | sse | 1 | 1 | 0 | 1 | 0 |"));
     }

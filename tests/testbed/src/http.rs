@@ -187,6 +187,7 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Bod
         "/sse" if legacy => return legacy::sse(shared, &config, parts),
         "/messages" if legacy => return legacy::messages(shared, parts, &body),
         "/redirect-elsewhere" => return redirect_elsewhere(shared),
+        "/redirect-here" => return redirect_here(),
         _ => return plain(StatusCode::NOT_FOUND, "not found"),
     }
     match parts.method {
@@ -633,6 +634,15 @@ fn redirect_elsewhere(shared: &Shared) -> Response<Body> {
     if let Ok(location) = HeaderValue::from_str(&format!("{}/mcp", shared.elsewhere_origin)) {
         response.headers_mut().insert(LOCATION, location);
     }
+    response
+}
+
+/// `307` to this origin's `/mcp` (a relative `Location`).
+fn redirect_here() -> Response<Body> {
+    let mut response = with_status(StatusCode::TEMPORARY_REDIRECT, Empty::new().boxed_unsync());
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static("/mcp"));
     response
 }
 

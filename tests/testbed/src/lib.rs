@@ -23,7 +23,8 @@
 //!   that id belongs to (a GET stream or a POST response stream).
 //! - `DELETE /mcp` ends the session.
 //! - `/redirect-elsewhere` answers `307` to a second listener on another port (another
-//!   origin), whose requests [`Testbed::elsewhere_requests`] returns.
+//!   origin), whose requests [`Testbed::elsewhere_requests`] returns; `/redirect-here`
+//!   answers `307` to this origin's `/mcp`.
 //!
 //! With [`Config::transport`] set to [`Transport::Legacy`] or [`Transport::Both`] it also
 //! speaks the HTTP+SSE transport of MCP 2024-11-05, for a client's legacy mode and its
@@ -163,6 +164,10 @@ pub struct Config {
     /// the stream opens, so a test can check a client waits for it; keepalive comments may
     /// come first.
     pub legacy_delay_endpoint_ms: Option<u64>,
+    /// When set, the proxy's keep-alive pings (ids `mcp-remote-ping-N`) are taken and
+    /// never answered, as by a server or a path that went silent for them alone; other
+    /// pings (the proxy's reachability checks, the host's) are answered as usual.
+    pub silent_keep_alive_pings: bool,
     /// Whether open streams carry a `: keepalive` comment every second. Off, a stream is
     /// silent between messages, as the TypeScript SDK's and server-everything's are.
     pub keepalives: bool,
@@ -187,6 +192,7 @@ impl Default for Config {
             legacy_endpoint_override: None,
             legacy_delay_endpoint_ms: None,
             keepalives: true,
+            silent_keep_alive_pings: false,
             auth: None,
         }
     }

@@ -215,6 +215,13 @@ pub(crate) async fn answer(call: &Call, request: &Value) -> Outcome {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+    let keep_alive = id
+        .as_str()
+        .is_some_and(|id| id.starts_with("mcp-remote-ping-"));
+    if method == "ping" && keep_alive && call.shared.config().silent_keep_alive_pings {
+        never(call).await;
+        return Outcome::Silent;
+    }
     let result = match method {
         "initialize" => Ok(initialize_result(&params)),
         "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => {
