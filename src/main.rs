@@ -30,10 +30,8 @@ fn main() {
             1
         }
     };
-    let dropped = guard.dropped();
-    if dropped > 0 {
-        eprintln!("mcp-remote: {dropped} log lines were dropped because stderr was not being read");
-    }
+    // Reports dropped log lines through the log sinks and waits a bounded time for them:
+    // never a direct write to stderr here, which would wait behind a full pipe for ever.
     drop(guard);
     // Exit at once: the blocking stdin reader thread may still wait on an open pipe.
     std::process::exit(code);

@@ -33,6 +33,18 @@ impl Proxy {
     }
 
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Self::spawn_inner(args, env, true)
+    }
+
+    /// Like [`Proxy::spawn_with_env`], but stderr is a pipe nobody ever reads, as with MCP
+    /// hosts that never read a server's stderr (the MCP Inspector CLI): once the pipe is
+    /// full, every write to it blocks. The read end stays open until [`Proxy::stderr`] is
+    /// aborted or the test ends; `stderr` never yields any text.
+    pub fn spawn_with_unread_stderr(args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Self::spawn_inner(args, env, false)
+    }
+
+    fn spawn_inner(args: &[&str], env: &[(&str, &str)], read_stderr: bool) -> Proxy {
         let config = std::env::temp_dir().join(format!("mcp-remote-test-{}", unique()));
         let mut cmd = Command::new(binary());
         cmd.args(args)
@@ -50,7 +62,12 @@ impl Proxy {
         let mut err = child.stderr.take().unwrap();
         let stderr = tokio::spawn(async move {
             let mut s = String::new();
-            let _ = err.read_to_string(&mut s).await;
+            if read_stderr {
+                let _ = err.read_to_string(&mut s).await;
+            } else {
+                // Hold the pipe open, unread, until this task is aborted.
+                std::future::pending::<()>().await;
+            }
             s
         });
         Proxy {

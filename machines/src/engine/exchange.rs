@@ -162,6 +162,21 @@ impl Ex {
         matches!(self.role, Role::Post { .. } | Role::Stream(_))
     }
 
+    /// A response stream with an event id: giving up on it costs a reconnection, not
+    /// the request (it is resumed with `Last-Event-ID`).
+    pub(super) fn resumable(&self) -> bool {
+        matches!(&self.phase, Phase::Sse(p) if p.last_event_id().is_some())
+            && matches!(
+                self.role,
+                Role::Post { .. } | Role::Stream(StreamRef::Resume(_))
+            )
+    }
+
+    /// A host POST still waiting for its response head.
+    pub(super) fn awaiting_head(&self) -> bool {
+        matches!(self.phase, Phase::Head) && matches!(self.role, Role::Post { .. })
+    }
+
     pub(super) fn new(
         role: Role,
         sent_session: bool,
@@ -279,7 +294,11 @@ impl Engine {
             PostOutcome::Accepted => self.finish_keep_reading(id, Ending::Accepted, now),
             PostOutcome::Json => ex.phase = Phase::Json(Vec::new()),
             PostOutcome::EventStream => {
-                ex.phase = Phase::Sse(Box::new(SseParser::new(self.config.max_message_bytes)))
+                ex.phase = Phase::Sse(Box::new(SseParser::new(self.config.max_message_bytes)));
+                if matches!(ex.role, Role::Post { .. }) {
+                    // This server streams its answers: it sends the head at once.
+                    self.streams_answers = true;
+                }
             }
             PostOutcome::SessionExpired => self.finish(id, Ending::Expired, now),
             PostOutcome::Unauthorized => self.finish(

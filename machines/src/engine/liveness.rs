@@ -350,17 +350,25 @@ impl Engine {
         });
         self.log(LogEvent::ConnectionConfirmed);
         self.dispatch(LinkEvent::StreamConfirmed, now);
-        if outage {
-            let since = check.machine.started();
-            let suspects: Vec<ExchangeId> = self
-                .exchanges
-                .iter()
-                .filter(|(_, ex)| ex.progress_at < since && ex.may_be_on_probation())
-                .map(|(id, _)| *id)
-                .collect();
-            for id in suspects {
-                self.set_timer(now + PROBATION, Timer::Probation(id, since));
-            }
+        if ping.is_none() {
+            return; // legacy: the stream itself showed life
+        }
+        // Without a sign of an outage, only what is cheap to give up on, or surely
+        // dead, is put on probation: a response stream with an event id (resumed), and
+        // a request with no response head from a server that sends heads at once (a
+        // middlebox that keeps TCP alive may hold a dead path). A plain JSON request
+        // without an answer may be a slow tool call: only TCP can tell.
+        let since = check.machine.started();
+        let streams_answers = self.streams_answers;
+        let suspects: Vec<ExchangeId> = self
+            .exchanges
+            .iter()
+            .filter(|(_, ex)| ex.progress_at < since && ex.may_be_on_probation())
+            .filter(|(_, ex)| outage || ex.resumable() || (streams_answers && ex.awaiting_head()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in suspects {
+            self.set_timer(now + PROBATION, Timer::Probation(id, since));
         }
     }
 

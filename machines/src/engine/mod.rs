@@ -240,6 +240,9 @@ pub struct Engine {
     check_lag: Option<Duration>,
     /// How long POSTs usually take to get a response.
     post_time: ResponseTime,
+    /// The server answered a request with an event stream: it sends response heads at
+    /// once, so a request without one, while pings get through, is on a dead connection.
+    streams_answers: bool,
     /// Deadlines, soonest first; the second key keeps equal instants in insertion order.
     timers: BTreeMap<(Instant, u64), Timer>,
     /// The next timer's tie-breaker.
@@ -286,6 +289,7 @@ impl Engine {
             checks: 0,
             check_lag: None,
             post_time: ResponseTime::default(),
+            streams_answers: false,
             timers: BTreeMap::new(),
             next_timer: 0,
             transmits: VecDeque::new(),

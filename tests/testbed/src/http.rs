@@ -28,7 +28,7 @@ use crate::mcp::{self, Call, Outcome};
 use crate::record::Recorded;
 use crate::sse::{event_stream_body, Body, StreamKind};
 use crate::state::{id_key, lock, until_shutdown, Shared};
-use crate::{authserver, legacy, resource, Config, ResponseMode, Transport};
+use crate::{authserver, legacy, resource, Config, ResponseMode, Transport, UnknownSession};
 
 /// The largest request body accepted; larger ones get 413.
 const MAX_REQUEST_BODY: usize = 64 * 1024 * 1024;
@@ -247,7 +247,7 @@ async fn post(
             }
             let session = match session_of(shared, config, headers) {
                 Ok(session) => session,
-                Err(refusal) => return refusal.response(),
+                Err(refusal) => return refusal.response(config),
             };
             if let Some(refusal) = check_version_header(headers) {
                 return refusal;
@@ -283,6 +283,12 @@ async fn post(
         .any(|r| mcp::is_tool_call(r, "reply_not_json"))
     {
         return not_json_reply();
+    }
+    if requests
+        .iter()
+        .any(|r| mcp::is_tool_call(r, "reply_no_session"))
+    {
+        return NoSession::Unknown.response(config);
     }
 
     let answer_number = shared.answers_made.fetch_add(1, Ordering::Relaxed);
@@ -438,7 +444,7 @@ fn answer_with_stream(
     let stream = {
         let mut registry = lock(&shared.registry);
         let Some(stream) = registry.open_stream(session.as_deref(), StreamKind::Post, live) else {
-            return session_not_found();
+            return NoSession::Unknown.response(config);
         };
         // `drop_no_id` must leave the client without any event id to resume from.
         let no_ids = requests.iter().any(|r| mcp::is_tool_call(r, "drop_no_id"));
@@ -488,7 +494,7 @@ fn get(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap) -> Response<B
     }
     let session = match session_of(shared, config, headers) {
         Ok(session) => session,
-        Err(refusal) => return refusal.response(),
+        Err(refusal) => return refusal.response(config),
     };
     if let Some(refusal) = check_version_header(headers) {
         return refusal;
@@ -505,7 +511,7 @@ fn get(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap) -> Response<B
     };
     if let Some(live) = live {
         if !registry.open_get(session.as_deref(), live, config.sse_retry_ms) {
-            return session_not_found();
+            return NoSession::Unknown.response(config);
         }
     }
     drop(registry);
@@ -529,7 +535,7 @@ fn delete(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap) -> Respons
             lock(&shared.registry).end_session(&id);
         }
         Ok(None) => {}
-        Err(refusal) => return refusal.response(),
+        Err(refusal) => return refusal.response(config),
     }
     if let Some(refusal) = check_version_header(headers) {
         return refusal;
@@ -561,8 +567,16 @@ enum NoSession {
 impl NoSession {
     /// "Servers that require a session ID SHOULD respond to requests without an
     /// Mcp-Session-Id header … with HTTP 400 Bad Request"; an ended session "MUST respond …
-    /// with HTTP 404 Not Found" (§Session Management items 2–3).
-    fn response(self) -> Response<Body> {
+    /// with HTTP 404 Not Found" (§Session Management items 2–3). With
+    /// [`UnknownSession::BadRequest`] both get the TypeScript SDK examples' 400 instead.
+    fn response(self, config: &Config) -> Response<Body> {
+        if config.unknown_session == UnknownSession::BadRequest {
+            return rpc_failure(
+                StatusCode::BAD_REQUEST,
+                SERVER_ERROR,
+                "Bad Request: No valid session ID provided",
+            );
+        }
         match self {
             NoSession::Missing => rpc_failure(
                 StatusCode::BAD_REQUEST,

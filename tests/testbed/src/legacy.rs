@@ -5,7 +5,8 @@
 //!   `/messages?sessionId=<id>` with an id fresh for each stream. The stream *is* the session:
 //!   when it closes, the id becomes unknown.
 //! - `POST /messages?sessionId=<id>` takes one JSON-RPC message (or a batch) and answers
-//!   `202 Accepted` with an empty body. Responses, and whatever a request sends on the way
+//!   `202 Accepted` with an empty body (or, with [`crate::Config::legacy_accepted_as_json`],
+//!   the text `Accepted` labelled `application/json`). Responses, and whatever a request sends on the way
 //!   (progress, server→client requests), go out on the session's stream as `event: message`
 //!   with one line of JSON as `data`. A client's response to a server→client request arrives
 //!   the same way, as a POST.
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
@@ -320,6 +321,17 @@ fn post_message(shared: &Arc<Shared>, parts: &Parts, body: &[u8]) -> Response<Bo
             legacy: Some(id.to_owned()),
         };
         tokio::spawn(answer_on_stream(call, requests, batch));
+    }
+    if shared.config().legacy_accepted_as_json {
+        // The body is no JSON whatever the label says; the answer is on the stream anyway.
+        let mut response = with_status(
+            StatusCode::ACCEPTED,
+            Full::new(Bytes::from_static(b"Accepted")).boxed_unsync(),
+        );
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return response;
     }
     with_status(StatusCode::ACCEPTED, Empty::new().boxed_unsync())
 }

@@ -22,6 +22,8 @@
 //! - `GET /mcp` opens the server→client SSE stream. With `Last-Event-ID` it resumes the stream
 //!   that id belongs to (a GET stream or a POST response stream).
 //! - `DELETE /mcp` ends the session.
+//! - A request with an unknown session id gets `404`, or with [`Config::unknown_session`] the
+//!   `400` that server-everything and the TypeScript SDK's example servers answer.
 //! - `/redirect-elsewhere` answers `307` to a second listener on another port (another
 //!   origin), whose requests [`Testbed::elsewhere_requests`] returns; `/redirect-here`
 //!   answers `307` to this origin's `/mcp`.
@@ -122,6 +124,20 @@ pub enum Transport {
     Both,
 }
 
+/// How the server refuses a request whose `Mcp-Session-Id` it does not know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UnknownSession {
+    /// `404` with a JSON-RPC error `-32001 Session not found`, as the specification says
+    /// ("MUST respond … with HTTP 404 Not Found", §Session Management item 3).
+    #[default]
+    NotFound,
+    /// `400` with `{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: No valid
+    /// session ID provided"},"id":null}`, on `POST`, `GET` and `DELETE` alike, for a missing
+    /// id as for an unknown one: what `@modelcontextprotocol/server-everything` and the
+    /// TypeScript SDK's example servers answer after a restart lost their sessions.
+    BadRequest,
+}
+
 /// What the server does. Read afresh for every request, so [`Testbed::set_config`] takes
 /// effect on the next one.
 #[derive(Clone, Debug)]
@@ -132,6 +148,9 @@ pub struct Config {
     /// (400 without it, 404 when it is unknown or expired). Off: the server is stateless
     /// and ignores the header.
     pub sessions: bool,
+    /// How a request carrying an unknown or expired session id is refused (with
+    /// [`Config::sessions`] on).
+    pub unknown_session: UnknownSession,
     /// Whether `GET /mcp` opens an SSE stream; off, it answers 405 as servers without a
     /// standalone stream do (checklist B12).
     pub get_stream: bool,
@@ -168,6 +187,11 @@ pub struct Config {
     /// never answered, as by a server or a path that went silent for them alone; other
     /// pings (the proxy's reachability checks, the host's) are answered as usual.
     pub silent_keep_alive_pings: bool,
+    /// When set, `POST /messages` (legacy HTTP+SSE) answers `202` labelled
+    /// `Content-Type: application/json` with the body `Accepted`, which is no JSON, instead
+    /// of an empty body; the real answer still comes on the session's stream, as from
+    /// servers whose framework labels every body JSON.
+    pub legacy_accepted_as_json: bool,
     /// Whether open streams carry a `: keepalive` comment every second. Off, a stream is
     /// silent between messages, as the TypeScript SDK's and server-everything's are.
     pub keepalives: bool,
@@ -182,6 +206,7 @@ impl Default for Config {
         Config {
             response_mode: ResponseMode::Sse,
             sessions: true,
+            unknown_session: UnknownSession::NotFound,
             get_stream: true,
             allow_delete: true,
             sse_retry_ms: Some(200),
@@ -191,6 +216,7 @@ impl Default for Config {
             legacy_post_status: 404,
             legacy_endpoint_override: None,
             legacy_delay_endpoint_ms: None,
+            legacy_accepted_as_json: false,
             keepalives: true,
             silent_keep_alive_pings: false,
             auth: None,
@@ -483,7 +509,8 @@ impl Testbed {
         lock(&self.shared.auth).token_requests.clone()
     }
 
-    /// How many times the `count` tool ran for `nonce` (0 if never).
+    /// How many times the `count` tool (or `slow` with a `nonce`) ran for `nonce` (0 if
+    /// never).
     pub fn executions(&self, nonce: &str) -> u64 {
         lock(&self.shared.executions)
             .get(nonce)
@@ -491,7 +518,8 @@ impl Testbed {
             .unwrap_or(0)
     }
 
-    /// How many times the `count` tool ran, for every nonce it saw.
+    /// How many times the `count` tool (or `slow` with a `nonce`) ran, for every nonce it
+    /// saw.
     pub fn execution_counts(&self) -> std::collections::HashMap<String, u64> {
         lock(&self.shared.executions).clone()
     }

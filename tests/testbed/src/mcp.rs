@@ -25,7 +25,7 @@ pub const SUPPORTED_PROTOCOL_VERSIONS: [&str; 4] =
 const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// The names of the tools `tools/list` offers.
-pub const TOOL_NAMES: [&str; 18] = [
+pub const TOOL_NAMES: [&str; 19] = [
     "echo",
     "add",
     "slow",
@@ -44,6 +44,7 @@ pub const TOOL_NAMES: [&str; 18] = [
     "reply_stray",
     "reply_not_json",
     "endless_event",
+    "reply_no_session",
 ];
 
 /// How long a tool waits for the client to answer a server→client request.
@@ -290,8 +291,8 @@ fn tool_list() -> Value {
          "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
         {"name": "add", "description": "Adds two numbers",
          "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}},
-        {"name": "slow", "description": "Sends `steps` progress notifications over `ms` milliseconds, then answers",
-         "inputSchema": {"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}, "steps": {"type": "integer", "minimum": 0}}}},
+        {"name": "slow", "description": "Sends `steps` progress notifications over `ms` milliseconds, then answers; counts its runs for `nonce` like `count`",
+         "inputSchema": {"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}, "steps": {"type": "integer", "minimum": 0}, "nonce": {"type": "string"}}}},
         {"name": "never", "description": "Never answers", "inputSchema": none},
         {"name": "sample", "description": "Asks the client for sampling/createMessage and returns its text", "inputSchema": none},
         {"name": "elicit", "description": "Asks the client for elicitation/create and returns its result as JSON", "inputSchema": none},
@@ -309,6 +310,7 @@ fn tool_list() -> Value {
          "inputSchema": {"type": "object", "properties": {"id": {"type": ["string", "number"]}}}},
         {"name": "reply_not_json", "description": "Answers HTTP 200 with Content-Type application/json and a body that is not JSON", "inputSchema": none},
         {"name": "endless_event", "description": "Starts an SSE event whose data line never ends (no newline, while a client reads, up to 64 MiB); never answers", "inputSchema": none},
+        {"name": "reply_no_session", "description": "Answers as to a request whose session the server does not know (404, or the 400 of Config::unknown_session), every time, while the session stays valid", "inputSchema": none},
     ])
 }
 
@@ -346,7 +348,10 @@ async fn call_tool(call: &Call, id: &Value, params: &Value) -> Option<Result<Val
             None => tool_error("echo needs a string argument `text`"),
         },
         "add" => add(&args),
-        "slow" => slow(call, params, &args).await,
+        "slow" => match slow(call, params, &args).await {
+            Some(result) => result,
+            None => return None,
+        },
         "never" => {
             never(call).await;
             return None;
@@ -410,9 +415,9 @@ async fn call_tool(call: &Call, id: &Value, params: &Value) -> Option<Result<Val
             text_result("its own answer")
         }
         // Like `reply_invalid`, answered by the Streamable HTTP layer before any tool runs.
-        "reply_not_json" => {
-            tool_error("reply_not_json only works as a single Streamable HTTP request")
-        }
+        "reply_not_json" | "reply_no_session" => tool_error(format!(
+            "{name} only works as a single Streamable HTTP request"
+        )),
         "endless_event" => match endless_event(call).await {
             Some(error) => error,
             None => return None,
@@ -454,18 +459,26 @@ fn add(args: &Value) -> Value {
 
 /// `slow`: progress notifications spread over the requested time. Progress goes out only
 /// when the request carried `_meta.progressToken` (2025-11-25 §Progress) and only on an SSE
-/// answer; otherwise the tool just takes its time.
-async fn slow(call: &Call, params: &Value, args: &Value) -> Value {
+/// answer; otherwise the tool just takes its time. With a `nonce` it counts its runs as
+/// `count` does, the moment it starts, so a test can tell a call that ran from one that
+/// never arrived. `None` when the testbed shuts down meanwhile: a killed server answers
+/// nothing, so the client must not get a result that looks like one.
+async fn slow(call: &Call, params: &Value, args: &Value) -> Option<Value> {
     let ms = uint_arg(args, "ms", 1_000, MAX_SLOW_MS);
     let steps = uint_arg(args, "steps", 5, MAX_SLOW_STEPS);
     let token = params.pointer("/_meta/progressToken").cloned();
+    if let Some(nonce) = args.get("nonce").and_then(Value::as_str) {
+        *lock(&call.shared.executions)
+            .entry(nonce.to_owned())
+            .or_insert(0) += 1;
+    }
     let pause = Duration::from_millis(ms / steps.max(1));
     if steps == 0 && !call.shared.pause(Duration::from_millis(ms)).await {
-        return tool_error("the testbed shut down");
+        return None;
     }
     for step in 1..=steps {
         if !call.shared.pause(pause).await {
-            return tool_error("the testbed shut down");
+            return None;
         }
         if let Some(token) = &token {
             call.send(
@@ -476,7 +489,7 @@ async fn slow(call: &Call, params: &Value, args: &Value) -> Value {
             );
         }
     }
-    text_result(format!("done in {steps} steps"))
+    Some(text_result(format!("done in {steps} steps")))
 }
 
 /// `never`: holds the request open until the client stops reading the stream, the testbed

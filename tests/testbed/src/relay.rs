@@ -17,6 +17,8 @@
 //!   one accepted while it lasts, is dead for good: its bytes (FIN included) are read and
 //!   dropped, so the peers see neither data nor FIN nor RST. [`Relay::clear`] lets new
 //!   connections through again; the dead ones stay dead until a peer gives up on them.
+//! - [`Relay::drop_open_connections`]: the route change. Every connection open at that
+//!   moment dies the same silent death, but new ones go through at once.
 //!
 //! Faults are read afresh for every chunk, so a change applies to open connections at once.
 //! A connection the upstream refuses is reset, as a load balancer in front of a dead server
@@ -216,6 +218,14 @@ impl Relay {
             f.passage = Passage::Killed;
             f.kills += 1;
         });
+    }
+
+    /// The route change (a VPN reconnecting with a new route, a NAT that forgot its
+    /// mappings): every connection open at this moment is dead for good, silently, as with
+    /// [`Relay::blackhole_kill`] (bytes and FIN dropped, no RST), while new connections go
+    /// through at once. No fault stays in force: there is nothing to [`Relay::clear`].
+    pub fn drop_open_connections(&self) {
+        self.shared.faults.send_modify(|f| f.kills += 1);
     }
 
     /// Turns every fault off: no latency, jitter or resets, passage open. Connections killed
@@ -694,6 +704,30 @@ mod tests {
         let mut after = TcpStream::connect(relay.addr()).await.unwrap();
         assert_eq!(round_trip(&mut after, b"back").await.unwrap(), b"back");
         assert!(relay.stats().bytes_dropped >= 12);
+    }
+
+    #[tokio::test]
+    async fn a_route_change_kills_open_flows_silently_and_lets_new_ones_through() {
+        let relay = Relay::start(echo_server().await).await.unwrap();
+        let mut open = TcpStream::connect(relay.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut open, b"1").await.unwrap(), b"1");
+        relay.drop_open_connections();
+        let mut after = TcpStream::connect(relay.addr()).await.unwrap();
+        assert_eq!(
+            round_trip(&mut after, b"at once").await.unwrap(),
+            b"at once"
+        );
+        open.write_all(b"lost").await.unwrap();
+        open.shutdown().await.unwrap();
+        let mut byte = [0; 1];
+        // No data, no FIN, no RST: the read just waits.
+        let read = tokio::time::timeout(Duration::from_millis(300), open.read(&mut byte)).await;
+        assert!(
+            read.is_err(),
+            "a flow open at the drop stays silent: {read:?}"
+        );
+        assert!(relay.stats().bytes_dropped >= 4);
+        assert_eq!(round_trip(&mut after, b"still").await.unwrap(), b"still");
     }
 
     #[tokio::test]
