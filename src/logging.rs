@@ -91,6 +91,27 @@ impl Sink {
         }
     }
 
+    /// Queues one line, waiting until `deadline` at most for room (the report of
+    /// dropped lines at exit: the queue is full exactly when there is one to make).
+    fn push_by(&self, line: &[u8], deadline: Instant) {
+        self.counts.unwritten.fetch_add(1, Ordering::AcqRel);
+        let mut line = line.to_vec();
+        loop {
+            match self.queue.try_send(line) {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline => {
+                    line = match e {
+                        std::sync::mpsc::TrySendError::Full(l) => l,
+                        std::sync::mpsc::TrySendError::Disconnected(_) => break,
+                    };
+                    std::thread::sleep(DRAIN_POLL);
+                }
+                Err(_) => break,
+            }
+        }
+        self.counts.unwritten.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Whether every queued line has been written.
     fn is_drained(&self) -> bool {
         self.counts.unwritten.load(Ordering::Acquire) == 0
@@ -134,6 +155,7 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
+        let deadline = Instant::now() + DRAIN_AT_EXIT;
         let stderr_dropped = self.stderr.as_ref().map_or(0, Sink::dropped);
         let file_dropped = self.file.as_ref().map_or(0, Sink::dropped);
         if stderr_dropped > 0 {
@@ -141,27 +163,21 @@ impl Drop for LogGuard {
                 "mcp-remote: {stderr_dropped} log lines were dropped because stderr was not being read\n"
             );
             for sink in self.stderr.iter().chain(&self.file) {
-                sink.push(line.as_bytes());
+                sink.push_by(line.as_bytes(), deadline);
             }
         }
         if let (Some(file), true) = (&self.file, file_dropped > 0) {
             let line = format!(
                 "mcp-remote: {file_dropped} log lines were dropped because the debug log could not keep up\n"
             );
-            file.push(line.as_bytes());
+            file.push_by(line.as_bytes(), deadline);
         }
-        // A stderr that dropped lines is not being read: waiting for it is pointless.
-        let stuck = stderr_dropped > 0;
-        let waited_for: Vec<&Sink> = self
-            .stderr
-            .iter()
-            .filter(|_| !stuck)
-            .chain(&self.file)
-            .collect();
-        let deadline = Instant::now() + DRAIN_AT_EXIT;
+        // Every sink gets the same bounded time: a stderr nobody reads costs the exit
+        // DRAIN_AT_EXIT, one that is read (late) gets its last lines and the report.
+        let sinks: Vec<&Sink> = self.stderr.iter().chain(&self.file).collect();
         let polls = (DRAIN_AT_EXIT.as_millis() / DRAIN_POLL.as_millis()) as usize + 1;
         for _ in 0..polls {
-            if waited_for.iter().all(|sink| sink.is_drained()) || Instant::now() >= deadline {
+            if sinks.iter().all(|sink| sink.is_drained()) || Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(DRAIN_POLL);
