@@ -1409,6 +1409,7 @@ impl Engine {
     /// The legacy event stream answered, ended or failed: tell the Link, then the stream machine.
     fn legacy_stream_ended(&mut self, ending: Ending, now: Instant) {
         self.legacy_open.started = None;
+        let mut lost = None;
         if let Some(stream) = self.streams.get_mut(&StreamRef::Legacy) {
             stream.exchange = None;
         }
@@ -1432,7 +1433,8 @@ impl Engine {
             } => {
                 self.log(LogEvent::LegacyStreamEnded(broken));
                 self.check = None;
-                let link_event = if self.live_connection.take().is_some() {
+                lost = self.live_connection.take();
+                let link_event = if lost.is_some() {
                     LinkEvent::LegacyStreamLost
                 } else {
                     LinkEvent::LegacyFailed {
@@ -1473,6 +1475,27 @@ impl Engine {
             ),
         };
         self.dispatch(link_event, now);
+        if let Some(connection) = lost {
+            // POSTs made under the lost connection and still without their 202: whatever
+            // the server does with them, their answers were to come on the stream that is
+            // gone (and their own connection may be as dead as it).
+            let doomed: Vec<(u64, ExchangeId)> = self
+                .messages
+                .iter()
+                .filter_map(|(seq, e)| match e.stage {
+                    Stage::Posted {
+                        exchange,
+                        connection: c,
+                        ..
+                    } if c == connection => Some((*seq, exchange)),
+                    _ => None,
+                })
+                .collect();
+            for (seq, exchange) in doomed {
+                self.abort(exchange);
+                self.fail_seq(seq, RequestError::Dropped);
+            }
+        }
         self.drive_stream(StreamRef::Legacy, stream_event, now);
     }
 
