@@ -160,18 +160,7 @@ async fn a_held_request_that_timed_out_is_never_sent_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_back() {
-    let tb = Testbed::start(Config::default()).await.unwrap();
-    let relay = testbed::relay::Relay::start(std::net::SocketAddr::from((
-        std::net::Ipv4Addr::LOCALHOST,
-        tb.port(),
-    )))
-    .await
-    .expect("relay");
-    let url = format!("{}/mcp", relay.url(""));
-    let mut p = Proxy::spawn(&[&url, "--request-timeout", "6", "--debug"]);
-    p.initialize("2025-11-25").await;
-    p.send(call(0, "echo", json!({"text": "warm"}))).await;
-    assert_eq!(text(&p.recv_response(&json!(0)).await.0), "warm");
+    let (tb, relay, mut p) = warm_proxy_behind_a_relay().await;
     // The VPN flap: connections open now and made now are dead (no data, FIN or RST).
     relay.blackhole_kill();
     p.send(call(1, "echo", json!({"text": "into the void"})))
@@ -215,12 +204,10 @@ async fn requests_wait_out_a_network_that_swallows_everything_and_go_when_it_is_
     );
 }
 
-/// What the host is told about a request in flight when the network went silent: that
-/// it was lost and may or may not have run (link.rs `SILENT`), not the router's "no answer
-/// … within N s (--request-timeout)", which has the same code -32001. The time-out is
-/// far (30 s) so that only the silence can answer within the wait.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out() {
+/// A testbed, a relay in front of it, and the proxy through the relay with its default
+/// flags (the request time-out is 300 s: only the proxy's own detection answers within
+/// the tests' waits), initialized and warmed up with one call.
+async fn warm_proxy_behind_a_relay() -> (Testbed, testbed::relay::Relay, Proxy) {
     let tb = Testbed::start(Config::default()).await.unwrap();
     let relay = testbed::relay::Relay::start(std::net::SocketAddr::from((
         std::net::Ipv4Addr::LOCALHOST,
@@ -229,10 +216,19 @@ async fn a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out()
     .await
     .expect("relay");
     let url = format!("{}/mcp", relay.url(""));
-    let mut p = Proxy::spawn(&[&url, "--request-timeout", "30", "--debug"]);
+    let mut p = Proxy::spawn(&[&url, "--debug"]);
     p.initialize("2025-11-25").await;
     p.send(call(0, "echo", json!({"text": "warm"}))).await;
     assert_eq!(text(&p.recv_response(&json!(0)).await.0), "warm");
+    (tb, relay, p)
+}
+
+/// What the host is told about a request in flight when the network went silent: that
+/// it was lost and may or may not have run, not the router's "no answer … within N s
+/// (--request-timeout)", which has the same code -32001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out() {
+    let (_tb, relay, mut p) = warm_proxy_behind_a_relay().await;
     relay.blackhole_kill();
     p.send(call(1, "echo", json!({"text": "into the void"})))
         .await;

@@ -13,6 +13,15 @@ async fn testbed(config: Config) -> Testbed {
     Testbed::start(config).await.expect("testbed starts")
 }
 
+/// The POSTs of a call whose session was gone: the call, the replayed `initialize`, the
+/// proxy's `notifications/initialized`, the call again.
+const REINIT_ONCE: [&str; 4] = [
+    "tools/call",
+    "initialize",
+    "notifications/initialized",
+    "tools/call",
+];
+
 fn posts(tb: &Testbed) -> Vec<testbed::Recorded> {
     tb.requests()
         .into_iter()
@@ -322,16 +331,7 @@ async fn expired_session_is_reinitialized_transparently() {
         .iter()
         .map(|r| r.rpc_method().unwrap_or_default())
         .collect();
-    assert_eq!(
-        methods,
-        [
-            "tools/call",
-            "initialize",
-            "notifications/initialized",
-            "tools/call"
-        ],
-        "{methods:?}"
-    );
+    assert_eq!(methods, REINIT_ONCE, "{methods:?}");
     assert_eq!(reqs[0].status, Some(404));
     assert!(
         reqs[1].header("mcp-session-id").is_none(),
@@ -383,25 +383,11 @@ async fn http_errors_become_json_rpc_errors() {
     // A 400 to a request that carried a session id may mean the session is gone (servers
     // built on the TypeScript SDK say so with 400): one re-initialization, one retry,
     // then the error. (This testbed lets the initialize through.)
-    let methods: Vec<String> = posts(&tb)
+    let methods: Vec<_> = posts(&tb)
         .iter()
-        .map(|r| {
-            r.json().unwrap()["method"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        })
+        .map(|r| r.rpc_method().unwrap_or_default())
         .collect();
-    assert_eq!(
-        methods,
-        [
-            "tools/call",
-            "initialize",
-            "notifications/initialized",
-            "tools/call"
-        ],
-        "no retry loop on 400"
-    );
+    assert_eq!(methods, REINIT_ONCE, "no retry loop on 400");
     p.close().await;
 }
 
