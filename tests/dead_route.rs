@@ -108,6 +108,17 @@ fn kill_routes_of(port: u16) -> usize {
     ports.len()
 }
 
+/// How many `slow` tool calls were POSTed to the server.
+fn slow_calls_posted(tb: &Testbed) -> usize {
+    tb.requests()
+        .into_iter()
+        .filter(|r| {
+            r.json()
+                .is_some_and(|j| j["method"] == "tools/call" && j["params"]["name"] == "slow")
+        })
+        .count()
+}
+
 /// Two slow tool calls in flight when the route dies; a new request goes at once.
 async fn two_slow_calls_across_a_dead_route(
     mode: ResponseMode,
@@ -206,15 +217,7 @@ async fn inner_event_streams_are_resumed_on_a_new_connection() {
         resumed >= 2,
         "each call was resumed with Last-Event-ID ({resumed})"
     );
-    let posted = tb
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.json()
-                .is_some_and(|j| j["method"] == "tools/call" && j["params"]["name"] == "slow")
-        })
-        .count();
-    assert_eq!(posted, 2, "no call was sent twice");
+    assert_eq!(slow_calls_posted(&tb), 2, "no call was sent twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,13 +235,5 @@ async fn inner_plain_json_calls_fail_with_their_fate_unknown() {
             "well before the request time-out: {answer} after {after:?}"
         );
     }
-    let posted = tb
-        .requests()
-        .into_iter()
-        .filter(|r| {
-            r.json()
-                .is_some_and(|j| j["method"] == "tools/call" && j["params"]["name"] == "slow")
-        })
-        .count();
-    assert_eq!(posted, 2, "no call was sent twice");
+    assert_eq!(slow_calls_posted(&tb), 2, "no call was sent twice");
 }

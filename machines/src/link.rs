@@ -110,9 +110,6 @@ pub fn is_fallback_status(status: u16) -> bool {
     matches!(status, 400 | 404 | 405)
 }
 
-/// What the host is told about a request lost in a network that went silent.
-const SILENT: &str = "the server stopped answering (the network went silent); the request may or may not have been executed";
-
 /// Inputs of the link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
@@ -294,12 +291,10 @@ pub enum LinkEffect {
     RequestToken,
     /// Call back with `RetryTimerFired` after this delay (the server was unreachable).
     ScheduleRetry(Duration),
-    /// The connection is dead: fail the requests whose answer was to come on it
-    /// (their fate is unknown), and drop the exchanges in progress.
-    AbandonInFlight {
-        /// What to tell the host.
-        reason: String,
-    },
+    /// The connection is dead (`PeerSilent`): fail the requests whose answer was to
+    /// come on it (their fate is unknown), and drop the exchanges in progress. The
+    /// driver knows why it said `PeerSilent`, and tells the host.
+    AbandonInFlight,
     /// DELETE the session (best effort).
     DeleteSession,
 }
@@ -643,9 +638,7 @@ impl Link {
                 self.start_reinit(context)
             }
             LinkEvent::PeerSilent => {
-                context.0.push(LinkEffect::AbandonInFlight {
-                    reason: "the connection to the server went silent (no answer to keep-alive pings); the request may or may not have been executed".into(),
-                });
+                context.0.push(LinkEffect::AbandonInFlight);
                 match self.transport {
                     Some(Transport::Legacy) => {
                         context.0.push(LinkEffect::CloseLegacyStream);
@@ -834,9 +827,7 @@ impl Link {
             }
             LinkEvent::PeerSilent if self.transport == Some(Transport::Streamable) => {
                 // The replay may have gone into the silence: send it again.
-                context.0.push(LinkEffect::AbandonInFlight {
-                    reason: SILENT.into(),
-                });
+                context.0.push(LinkEffect::AbandonInFlight);
                 self.start_reinit(context)
             }
             LinkEvent::StreamConfirmed
@@ -941,17 +932,13 @@ impl Link {
             }
             LinkEvent::PeerSilent if self.transport == Some(Transport::Legacy) => {
                 // What the dead stream owed will not come; a new stream, then a new session.
-                context.0.push(LinkEffect::AbandonInFlight {
-                    reason: SILENT.into(),
-                });
+                context.0.push(LinkEffect::AbandonInFlight);
                 context.0.push(LinkEffect::CloseLegacyStream);
                 context.0.push(LinkEffect::OpenLegacyStream);
                 Transition(State::connecting_legacy())
             }
             LinkEvent::PeerSilent => {
-                context.0.push(LinkEffect::AbandonInFlight {
-                    reason: SILENT.into(),
-                });
+                context.0.push(LinkEffect::AbandonInFlight);
                 Handled
             }
             LinkEvent::SessionExpired { seq, retried } => {
@@ -1799,7 +1786,7 @@ mod tests {
         let again = step(&mut sm, LinkEvent::PeerSilent);
         assert!(matches!(
             again.as_slice(),
-            [LinkEffect::AbandonInFlight { .. }, LinkEffect::PostReinitialize { id }] if id.ends_with("reinit-2")
+            [LinkEffect::AbandonInFlight, LinkEffect::PostReinitialize { id }] if id.ends_with("reinit-2")
         ));
         // The network came back during a check: the replay may sit on a dead connection.
         step(&mut sm, LinkEvent::StreamQuiet);
@@ -1844,10 +1831,7 @@ mod tests {
         );
         assert!(step(&mut sm, sent(2, "tools/call")).is_empty());
         let silent = step(&mut sm, LinkEvent::PeerSilent);
-        assert!(matches!(
-            silent.as_slice(),
-            [LinkEffect::AbandonInFlight { .. }]
-        ));
+        assert!(matches!(silent.as_slice(), [LinkEffect::AbandonInFlight]));
         assert!(
             step(&mut sm, sent(3, "tools/call")).is_empty(),
             "still held"

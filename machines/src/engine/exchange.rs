@@ -256,7 +256,7 @@ impl Engine {
                         self.stream_opened(which, now);
                     }
                 }
-                GetOutcome::Unauthorized => self.finish(
+                GetOutcome::Unauthorized => self.abort_with(
                     id,
                     Ending::Unauthorized {
                         status,
@@ -264,8 +264,8 @@ impl Engine {
                     },
                     now,
                 ),
-                GetOutcome::Refused => self.finish(id, refused, now),
-                GetOutcome::Retry => self.finish(
+                GetOutcome::Refused => self.abort_with(id, refused, now),
+                GetOutcome::Retry => self.abort_with(
                     id,
                     Ending::Failed(NetworkError::Broken(format!(
                         "the server answered HTTP {status} without an event stream"
@@ -280,7 +280,7 @@ impl Engine {
                 200..=299 => Ending::Accepted,
                 _ => refused,
             };
-            self.finish(id, ending, now);
+            self.abort_with(id, ending, now);
             return;
         }
         let outcome =
@@ -300,8 +300,8 @@ impl Engine {
                     self.streams_answers = true;
                 }
             }
-            PostOutcome::SessionExpired => self.finish(id, Ending::Expired, now),
-            PostOutcome::Unauthorized => self.finish(
+            PostOutcome::SessionExpired => self.abort_with(id, Ending::Expired, now),
+            PostOutcome::Unauthorized => self.abort_with(
                 id,
                 Ending::Unauthorized {
                     status,
@@ -313,13 +313,13 @@ impl Engine {
                 if retry_after(head.retry_after.as_deref()).is_some() =>
             {
                 let delay = retry_after(head.retry_after.as_deref()).unwrap_or_default();
-                self.finish(id, Ending::Busy(delay), now)
+                self.abort_with(id, Ending::Busy(delay), now)
             }
             PostOutcome::Failed { status: 403 }
                 if challenge_of(&head).error.as_deref() == Some("insufficient_scope") =>
             {
                 // RFC 6750 §3.1: a 403 that asks for more scope (MCP §Step-Up Authorization Flow).
-                self.finish(
+                self.abort_with(
                     id,
                     Ending::Unauthorized {
                         status,
@@ -438,10 +438,6 @@ impl Engine {
     }
 
     /// The meaning is known and the body is not wanted: stop the exchange.
-    fn finish(&mut self, id: ExchangeId, ending: Ending, now: Instant) {
-        self.abort_with(id, ending, now);
-    }
-
     fn abort_with(&mut self, id: ExchangeId, ending: Ending, now: Instant) {
         if let Some(ex) = self.exchanges.remove(&id) {
             self.transmits.push_back(super::Transmit::Abort(id));
@@ -615,13 +611,12 @@ impl Engine {
         };
         self.transmits.push_back(super::Transmit::Abort(id));
         const WHY: &str = "no response since the network went silent";
-        let ending = match (&ex.phase, ex.role) {
-            (Phase::Sse(parser), _) => Ending::Done {
+        let ending = match &ex.phase {
+            Phase::Sse(parser) => Ending::Done {
                 last_event_id: parser.last_event_id().map(str::to_owned),
                 retry_ms: parser.retry(),
                 broken: Some(WHY.into()),
             },
-            (_, Role::Stream(_)) => Ending::Failed(NetworkError::Broken(WHY.into())),
             _ => Ending::Failed(NetworkError::Broken(WHY.into())),
         };
         self.ended(ex.role, ending, now);

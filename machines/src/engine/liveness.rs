@@ -24,7 +24,9 @@
 //! [`SilenceWatch::is_quiet`]: crate::stream::SilenceWatch::is_quiet
 
 use super::exchange::{Ending, Role};
-use super::{Engine, ExchangeId, LogEvent, NetworkError, Stage, StreamRef, Suspicion, Timer};
+use super::{
+    Engine, ExchangeId, LogEvent, NetworkError, RequestError, Stage, StreamRef, Suspicion, Timer,
+};
 use crate::jsonrpc::{self, IdKey, RESERVED_ID_PREFIX};
 use crate::link::LinkEvent;
 use crate::stream::{CheckStep, OpenTimer, StreamCheck, StreamEvent};
@@ -267,7 +269,7 @@ impl Engine {
                         now.saturating_duration_since(started),
                     ));
                     self.check = None;
-                    self.dispatch(LinkEvent::PeerSilent, now);
+                    self.peer_silent(RequestError::Silent, now);
                     self.start_check(now);
                     return;
                 }
@@ -331,6 +333,12 @@ impl Engine {
         if self.check.is_some() {
             self.stream_confirmed(ping, now);
         }
+    }
+
+    /// The connection is dead for `why`: the Link abandons what is in flight on it.
+    fn peer_silent(&mut self, why: RequestError, now: Instant) {
+        self.silence = why;
+        self.dispatch(LinkEvent::PeerSilent, now);
     }
 
     /// The checked connection is alive (`ping`: which ping of the check showed it): the
@@ -448,7 +456,7 @@ impl Engine {
         }
         if self.ping_outstanding.take().is_some() {
             self.log(LogEvent::KeepAliveUnanswered);
-            self.dispatch(LinkEvent::PeerSilent, now);
+            self.peer_silent(RequestError::KeepAliveSilent, now);
             return;
         }
         self.pings += 1;

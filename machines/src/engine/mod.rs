@@ -228,6 +228,9 @@ pub struct Engine {
     token_confirmed: bool,
     /// The latest 401/403 and its challenge, for the next token request.
     last_need: Option<(Need, BearerChallenge)>,
+    /// Why the connection was last declared dead (`PeerSilent`): what the requests
+    /// abandoned with it are told.
+    silence: RequestError,
     /// The keep-alive ping awaiting its answer.
     ping_outstanding: Option<String>,
     /// Keep-alive pings sent, for unique reserved ids.
@@ -283,6 +286,7 @@ impl Engine {
             has_token: false,
             token_confirmed: false,
             last_need: None,
+            silence: RequestError::Silent,
             ping_outstanding: None,
             pings: 0,
             check: None,
@@ -477,8 +481,7 @@ impl Engine {
     }
 
     fn close(&mut self) {
-        for (which, stream) in std::mem::take(&mut self.streams) {
-            let _ = which;
+        for stream in std::mem::take(&mut self.streams).into_values() {
             if let Some(id) = stream.exchange {
                 self.abort(id);
             }
@@ -604,7 +607,7 @@ impl Engine {
                 self.log(LogEvent::RetryingIn(delay));
                 self.set_timer(now + delay, Timer::LinkRetry);
             }
-            LinkEffect::AbandonInFlight { reason } => self.abandon_in_flight(reason, now),
+            LinkEffect::AbandonInFlight => self.abandon_in_flight(now),
             LinkEffect::Discard { seq } => {
                 if matches!(self.messages.get(&seq), Some(e) if e.stage == Stage::Held) {
                     self.messages.remove(&seq);
@@ -628,11 +631,8 @@ impl Engine {
 
     /// The connection is dead: what was posted on it, and the resumptions, fail
     /// (their fate is unknown); on the legacy transport so do the accepted requests.
-    fn abandon_in_flight(&mut self, reason: String, now: Instant) {
-        let error = match reason.contains("keep-alive") {
-            true => RequestError::KeepAliveSilent,
-            false => RequestError::Silent,
-        };
+    fn abandon_in_flight(&mut self, now: Instant) {
+        let error = self.silence.clone();
         self.log(LogEvent::Abandoned(error.clone()));
         let posted: Vec<(u64, ExchangeId)> = self
             .messages
@@ -732,14 +732,12 @@ impl Engine {
         if with_session && !legacy {
             sent_session = self.session_headers(&mut headers);
         }
-        let purpose = role.purpose();
         self.start(
             Method::Post,
             url,
             headers,
             Some(body),
             role,
-            purpose,
             sent_session,
             now,
         )
@@ -766,10 +764,10 @@ impl Engine {
         headers: Vec<(&'static str, String)>,
         body: Option<Bytes>,
         role: Role,
-        purpose: Purpose,
         sent_session: bool,
         now: Instant,
     ) -> ExchangeId {
+        let purpose = role.purpose();
         let id = ExchangeId(self.next_exchange);
         self.next_exchange += 1;
         let is_get = method == Method::Get;
@@ -816,39 +814,7 @@ impl Engine {
             headers.push((transport::VERSION_HEADER, version.to_owned()));
         }
         let url = self.config.url.clone();
-        self.start_untimed(
-            now,
-            Method::Delete,
-            url,
-            headers,
-            Role::Delete,
-            Purpose::EndSession,
-        );
-    }
-
-    /// An exchange without an engine deadline (the driver bounds it).
-    fn start_untimed(
-        &mut self,
-        now: Instant,
-        method: Method,
-        url: Url,
-        headers: Vec<(&'static str, String)>,
-        role: Role,
-        purpose: Purpose,
-    ) {
-        let id = ExchangeId(self.next_exchange);
-        self.next_exchange += 1;
-        self.exchanges
-            .insert(id, Ex::new(role, false, false, None, now));
-        self.transmits.push_back(Transmit::Start(Exchange {
-            id,
-            method,
-            url,
-            headers,
-            body: None,
-            purpose,
-            timeout: Some(DELETE_TIMEOUT),
-        }));
+        self.start(Method::Delete, url, headers, None, Role::Delete, false, now);
     }
 
     /// Answer a host message's request with an error and forget the message.
@@ -1068,7 +1034,6 @@ impl Engine {
                 headers,
                 None,
                 Role::Stream(which),
-                Purpose::LegacyStream,
                 false,
                 now,
             );
@@ -1079,10 +1044,6 @@ impl Engine {
             headers.push(("last-event-id", last));
         }
         self.log(LogEvent::OpeningGetStream { resuming });
-        let purpose = match which {
-            StreamRef::Get => Purpose::GetStream,
-            _ => Purpose::Resume,
-        };
         let url = self.config.url.clone();
         self.start(
             Method::Get,
@@ -1090,7 +1051,6 @@ impl Engine {
             headers,
             None,
             Role::Stream(which),
-            purpose,
             sent_session,
             now,
         )

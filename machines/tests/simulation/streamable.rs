@@ -8,29 +8,21 @@
 
 use super::common::{
     assert_deterministic, assert_no_seed_broke, assert_paths_taken, finding_report,
-    print_trace_of_env_seed, run_all, Outcome, Simulation,
+    print_trace_of_env_seed, run_all, Outcome,
 };
-use super::world::{Mode, Stats, World, NO_SESSION, RESUME_TOO_SLOW, TIMEOUT_AFTER_NETWORK_BACK};
-use std::collections::BTreeMap;
+use super::world::{
+    Mode, Run, Speaks, Stats, NO_SESSION, RESUME_TOO_SLOW, TIMEOUT_AFTER_NETWORK_BACK,
+};
 use std::sync::OnceLock;
 
-struct Sim(World);
+/// This module's world: the seed runner builds it for Streamable.
+struct SpeaksStreamable;
 
-impl Simulation for Sim {
-    type Stats = Stats;
-    fn new(seed: u64, trace: bool) -> Sim {
-        Sim(World::new(Mode::Streamable, seed, trace))
-    }
-    fn run(&mut self) -> Stats {
-        self.0.run()
-    }
-    fn take_flags(&mut self) -> BTreeMap<&'static str, u64> {
-        self.0.take_flags()
-    }
-    fn take_trace(&mut self) -> Vec<String> {
-        self.0.take_trace()
-    }
+impl Speaks for SpeaksStreamable {
+    const MODE: Mode = Mode::Streamable;
 }
+
+type Sim = Run<SpeaksStreamable>;
 
 fn outcome() -> &'static Outcome<Stats> {
     static OUTCOME: OnceLock<Outcome<Stats>> = OnceLock::new();

@@ -19,8 +19,8 @@
 //! saw, what the server did and what the engine reported; see [`World::check`].
 
 use super::common::{
-    counters, initialized, ms, refresh_ended, request, sign_in_ended, Timeline, TokenGlue, Tokens,
-    LAST_REQUEST_AT, REQUESTS,
+    counters, initialized, ms, refresh_ended, request, sign_in_ended, Simulation, Timeline,
+    TokenGlue, Tokens, LAST_REQUEST_AT, REQUESTS,
 };
 use super::Rng;
 use machines::engine::{
@@ -335,6 +335,15 @@ impl World {
         } else {
             1 + self.rng.below(150)
         }
+    }
+
+    /// The flows still alive (neither aborted by the proxy nor dead).
+    fn open_flows(&self) -> Vec<ExchangeId> {
+        self.flows
+            .iter()
+            .filter(|(_, f)| !f.aborted && !f.dead)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Whether a blackhole was on at some moment since `started` (up to now).
@@ -1034,12 +1043,7 @@ impl World {
         self.session = None;
         self.legacy_live = None;
         self.stored.clear();
-        let open: Vec<ExchangeId> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| !f.aborted && !f.dead)
-            .map(|(k, _)| *k)
-            .collect();
+        let open: Vec<ExchangeId> = self.open_flows();
         for id in open {
             self.flows.get_mut(&id).unwrap().dead = true;
             // The proxy sees the reset (the network is up): a fresh flow entry carries it.
@@ -1135,12 +1139,7 @@ impl World {
                 if on {
                     self.stats.blackholes += 1;
                     // Every open connection dies (the VPN flap): TCP notices within its time-out.
-                    let open: Vec<ExchangeId> = self
-                        .flows
-                        .iter()
-                        .filter(|(_, f)| !f.aborted && !f.dead)
-                        .map(|(k, _)| *k)
-                        .collect();
+                    let open: Vec<ExchangeId> = self.open_flows();
                     for id in open {
                         self.flows.get_mut(&id).unwrap().dead = true;
                         if self.flows[&id].exchange.purpose == Purpose::HostMessage {
@@ -1327,6 +1326,30 @@ impl World {
 
     pub fn take_trace(&mut self) -> Vec<String> {
         self.trace.take().unwrap_or_default()
+    }
+}
+
+/// Which transport a simulation's world speaks.
+pub trait Speaks {
+    const MODE: Mode;
+}
+
+/// One seed of the world speaking `T`'s transport, for the seed runner.
+pub struct Run<T>(World, std::marker::PhantomData<T>);
+
+impl<T: Speaks> Simulation for Run<T> {
+    type Stats = Stats;
+    fn new(seed: u64, trace: bool) -> Self {
+        Run(World::new(T::MODE, seed, trace), std::marker::PhantomData)
+    }
+    fn run(&mut self) -> Stats {
+        self.0.run()
+    }
+    fn take_flags(&mut self) -> BTreeMap<&'static str, u64> {
+        self.0.take_flags()
+    }
+    fn take_trace(&mut self) -> Vec<String> {
+        self.0.take_trace()
     }
 }
 
