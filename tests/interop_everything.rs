@@ -44,8 +44,10 @@
 mod interop_common;
 
 use interop_common::{
-    everything_suite as suite, log_dir, start_everything, EverythingMode, Server, Target,
+    everything_suite as suite, log_dir, start_everything, start_everything_at, EverythingMode,
+    Host, Server, Target,
 };
+use serde_json::json;
 use std::sync::OnceLock;
 
 const LOGS: &str = "interop-everything";
@@ -71,6 +73,34 @@ fn target() -> &'static Target {
 // group: `cargo test everything::` / `cargo test -- --skip everything::`.
 mod everything {
     use super::*;
+
+    /// server-everything restarted on the same port forgets every session and says so
+    /// with 400 "Bad Request: No valid session ID provided" (not the spec's 404): the
+    /// proxy re-initializes with the host's own `initialize` and the call goes through,
+    /// with default flags. (A server of its own: the shared one must not restart.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_server_is_reinitialized_after_its_400() {
+        let logs = log_dir(LOGS);
+        let first = start_everything(EverythingMode::StreamableHttp, &logs)
+            .unwrap_or_else(|e| panic!("could not start server-everything: {e}"));
+        let port = first.port;
+        let t = Target::new("restart-", &first, &[], &logs, "mcp-servers/everything");
+        let mut h = Host::spawn("restart", &t).await;
+        h.initialize().await;
+        let r = h.tool(json!(2), "echo", json!({"message": "before"})).await;
+        assert_eq!(r["content"][0]["text"], "Echo: before", "{}", h.ctx());
+        drop(first); // killed and reaped
+        let _second = start_everything_at(EverythingMode::StreamableHttp, &logs, Some(port))
+            .unwrap_or_else(|e| panic!("could not restart server-everything on {port}: {e}"));
+        let r = h.tool(json!(3), "echo", json!({"message": "after"})).await;
+        assert_eq!(
+            r["content"][0]["text"],
+            "Echo: after",
+            "the call after the restart succeeds\n{}",
+            h.ctx()
+        );
+        h.finish().await;
+    }
 
     /// initialize, tools/list, ping, logging/setLevel, and a server notification
     /// on the standalone GET stream (simulated logging).

@@ -247,9 +247,15 @@ pub struct ServerSpec<'a> {
 /// `INTEROP_EXIT_ON_STDIN_EOF=1` and `INTEROP_MAX_LIFETIME_MS=600000`, and
 /// polls `ready` for up to 20 s.
 pub fn start_server(spec: &ServerSpec) -> Result<Server, String> {
+    start_server_at(spec, None)
+}
+
+/// [`start_server`] on `port` when given (a restart where the proxy expects its
+/// server), else on a free port.
+pub fn start_server_at(spec: &ServerSpec, port: Option<u16>) -> Result<Server, String> {
     let mut last_err = String::new();
     for attempt in 0..3 {
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let log = spec.logs.join(format!("{}-{port}.log", spec.name));
         let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
@@ -309,6 +315,16 @@ pub enum EverythingMode {
 ///   404 (Express's "Cannot POST /sse"; only `GET /sse` and `POST /message`
 ///   are routed). A GET is not used as a probe: each one creates a session.
 pub fn start_everything(mode: EverythingMode, logs: &Path) -> Result<Server, String> {
+    start_everything_at(mode, logs, None)
+}
+
+/// [`start_everything`] on `port` when given (a restart: the new process knows none
+/// of the old one's sessions).
+pub fn start_everything_at(
+    mode: EverythingMode,
+    logs: &Path,
+    port: Option<u16>,
+) -> Result<Server, String> {
     ensure_installed(&|| everything_js().is_file(), logs)?;
     let preload = repo_root().join("tests/interop/loopback-only.cjs");
     let arg = match mode {
@@ -325,24 +341,30 @@ pub fn start_everything(mode: EverythingMode, logs: &Path) -> Result<Server, Str
         c
     };
     match mode {
-        EverythingMode::StreamableHttp => start_server(&ServerSpec {
-            name: "server-everything",
-            logs,
-            command: &command,
-            ready: &|port| {
-                let req = "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n";
-                http_raw(port, req)
-                    .is_some_and(|t| t.starts_with("HTTP/1.1 400") && t.contains("session"))
+        EverythingMode::StreamableHttp => start_server_at(
+            &ServerSpec {
+                name: "server-everything",
+                logs,
+                command: &command,
+                ready: &|port| {
+                    let req = "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n";
+                    http_raw(port, req)
+                        .is_some_and(|t| t.starts_with("HTTP/1.1 400") && t.contains("session"))
+                },
+                url: &|port| format!("http://127.0.0.1:{port}/mcp"),
             },
-            url: &|port| format!("http://127.0.0.1:{port}/mcp"),
-        }),
-        EverythingMode::Sse => start_server(&ServerSpec {
-            name: "server-everything-sse",
-            logs,
-            command: &command,
-            ready: &|port| post_initialize_status(port, "/sse") == Some(404),
-            url: &|port| format!("http://127.0.0.1:{port}/sse"),
-        }),
+            port,
+        ),
+        EverythingMode::Sse => start_server_at(
+            &ServerSpec {
+                name: "server-everything-sse",
+                logs,
+                command: &command,
+                ready: &|port| post_initialize_status(port, "/sse") == Some(404),
+                url: &|port| format!("http://127.0.0.1:{port}/sse"),
+            },
+            port,
+        ),
     }
 }
 
