@@ -157,12 +157,7 @@ impl Authorizer {
                         oauth::sign_in(&http, &options, &store, &challenge, scope),
                     )
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(AuthError {
-                            message: "sign-in timed out (--auth-timeout)".into(),
-                            rejected: false,
-                        })
-                    });
+                    .unwrap_or(Err(AuthError::TimedOut));
                     if let Ok(t) = &result {
                         save(&store, t);
                     }
@@ -180,10 +175,10 @@ impl Authorizer {
                 self.store.forget(false);
                 self.tokens = None;
             }
-            GrantEffect::Fail(reason) => {
-                tracing::warn!("sign-in failed: {reason}");
+            GrantEffect::Fail(error) => {
+                tracing::warn!("sign-in failed: {error}");
                 if let Some(peers) = &self.peers {
-                    peers.failed.do_send(AuthFailed { reason });
+                    peers.failed.do_send(AuthFailed(error));
                 }
             }
         }
@@ -218,21 +213,11 @@ async fn lock(store: &TokenStore, wait: Duration) -> Result<std::fs::File, AuthE
     let store = store.clone();
     let locked = tokio::task::spawn_blocking(move || store.lock(wait))
         .await
-        .map_err(|e| AuthError {
-            message: e.to_string(),
-            rejected: false,
-        })?;
+        .map_err(|e| AuthError::Store(e.to_string()))?;
     match locked {
         Ok(Some(file)) => Ok(file),
-        Ok(None) => Err(AuthError {
-            message: "another mcp-remote is signing in to this server and did not finish in time"
-                .into(),
-            rejected: false,
-        }),
-        Err(e) => Err(AuthError {
-            message: e.to_string(),
-            rejected: false,
-        }),
+        Ok(None) => Err(AuthError::Locked),
+        Err(e) => Err(AuthError::Store(e.to_string())),
     }
 }
 
@@ -301,7 +286,7 @@ impl Handler<FlowDone> for Authorizer {
                 GrantEvent::Refreshed
             }
             (FlowKind::Refresh, Err(e)) => {
-                tracing::info!("refresh failed: {}", e.message);
+                tracing::info!("refresh failed: {e}");
                 GrantEvent::RefreshRejected
             }
             (FlowKind::SignIn, Ok(t)) => {
@@ -309,11 +294,11 @@ impl Handler<FlowDone> for Authorizer {
                 GrantEvent::SignedIn
             }
             (FlowKind::SignIn, Err(e)) => {
-                if e.rejected {
+                if e.rejected() {
                     // invalid_client: the stored registration is no good any more.
                     self.store.forget(true);
                 }
-                GrantEvent::SignInFailed { reason: e.message }
+                GrantEvent::SignInFailed { error: e }
             }
         };
         self.dispatch(event, ctx);

@@ -157,10 +157,10 @@ impl Handler<RequestFailed> for Bridge {
     type Result = ();
 
     fn handle(&mut self, failed: RequestFailed, _: &mut Context<Self>) {
-        tracing::warn!("request id={} failed: {}", failed.id_key, failed.reason);
+        tracing::warn!("request id={} failed: {}", failed.id_key, failed.error);
         let mut out = Vec::new();
         self.router
-            .on_request_failed(&failed.id_key, &failed.reason, &mut out);
+            .on_request_failed(&failed.id_key, &failed.error, &mut out);
         self.perform(out);
     }
 }

@@ -53,8 +53,8 @@ pub struct Inbound(pub RpcMessage);
 pub struct RequestFailed {
     /// Which request.
     pub id_key: IdKey,
-    /// Why, in words for the host (never a secret).
-    pub reason: String,
+    /// Why (rendered for the host by the Router, never a secret).
+    pub error: machines::error::RequestError,
 }
 
 /// → Session: stop (stdin closed, SIGINT, SIGTERM): DELETE the session, then end the process.
@@ -95,13 +95,10 @@ pub struct TokenWorked;
 #[rtype(result = "()")]
 pub struct TokenReady(pub AccessToken);
 
-/// Authorizer → Session: no token can be had; fail what waits for one.
+/// Authorizer → Session: no token can be had (why, never a secret); fail what waits for one.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct AuthFailed {
-    /// Why, for the host (no secret).
-    pub reason: String,
-}
+pub struct AuthFailed(pub machines::auth::AuthError);
 
 /// wiring → Authorizer: who to tell.
 #[derive(Message)]

@@ -10,15 +10,15 @@ use crate::browser;
 use crate::callback_listener;
 use crate::token_store::{now_ms, StoredClient, StoredTokens, TokenStore};
 use base64::Engine;
-use machines::auth::callback::CallbackError;
 use machines::auth::callback_port::{CallbackPort, PortEffect, PortEvent, PortOutbox};
 use machines::auth::challenge::BearerChallenge;
 use machines::auth::discovery::{
     self, same_issuer, AuthServerMetadata, ProtectedResource, TokenAuth,
 };
-use machines::auth::registration::{self, RegistrationError};
+use machines::auth::registration;
 use machines::auth::scope;
-use machines::auth::token::{self, TokenError, TokenResponse};
+use machines::auth::token::{self, TokenResponse};
+pub use machines::auth::{AuthError, AuthStep};
 use serde::Deserialize;
 use statig::prelude::IntoStateMachineExt;
 use std::time::Duration;
@@ -79,51 +79,6 @@ pub struct Discovered {
     pub prm_scopes: Option<Vec<String>>,
 }
 
-/// A sign-in or refresh that did not work.
-#[derive(Debug, Clone)]
-pub struct AuthError {
-    /// What happened, for the host and the log (no secret).
-    pub message: String,
-    /// The server said the grant or client is no good (`invalid_grant`, `invalid_client`).
-    pub rejected: bool,
-}
-
-impl AuthError {
-    fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            rejected: false,
-        }
-    }
-}
-
-impl From<discovery::DiscoveryError> for AuthError {
-    fn from(e: discovery::DiscoveryError) -> Self {
-        AuthError::new(e.to_string())
-    }
-}
-
-impl From<RegistrationError> for AuthError {
-    fn from(e: RegistrationError) -> Self {
-        AuthError::new(e.to_string())
-    }
-}
-
-impl From<CallbackError> for AuthError {
-    fn from(e: CallbackError) -> Self {
-        AuthError::new(e.to_string())
-    }
-}
-
-impl From<TokenError> for AuthError {
-    fn from(e: TokenError) -> Self {
-        AuthError {
-            message: e.to_string(),
-            rejected: e.rejected(),
-        }
-    }
-}
-
 /// GET a JSON document: `Ok(None)` on 4xx (try the next candidate).
 async fn get_json<T: for<'de> Deserialize<'de>>(
     http: &reqwest::Client,
@@ -136,30 +91,26 @@ async fn get_json<T: for<'de> Deserialize<'de>>(
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .map_err(|e| {
-            AuthError::new(format!(
-                "discovery failed: {}",
-                crate::http::describe_error(e)
-            ))
+        .map_err(|e| AuthError::Unreachable {
+            step: AuthStep::Discovery,
+            detail: crate::http::describe_error(e),
         })?;
     let status = response.status();
     if status.is_client_error() {
         return Ok(None);
     }
     if !status.is_success() {
-        return Err(AuthError::new(format!(
-            "discovery failed: {url} answered HTTP {}",
-            status.as_u16()
-        )));
+        return Err(AuthError::MetadataStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+        });
     }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| AuthError::new(crate::http::describe_error(e)))?;
+    let body = response.bytes().await.map_err(|e| AuthError::Unreachable {
+        step: AuthStep::Discovery,
+        detail: crate::http::describe_error(e),
+    })?;
     if body.len() > 1024 * 1024 {
-        return Err(AuthError::new(format!(
-            "discovery failed: {url} sent an oversized document"
-        )));
+        return Err(AuthError::MetadataTooLarge(url.to_string()));
     }
     match serde_json::from_slice(&body) {
         Ok(v) => Ok(Some(v)),
@@ -196,11 +147,7 @@ pub async fn discover(
                     break;
                 }
             }
-            let meta = meta.ok_or_else(|| {
-                AuthError::new(format!(
-                    "no authorization server metadata found for {issuer}"
-                ))
-            })?;
+            let meta = meta.ok_or_else(|| AuthError::NoMetadata(issuer.to_string()))?;
             // RFC 8414 §3.3: the issuer must be the one asked for.
             match meta.issuer.as_deref() {
                 Some(found) if same_issuer(found, &issuer) => {}
@@ -299,9 +246,7 @@ async fn ensure_client(
         tracing::info!("the stored client registration does not fit this redirect URI or server; registering again");
     }
     let Some(endpoint) = &disc.meta.registration_endpoint else {
-        return Err(AuthError::new(
-            "the authorization server offers no dynamic client registration; pass --static-oauth-client-info with a pre-registered client",
-        ));
+        return Err(AuthError::NoRegistration);
     };
     let method =
         discovery::choose_token_auth(disc.meta.token_endpoint_auth_methods_supported.as_deref());
@@ -330,11 +275,9 @@ async fn ensure_client(
         .timeout(Duration::from_secs(15))
         .send()
         .await
-        .map_err(|e| {
-            AuthError::new(format!(
-                "client registration failed: {}",
-                crate::http::describe_error(e)
-            ))
+        .map_err(|e| AuthError::Unreachable {
+            step: AuthStep::Registration,
+            detail: crate::http::describe_error(e),
         })?;
     let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap_or_default();
@@ -384,7 +327,7 @@ async fn token_request(
                 base64::engine::general_purpose::STANDARD.encode(pair)
             );
             let mut header = reqwest::header::HeaderValue::from_str(&value)
-                .map_err(|_| AuthError::new("invalid client credentials"))?;
+                .map_err(|_| AuthError::BadClientCredentials)?;
             header.set_sensitive(true);
             request = request.header("authorization", header);
         }
@@ -402,11 +345,9 @@ async fn token_request(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            AuthError::new(format!(
-                "the token request failed: {}",
-                crate::http::describe_error(e)
-            ))
+        .map_err(|e| AuthError::Unreachable {
+            step: AuthStep::Token,
+            detail: crate::http::describe_error(e),
         })?;
     let status = response.status().as_u16();
     let bytes = response.bytes().await.unwrap_or_default();
@@ -460,7 +401,7 @@ pub async fn sign_in(
         let client = opts
             .static_client
             .clone()
-            .ok_or_else(|| AuthError::new("--client-credentials needs --static-oauth-client-info with a client_id and client_secret"))?;
+            .ok_or(AuthError::NoClientCredentials)?;
         let mut params = vec![("grant_type", "client_credentials".to_owned())];
         if let Some(s) = &scope {
             params.push(("scope", s.clone()));
@@ -508,11 +449,10 @@ pub async fn sign_in(
                 machine.handle_with_context(&event, &mut out);
             }
             PortEffect::Ready(_) => break,
-            PortEffect::GiveUp(reason) => return Err(AuthError::new(reason)),
+            PortEffect::GiveUp(error) => return Err(error.into()),
         }
     }
-    let listener =
-        listener.ok_or_else(|| AuthError::new("could not open the callback listener"))?;
+    let listener = listener.ok_or(AuthError::ListenerStopped)?;
     let port = listener.port;
     let redirect_uri = format!("http://{}:{port}{}", opts.redirect_host, opts.callback_path);
     let client = ensure_client(http, opts, store, &disc, &redirect_uri, scope.as_deref()).await?;
@@ -521,7 +461,7 @@ pub async fn sign_in(
     let (challenge_code, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
     let state = oauth2::CsrfToken::new_random();
     let mut url = Url::parse(&disc.meta.authorization_endpoint)
-        .map_err(|_| AuthError::new("invalid authorization endpoint"))?;
+        .map_err(|_| AuthError::BadAuthorizationEndpoint)?;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code")
@@ -551,13 +491,8 @@ pub async fn sign_in(
     .await;
     let callback = match waited {
         Ok(Some(cb)) => cb,
-        Ok(None) => return Err(AuthError::new("the sign-in callback listener stopped")),
-        Err(_) => {
-            return Err(AuthError::new(format!(
-                "sign-in did not complete within {} s (--auth-timeout); open the URL printed above, or raise the timeout",
-                opts.auth_timeout.as_secs()
-            )))
-        }
+        Ok(None) => return Err(AuthError::ListenerStopped),
+        Err(_) => return Err(AuthError::NotCompleted(opts.auth_timeout)),
     };
     // RFC 9207: `iss` before anything else in the response, then the error, then the code.
     let promised = disc.meta.authorization_response_iss_parameter_supported == Some(true);
@@ -583,10 +518,10 @@ pub async fn refresh(
     store: &TokenStore,
     tokens: &StoredTokens,
 ) -> Result<StoredTokens, AuthError> {
-    let refresh_token = tokens.refresh_token.clone().ok_or_else(|| AuthError {
-        message: "no refresh token".into(),
-        rejected: true,
-    })?;
+    let refresh_token = tokens
+        .refresh_token
+        .clone()
+        .ok_or(AuthError::NoRefreshToken)?;
     let disc = discover(http, opts, &BearerChallenge::default()).await?;
     let client = opts
         .static_client
@@ -599,10 +534,7 @@ pub async fn refresh(
                 ..StoredClient::default()
             })
         })
-        .ok_or_else(|| AuthError {
-            message: "no client registration to refresh with".into(),
-            rejected: true,
-        })?;
+        .ok_or(AuthError::NoClient)?;
     let mut params = vec![
         ("grant_type", "refresh_token".to_owned()),
         ("refresh_token", refresh_token.clone()),

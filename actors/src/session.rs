@@ -23,6 +23,7 @@ use crate::messages::{
 use actix::fut::{wrap_stream, ActorStreamExt};
 use actix::prelude::*;
 use bytes::Bytes;
+use machines::auth::AuthError;
 use machines::engine::{
     Engine, EngineConfig, Event, Exchange, ExchangeId, Level, Method, NetworkError, ResponseHead,
     TokenOutcome, Transmit,
@@ -173,18 +174,14 @@ impl Session {
     fn perform(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
             Event::ToHost(message) => self.bridge.do_send(Inbound(message)),
-            Event::RequestFailed { id_key, error } => self.failures.do_send(RequestFailed {
-                id_key,
-                reason: error.to_string(),
-            }),
+            Event::RequestFailed { id_key, error } => {
+                self.failures.do_send(RequestFailed { id_key, error })
+            }
             Event::NeedToken { need, challenge } => match &self.authorizer {
                 Some((ask, _)) => ask.do_send(NeedToken { need, challenge }),
-                None => self.engine.handle_token(
-                    TokenOutcome::Failed {
-                        reason: "the server requires authorization (HTTP 401)".into(),
-                    },
-                    Instant::now(),
-                ),
+                None => self
+                    .engine
+                    .handle_token(TokenOutcome::Failed(AuthError::Required), Instant::now()),
             },
             Event::TokenWorked => {
                 if let Some((_, worked)) = &self.authorizer {
@@ -391,10 +388,7 @@ impl Handler<TokenReady> for Session {
                 self.authorization = Some(value);
                 TokenOutcome::Ready
             }
-            Err(_) => TokenOutcome::Failed {
-                reason: "the authorization server issued a token that cannot be sent in a header"
-                    .into(),
-            },
+            Err(_) => TokenOutcome::Failed(AuthError::UnusableToken),
         };
         self.engine.handle_token(outcome, Instant::now());
         self.drive(ctx);
@@ -404,13 +398,9 @@ impl Handler<TokenReady> for Session {
 impl Handler<AuthFailed> for Session {
     type Result = ();
 
-    fn handle(&mut self, failed: AuthFailed, ctx: &mut Context<Self>) {
-        self.engine.handle_token(
-            TokenOutcome::Failed {
-                reason: failed.reason,
-            },
-            Instant::now(),
-        );
+    fn handle(&mut self, AuthFailed(error): AuthFailed, ctx: &mut Context<Self>) {
+        self.engine
+            .handle_token(TokenOutcome::Failed(error), Instant::now());
         self.drive(ctx);
     }
 }

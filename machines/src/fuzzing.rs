@@ -162,7 +162,11 @@ pub fn router(start: std::time::Instant, data: &[u8]) {
             _ => {
                 if let Ok(jsonrpc::Incoming::Single(m)) = jsonrpc::parse_incoming(body.to_vec()) {
                     if let Some(k) = m.id_key {
-                        router.on_request_failed(&k, "fuzz", &mut out);
+                        router.on_request_failed(
+                            &k,
+                            &crate::error::RequestError::NoAnswer,
+                            &mut out,
+                        );
                     }
                 }
             }
@@ -553,16 +557,18 @@ pub fn link_events(data: &[u8]) {
             4 => LinkEvent::InitializeRefused {
                 seq: arg,
                 status: [400, 401, 404, 405, 500][(arg % 5) as usize],
-                reason: "r".into(),
+                error: crate::error::RequestError::NoAnswer,
             },
             5 => LinkEvent::EndpointReceived {
                 endpoint: "http://h/m".into(),
             },
             6 => LinkEvent::LegacyRefused {
                 status: 404,
-                reason: "r".into(),
+                error: crate::error::RequestError::NoAnswer,
             },
-            7 => LinkEvent::LegacyFailed { reason: "r".into() },
+            7 => LinkEvent::LegacyFailed {
+                error: crate::error::RequestError::NoEndpoint,
+            },
             8 => LinkEvent::LegacyStreamLost,
             9 => LinkEvent::SessionExpired {
                 seq: arg,
@@ -572,11 +578,15 @@ pub fn link_events(data: &[u8]) {
                 session_id: None,
                 protocol_version: None,
             },
-            11 => LinkEvent::ReinitFailed { reason: "r".into() },
+            11 => LinkEvent::ReinitFailed {
+                error: crate::error::RequestError::NoAnswer,
+            },
             12 => LinkEvent::InitializedDelivered,
             13 => LinkEvent::Unauthorized { seq: arg },
             14 => LinkEvent::TokenArrived,
-            15 => LinkEvent::AuthFailed { reason: "r".into() },
+            15 => LinkEvent::AuthFailed {
+                error: crate::auth::AuthError::Locked,
+            },
             16 => LinkEvent::Unreachable { seq: arg },
             17 => LinkEvent::RetryTimerFired,
             18 => LinkEvent::Busy {
@@ -677,7 +687,9 @@ pub fn grant_events(data: &[u8]) {
             3 => GrantEvent::Refreshed,
             4 => GrantEvent::RefreshRejected,
             5 => GrantEvent::SignedIn,
-            6 => GrantEvent::SignInFailed { reason: "r".into() },
+            6 => GrantEvent::SignInFailed {
+                error: crate::auth::AuthError::Locked,
+            },
             _ => GrantEvent::Loaded {
                 token: b & 0x10 != 0,
                 refresh: b & 0x20 != 0,

@@ -11,6 +11,7 @@
 //! - [`sse`]: the `text/event-stream` parser.
 //! - [`router`]: the Bridge's bookkeeping: one answer per host request.
 //! - [`engine`]: the connection engine: the whole client side of the proxy, sans IO.
+//! - [`error`]: why a host request gets an error from the proxy, by who is at fault.
 //! - [`link`]: the session machine (initialize, session expiry, shutdown).
 //! - [`stream`]: the reconnect/resume machine of an SSE stream.
 //! - [`transport`]: what Streamable HTTP answers mean.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod backoff;
 pub mod cache_key;
 pub mod engine;
+pub mod error;
 pub mod framing;
 pub mod fuzzing;
 pub mod jsonrpc;

@@ -47,8 +47,11 @@
 // statig generates the `State` and `Superstate` enums without docs.
 #![allow(missing_docs)]
 
+use crate::auth::AuthError;
 use crate::backoff::{Backoff, BackoffPolicy};
+use crate::error::RequestError;
 use crate::jsonrpc::{Kind, RESERVED_ID_PREFIX};
+use crate::transport::EndpointError;
 use statig::prelude::*;
 use std::time::Duration;
 
@@ -137,8 +140,8 @@ pub enum LinkEvent {
         seq: u64,
         /// The HTTP status.
         status: u16,
-        /// A description for the host.
-        reason: String,
+        /// Why, for the host.
+        error: RequestError,
     },
     /// The legacy stream delivered its `endpoint` (resolved and checked to be same-origin).
     EndpointReceived {
@@ -149,13 +152,13 @@ pub enum LinkEvent {
     LegacyRefused {
         /// The HTTP status.
         status: u16,
-        /// A description for the host.
-        reason: String,
+        /// Why, for the host.
+        error: RequestError,
     },
     /// The legacy stream could not be used (network error, no or bad `endpoint`).
     LegacyFailed {
-        /// A description for the host.
-        reason: String,
+        /// Why, for the host.
+        error: RequestError,
     },
     /// The legacy stream ended or broke after its endpoint was known.
     LegacyStreamLost,
@@ -169,7 +172,7 @@ pub enum LinkEvent {
     /// The legacy stream's `endpoint` cannot be used (another origin, not a URL).
     EndpointRejected {
         /// Why, for the host.
-        reason: String,
+        error: EndpointError,
     },
     /// A POST that carried `Mcp-Session-Id` (or went to a legacy endpoint) was answered 404.
     SessionExpired {
@@ -188,7 +191,7 @@ pub enum LinkEvent {
     /// The replayed `initialize` failed.
     ReinitFailed {
         /// Why, for the errors given to the held requests.
-        reason: String,
+        error: RequestError,
     },
     /// The POST of `notifications/initialized` ended, or waiting for it took too long.
     InitializedDelivered,
@@ -228,7 +231,7 @@ pub enum LinkEvent {
     /// No token can be had.
     AuthFailed {
         /// Why, for the host.
-        reason: String,
+        error: AuthError,
     },
     /// The host went away or a signal arrived.
     ShutdownRequested,
@@ -249,12 +252,12 @@ pub enum LinkEffect {
         /// The message.
         seq: u64,
         /// What went wrong, for the host.
-        reason: String,
+        error: RequestError,
     },
     /// Fail every request the server accepted on the lost legacy stream and has not answered.
     FailAccepted {
         /// What went wrong, for the host.
-        reason: String,
+        error: RequestError,
     },
     /// POST the host's `initialize` again under this reserved id, without a session id.
     PostReinitialize {
@@ -422,20 +425,18 @@ impl Link {
         if self.held.len() >= MAX_HELD {
             context.0.push(LinkEffect::Fail {
                 seq,
-                reason: format!(
-                    "the server is not reachable and {MAX_HELD} messages are already waiting"
-                ),
+                error: RequestError::Overloaded(MAX_HELD),
             });
         } else {
             self.hold(seq, retry);
         }
     }
 
-    fn fail_held(&mut self, context: &mut LinkOutbox, reason: &str) {
+    fn fail_held(&mut self, context: &mut LinkOutbox, error: &RequestError) {
         for (seq, _) in std::mem::take(&mut self.held) {
             context.0.push(LinkEffect::Fail {
                 seq,
-                reason: reason.to_owned(),
+                error: error.clone(),
             });
         }
     }
@@ -489,7 +490,7 @@ impl Link {
         &mut self,
         status: u16,
         seq: u64,
-        reason: &str,
+        error: &RequestError,
         context: &mut LinkOutbox,
     ) -> Outcome<State> {
         if let (true, Some(next)) = (is_fallback_status(status), self.fallback.take()) {
@@ -500,9 +501,9 @@ impl Link {
         }
         context.0.push(LinkEffect::Fail {
             seq,
-            reason: reason.to_owned(),
+            error: error.clone(),
         });
-        self.fail_held(context, reason);
+        self.fail_held(context, error);
         self.transport = None;
         Transition(State::idle())
     }
@@ -562,35 +563,33 @@ impl Link {
                 if self.transport == Some(Transport::Legacy) {
                     // The stream closes: the answers it owed will not come.
                     context.0.push(LinkEffect::FailAccepted {
-                        reason: "the server did not accept the session".into(),
+                        error: RequestError::SessionRefused,
                     });
                     context.0.push(LinkEffect::CloseLegacyStream);
                 }
-                self.fail_held(context, "the server did not accept the session");
+                self.fail_held(context, &RequestError::SessionRefused);
                 self.transport = None;
                 Transition(State::idle())
             }
-            LinkEvent::InitializeRefused {
-                seq,
-                status,
-                reason,
-            } => self.fall_back_or_fail(*status, *seq, reason, context),
+            LinkEvent::InitializeRefused { seq, status, error } => {
+                self.fall_back_or_fail(*status, *seq, error, context)
+            }
             LinkEvent::LegacyStreamLost => {
                 // The answer to the initialize can no longer come, nor those of the
                 // requests the server accepted meanwhile.
                 self.checking = false;
                 context.0.push(LinkEffect::FailAccepted {
-                    reason: "the connection to the server dropped".into(),
+                    error: RequestError::Dropped,
                 });
                 context.0.push(LinkEffect::CloseLegacyStream);
                 if let Some(seq) = self.initialize_seq {
                     context.0.push(LinkEffect::Fail {
                         seq,
-                        reason: "the connection to the server dropped".into(),
+                        error: RequestError::Dropped,
                     });
                 }
                 // What waited for a check of that stream has no session to go to.
-                self.fail_held(context, "the connection to the server dropped");
+                self.fail_held(context, &RequestError::Dropped);
                 self.transport = None;
                 Transition(State::idle())
             }
@@ -676,9 +675,7 @@ impl Link {
                     Some(Transport::Legacy) => {
                         // The endpoint is dead: whatever it accepted will not be answered.
                         context.0.push(LinkEffect::FailAccepted {
-                            reason:
-                                "the server lost the session; the request may not have completed"
-                                    .into(),
+                            error: RequestError::SessionLost,
                         });
                         context.0.push(LinkEffect::CloseLegacyStream);
                         context.0.push(LinkEffect::OpenLegacyStream);
@@ -693,7 +690,9 @@ impl Link {
             LinkEvent::SessionExpired { seq, .. } => {
                 context.0.push(LinkEffect::Fail {
                     seq: *seq,
-                    reason: "the server no longer knows this session (HTTP 404) and re-initializing did not help".into(),
+                    error: RequestError::SessionExpired {
+                        reinitialized: true,
+                    },
                 });
                 Handled
             }
@@ -724,30 +723,30 @@ impl Link {
                 self.release_held(context);
                 Transition(State::negotiating())
             }
-            LinkEvent::LegacyRefused { status, reason } if !self.established => {
+            LinkEvent::LegacyRefused { status, error } if !self.established => {
                 context.0.push(LinkEffect::CloseLegacyStream);
                 let Some(pos) = self
                     .held
                     .iter()
                     .position(|(s, _)| Some(*s) == self.initialize_seq)
                 else {
-                    self.fail_held(context, reason);
+                    self.fail_held(context, error);
                     return Transition(State::idle());
                 };
                 let (seq, _) = self.held.remove(pos);
-                self.fall_back_or_fail(*status, seq, reason, context)
+                self.fall_back_or_fail(*status, seq, error, context)
             }
-            LinkEvent::LegacyFailed { reason } if !self.established => {
+            LinkEvent::LegacyFailed { error } if !self.established => {
                 // A network error is not a reason to try the other transport.
                 context.0.push(LinkEffect::CloseLegacyStream);
                 self.fail_held(
                     context,
-                    &format!("could not open the server's event stream: {reason}"),
+                    &RequestError::EventStreamFailed(Box::new(error.clone())),
                 );
                 self.transport = None;
                 Transition(State::idle())
             }
-            LinkEvent::LegacyRefused { reason, .. } => {
+            LinkEvent::LegacyRefused { error, .. } => {
                 // Reconnecting, and the server now refuses the stream: the session is over.
                 context.0.push(LinkEffect::CloseLegacyStream);
                 if self.remembered.take().is_some() {
@@ -755,7 +754,7 @@ impl Link {
                 }
                 self.fail_held(
                     context,
-                    &format!("the server refused to reconnect: {reason}"),
+                    &RequestError::ReconnectRefused(Box::new(error.clone())),
                 );
                 self.established = false;
                 self.host_initialized = false;
@@ -776,18 +775,18 @@ impl Link {
                 context.0.push(LinkEffect::OpenLegacyStream);
                 Handled
             }
-            LinkEvent::AuthFailed { reason } => {
+            LinkEvent::AuthFailed { error } => {
                 self.awaiting_token = false;
-                self.fail_held(context, reason);
+                self.fail_held(context, &RequestError::Auth(error.clone()));
                 self.established = false;
                 self.host_initialized = false;
                 self.transport = None;
                 Transition(State::idle())
             }
-            LinkEvent::EndpointRejected { reason } => {
+            LinkEvent::EndpointRejected { error } => {
                 // The server speaks this transport but points elsewhere: no fallback, no retry.
                 context.0.push(LinkEffect::CloseLegacyStream);
-                self.fail_held(context, reason);
+                self.fail_held(context, &RequestError::EndpointRejected(error.clone()));
                 self.established = false;
                 self.host_initialized = false;
                 self.transport = None;
@@ -816,10 +815,10 @@ impl Link {
                 context.0.push(LinkEffect::PostInitialized);
                 Transition(State::confirming())
             }
-            LinkEvent::ReinitFailed { reason } => {
+            LinkEvent::ReinitFailed { error } => {
                 self.fail_held(
                     context,
-                    &format!("the session expired and could not be re-established: {reason}"),
+                    &RequestError::ReinitFailed(Box::new(error.clone())),
                 );
                 // No session now: the next message tries again (never without one).
                 self.session_lost = true;
@@ -946,7 +945,9 @@ impl Link {
                 if *retried {
                     context.0.push(LinkEffect::Fail {
                         seq: *seq,
-                        reason: "the server no longer knows this session (HTTP 404)".into(),
+                        error: RequestError::SessionExpired {
+                            reinitialized: true,
+                        },
                     });
                 } else {
                     self.hold(*seq, true);
@@ -985,17 +986,14 @@ impl Link {
             LinkEvent::Busy { seq, retry_after } => {
                 context.0.push(LinkEffect::Fail {
                     seq: *seq,
-                    reason: format!(
-                        "the server is busy; it asks to retry after {} s",
-                        retry_after.as_secs()
-                    ),
+                    error: RequestError::Busy(*retry_after),
                 });
                 Handled
             }
             LinkEvent::Unreachable { seq } => {
                 context.0.push(LinkEffect::Fail {
                     seq: *seq,
-                    reason: "could not connect to the server".into(),
+                    error: RequestError::Unreachable,
                 });
                 Handled
             }
@@ -1037,9 +1035,9 @@ impl Link {
                 true => self.release_or_reinit(context, Handled),
                 false => Handled,
             },
-            LinkEvent::AuthFailed { reason } => {
+            LinkEvent::AuthFailed { error } => {
                 self.awaiting_token = false;
-                self.fail_held(context, reason);
+                self.fail_held(context, &RequestError::Auth(error.clone()));
                 Handled
             }
             LinkEvent::HostSent { seq, .. } => {
@@ -1052,14 +1050,17 @@ impl Link {
             LinkEvent::SessionExpired { seq, .. } => {
                 context.0.push(LinkEffect::Fail {
                     seq: *seq,
-                    reason: "the server answered 404 Not Found".into(),
+                    error: RequestError::Refused {
+                        status: 404,
+                        reason: Some("Not Found"),
+                    },
                 });
                 Handled
             }
-            LinkEvent::InitializeRefused { seq, reason, .. } => {
+            LinkEvent::InitializeRefused { seq, error, .. } => {
                 context.0.push(LinkEffect::Fail {
                     seq: *seq,
-                    reason: reason.clone(),
+                    error: error.clone(),
                 });
                 Handled
             }
@@ -1068,12 +1069,12 @@ impl Link {
                 // hold the rest, reconnect (the stream machine retries), re-initialize.
                 self.checking = false;
                 context.0.push(LinkEffect::FailAccepted {
-                    reason: "the connection to the server dropped".into(),
+                    error: RequestError::Dropped,
                 });
                 Transition(State::connecting_legacy())
             }
             LinkEvent::ShutdownRequested => {
-                self.fail_held(context, "the proxy is shutting down");
+                self.fail_held(context, &RequestError::ShuttingDown);
                 context.0.push(LinkEffect::CloseGetStream);
                 if self.transport == Some(Transport::Legacy) {
                     context.0.push(LinkEffect::CloseLegacyStream);
@@ -1093,7 +1094,7 @@ impl Link {
         if let LinkEvent::HostSent { seq, .. } = event {
             context.0.push(LinkEffect::Fail {
                 seq: *seq,
-                reason: "the proxy is shutting down".into(),
+                error: RequestError::ShuttingDown,
             });
         }
         Handled
@@ -1107,6 +1108,13 @@ mod tests {
         any, prop_assert, prop_assert_eq, prop_assert_ne, prop_oneof, proptest, Just,
     };
     use proptest::strategy::Strategy as Gen;
+
+    fn http(status: u16) -> RequestError {
+        RequestError::Refused {
+            status,
+            reason: None,
+        }
+    }
 
     fn sent(seq: u64, method: &str) -> LinkEvent {
         let kind = if method.starts_with("notifications/") {
@@ -1135,7 +1143,7 @@ mod tests {
         LinkEvent::InitializeRefused {
             seq,
             status,
-            reason: format!("HTTP {status}"),
+            error: http(status),
         }
     }
 
@@ -1242,12 +1250,7 @@ mod tests {
             },
         );
         step(&mut sm, sent(6, "tools/call"));
-        let e = step(
-            &mut sm,
-            LinkEvent::ReinitFailed {
-                reason: "HTTP 500".into(),
-            },
-        );
+        let e = step(&mut sm, LinkEvent::ReinitFailed { error: http(500) });
         assert!(
             matches!(
                 &e[..],
@@ -1316,7 +1319,7 @@ mod tests {
             &mut sm,
             LinkEvent::LegacyRefused {
                 status: 405,
-                reason: "HTTP 405".into(),
+                error: http(405),
             },
         );
         assert!(
@@ -1336,7 +1339,7 @@ mod tests {
             &mut sm,
             LinkEvent::LegacyRefused {
                 status: 404,
-                reason: "HTTP 404".into(),
+                error: http(404),
             },
         );
         assert_eq!(e, vec![LinkEffect::CloseLegacyStream, post(1, false)]);
@@ -1354,7 +1357,7 @@ mod tests {
         let e = step(
             &mut sm,
             LinkEvent::EndpointRejected {
-                reason: "another origin".into(),
+                error: EndpointError::CrossOrigin("http://elsewhere".into()),
             },
         );
         assert!(
@@ -1392,7 +1395,7 @@ mod tests {
         let e = step(
             &mut sm,
             LinkEvent::AuthFailed {
-                reason: "no".into(),
+                error: AuthError::Required,
             },
         );
         assert!(matches!(&e[..], [LinkEffect::Fail { seq: 1, .. }]), "{e:?}");
@@ -1465,7 +1468,7 @@ mod tests {
         let e = step(
             &mut sm,
             LinkEvent::AuthFailed {
-                reason: "denied".into(),
+                error: AuthError::Locked,
             },
         );
         assert!(matches!(&e[..], [LinkEffect::Fail { seq: 1, .. }]), "{e:?}");
@@ -1492,8 +1495,8 @@ mod tests {
         }
         let over = step(&mut sm, sent(last + 1, "tools/call"));
         assert!(
-            matches!(&over[..], [LinkEffect::Fail { seq, reason }]
-                if *seq == last + 1 && reason.contains(&format!("{MAX_HELD} messages are already waiting"))),
+            matches!(&over[..], [LinkEffect::Fail { seq, error: RequestError::Overloaded(MAX_HELD) }]
+                if *seq == last + 1),
             "{over:?}"
         );
         let released: Vec<u64> = step(&mut sm, LinkEvent::InitializedDelivered)
@@ -1602,7 +1605,7 @@ mod tests {
         let e = step(
             &mut sm,
             LinkEvent::LegacyFailed {
-                reason: "connection refused".into(),
+                error: RequestError::Unreachable,
             },
         );
         assert!(
@@ -1628,7 +1631,7 @@ mod tests {
             &mut sm,
             LinkEvent::LegacyRefused {
                 status: 404,
-                reason: "HTTP 404".into(),
+                error: http(404),
             },
         );
         assert_eq!(
@@ -1682,7 +1685,7 @@ mod tests {
         assert_eq!(
             step(&mut sm, LinkEvent::LegacyStreamLost),
             vec![LinkEffect::FailAccepted {
-                reason: "the connection to the server dropped".into()
+                error: RequestError::Dropped
             }]
         );
         assert!(
@@ -1795,7 +1798,7 @@ mod tests {
             matches!(back.as_slice(), [LinkEffect::PostReinitialize { id }] if id.ends_with("reinit-3"))
         );
         // It fails: the held message gets an error, and the next one re-initializes first.
-        let failed = step(&mut sm, LinkEvent::ReinitFailed { reason: "x".into() });
+        let failed = step(&mut sm, LinkEvent::ReinitFailed { error: http(500) });
         assert!(matches!(
             failed.as_slice(),
             [LinkEffect::Fail { seq: 2, .. }]
@@ -1870,7 +1873,7 @@ mod tests {
             step(
                 &mut sm,
                 LinkEvent::LegacyFailed {
-                    reason: "refused".into()
+                    error: RequestError::Unreachable
                 }
             )
             .is_empty(),
@@ -1928,15 +1931,17 @@ mod tests {
             (prop_oneof![Just(404u16), Just(405), Just(403)]).prop_map(|status| {
                 LinkEvent::LegacyRefused {
                     status,
-                    reason: "r".into(),
+                    error: http(status),
                 }
             }),
-            Just(LinkEvent::LegacyFailed { reason: "x".into() }),
+            Just(LinkEvent::LegacyFailed {
+                error: RequestError::NoEndpoint
+            }),
             Just(LinkEvent::LegacyStreamLost),
             Just(LinkEvent::StreamQuiet),
             Just(LinkEvent::StreamConfirmed),
             Just(LinkEvent::EndpointRejected {
-                reason: "cross-origin".into()
+                error: EndpointError::Invalid
             }),
             (0u64..50, any::<bool>())
                 .prop_map(|(seq, retried)| LinkEvent::SessionExpired { seq, retried }),
@@ -1944,7 +1949,7 @@ mod tests {
                 session_id: Some("t".into()),
                 protocol_version: None
             }),
-            Just(LinkEvent::ReinitFailed { reason: "x".into() }),
+            Just(LinkEvent::ReinitFailed { error: http(500) }),
             Just(LinkEvent::InitializedDelivered),
             (0u64..50).prop_map(|seq| LinkEvent::Unauthorized { seq }),
             Just(LinkEvent::StreamUnauthorized),
@@ -1958,7 +1963,9 @@ mod tests {
             Just(LinkEvent::PeerSilent),
             (0u64..50).prop_map(|seq| LinkEvent::Withdraw { seq }),
             Just(LinkEvent::TokenArrived),
-            Just(LinkEvent::AuthFailed { reason: "x".into() }),
+            Just(LinkEvent::AuthFailed {
+                error: AuthError::Locked
+            }),
             Just(LinkEvent::ShutdownRequested),
         ]
     }

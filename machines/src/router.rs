@@ -12,6 +12,7 @@
 //! then drain the effects it pushed into the given `Vec`; call
 //! [`Router::next_deadline`] to know when [`Router::on_tick`] is due.
 
+use crate::error::RequestError;
 use crate::jsonrpc::{self, IdKey, Incoming, Kind, Malformed, Message};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -257,12 +258,18 @@ impl Router {
     }
 
     /// The session could not deliver the request `key` or get its answer.
-    pub fn on_request_failed(&mut self, key: &IdKey, reason: &str, out: &mut Vec<RouterEffect>) {
+    pub fn on_request_failed(
+        &mut self,
+        key: &IdKey,
+        error: &RequestError,
+        out: &mut Vec<RouterEffect>,
+    ) {
         if let Some(flight) = self.in_flight.remove(key) {
+            // The edge: the error becomes words here, and only here.
             out.push(RouterEffect::ToHost(jsonrpc::error_response(
                 &flight.id_text,
                 jsonrpc::PROXY_ERROR,
-                &format!("mcp-remote: {reason}"),
+                &format!("mcp-remote: {error}"),
             )));
         }
     }
@@ -603,7 +610,7 @@ mod tests {
                         }
                     }
                     Op::Answer(i) => r.on_server_message(msg(&format!(r#"{{"jsonrpc":"2.0","id":{i},"result":{{}}}}"#)), &mut out),
-                    Op::Fail(i) => r.on_request_failed(&IdKey::Num(i.to_string()), "boom", &mut out),
+                    Op::Fail(i) => r.on_request_failed(&IdKey::Num(i.to_string()), &RequestError::NoAnswer, &mut out),
                     Op::Cancel(i) => {
                         r.on_host_message(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{i}}}}}"#)), now, &mut out);
                         if let Some(e) = accepted.get_mut(&i) { e.2 = true; }

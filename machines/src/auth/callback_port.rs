@@ -57,7 +57,24 @@ pub enum PortEffect {
     /// Listening on this port.
     Ready(u16),
     /// No port could be used.
-    GiveUp(String),
+    GiveUp(PortError),
+}
+
+/// Why no callback port could be used (this machine's fault, or the user's choice of port).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PortError {
+    /// The pinned port is taken, and the registered redirect URI forbids another.
+    #[error("the callback port {port} is not available ({reason}); it cannot change because the redirect URI is pinned — free the port or choose another one")]
+    Pinned {
+        /// The port.
+        port: u16,
+        /// What the system said.
+        reason: String,
+    },
+    /// Neither the preferred port nor any other loopback port could be bound.
+    #[error("no loopback port is free for the callback ({0})")]
+    NoneFree(String),
 }
 
 /// The effects of one step.
@@ -103,10 +120,10 @@ impl CallbackPort {
                 Transition(State::bound())
             }
             PortEvent::BindFailed { reason } if self.strict => {
-                context.0.push(PortEffect::GiveUp(format!(
-                    "the callback port {} is not available ({reason}); it cannot change because the redirect URI is pinned — free the port or choose another one",
-                    self.preferred
-                )));
+                context.0.push(PortEffect::GiveUp(PortError::Pinned {
+                    port: self.preferred,
+                    reason: reason.clone(),
+                }));
                 Transition(State::failed())
             }
             PortEvent::BindFailed { .. } => {
@@ -125,9 +142,9 @@ impl CallbackPort {
                 Transition(State::bound())
             }
             PortEvent::BindFailed { reason } => {
-                context.0.push(PortEffect::GiveUp(format!(
-                    "no loopback port is free for the callback ({reason})"
-                )));
+                context
+                    .0
+                    .push(PortEffect::GiveUp(PortError::NoneFree(reason.clone())));
                 Transition(State::failed())
             }
             _ => Handled,
@@ -236,7 +253,7 @@ mod tests {
             let e = run(plan, &[Err("in use")]);
             assert_eq!(e[0], PortEffect::TryBind(7000));
             assert!(
-                matches!(&e[1], PortEffect::GiveUp(m) if m.contains("7000") && m.contains("pinned")),
+                matches!(&e[1], PortEffect::GiveUp(m) if m.to_string().contains("7000") && m.to_string().contains("pinned")),
                 "{e:?}"
             );
             assert_eq!(e.len(), 2);

@@ -19,6 +19,7 @@
 #![allow(missing_docs)]
 
 use crate::auth::scope::step_up;
+use crate::auth::AuthError;
 use statig::prelude::*;
 
 /// Most sign-ins in a row that end with the server still refusing.
@@ -68,7 +69,7 @@ pub enum GrantEvent {
     /// A sign-in could not complete.
     SignInFailed {
         /// Why.
-        reason: String,
+        error: AuthError,
     },
     /// A request succeeded with the current token.
     TokenWorked,
@@ -91,7 +92,7 @@ pub enum GrantEffect {
     /// Drop the stored tokens (they are refused).
     ForgetTokens,
     /// Give up: tell the waiting requests why.
-    Fail(String),
+    Fail(AuthError),
 }
 
 /// The effects of one step.
@@ -119,9 +120,10 @@ impl Grant {
         match need {
             Need::InsufficientScope { scope } => {
                 if self.step_ups >= MAX_STEP_UPS {
-                    context.0.push(GrantEffect::Fail(format!(
-                        "the server keeps asking for more scope ({scope}) after {MAX_STEP_UPS} sign-ins; giving up"
-                    )));
+                    context.0.push(GrantEffect::Fail(AuthError::ScopeLoop {
+                        scope: scope.clone(),
+                        tries: MAX_STEP_UPS,
+                    }));
                     return Transition(State::failed());
                 }
                 self.step_ups += 1;
@@ -134,9 +136,7 @@ impl Grant {
             }
             Need::Unauthorized { scope } => {
                 if self.sign_ins >= MAX_SIGN_INS {
-                    context.0.push(GrantEffect::Fail(
-                        "the server refused the token it just issued; giving up after signing in again once".into(),
-                    ));
+                    context.0.push(GrantEffect::Fail(AuthError::TokenRefused));
                     return Transition(State::failed());
                 }
                 self.sign_ins += 1;
@@ -234,8 +234,8 @@ impl Grant {
                 context.0.push(GrantEffect::UseToken);
                 Transition(State::authorized())
             }
-            GrantEvent::SignInFailed { reason } => {
-                context.0.push(GrantEffect::Fail(reason.clone()));
+            GrantEvent::SignInFailed { error } => {
+                context.0.push(GrantEffect::Fail(error.clone()));
                 Transition(State::failed())
             }
             _ => Handled,
@@ -410,7 +410,9 @@ mod tests {
             Just(GrantEvent::Refreshed),
             Just(GrantEvent::RefreshRejected),
             Just(GrantEvent::SignedIn),
-            Just(GrantEvent::SignInFailed { reason: "r".into() }),
+            Just(GrantEvent::SignInFailed {
+                error: AuthError::Locked
+            }),
         ]
     }
 

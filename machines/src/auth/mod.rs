@@ -7,10 +7,13 @@ pub mod callback;
 pub mod callback_port;
 pub mod challenge;
 pub mod discovery;
+mod error;
 pub mod grant;
 pub mod registration;
 pub mod scope;
 pub mod token;
+
+pub use error::{AuthError, AuthStep};
 
 /// At most this many characters of a server's text reach a message.
 pub const MAX_SHOWN_CHARS: usize = 300;

@@ -9,8 +9,9 @@ use bytes::Bytes;
 use std::time::Duration;
 use url::Url;
 
-use super::error::{NetworkError, RequestError};
 use super::log::LogEvent;
+use crate::auth::AuthError;
+use crate::error::{NetworkError, RequestError};
 
 /// The engine's name for one HTTP exchange, from its start to its end; progress
 /// reported under a name the engine no longer knows (it aborted the exchange) is ignored.
@@ -146,8 +147,5 @@ pub enum TokenOutcome {
     /// A (new) token is in use: the driver sends it on every exchange from now on.
     Ready,
     /// No token can be had.
-    Failed {
-        /// Why, in words for the host (never a secret).
-        reason: String,
-    },
+    Failed(AuthError),
 }

@@ -428,11 +428,8 @@ impl Engine {
         {
             self.abort(id);
         }
-        let reason = format!(
-            "the server's event stream did not open within {:.1} s",
-            limit.as_secs_f64()
-        );
-        self.dispatch(LinkEvent::LegacyFailed { reason }, now);
+        let error = RequestError::StreamOpenTimedOut(limit);
+        self.dispatch(LinkEvent::LegacyFailed { error }, now);
         self.drive_stream(StreamRef::Legacy, StreamEvent::Failed { now }, now);
     }
 

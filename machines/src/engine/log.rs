@@ -2,7 +2,7 @@
 //! lines (and, later, trace records). No event carries a body, a header value, a
 //! session id or a secret.
 
-use super::error::{NetworkError, RequestError};
+use crate::error::{NetworkError, RequestError};
 use crate::jsonrpc::{IdKey, Malformed};
 use crate::transport::EndpointError;
 use std::fmt;
@@ -87,7 +87,7 @@ pub enum LogEvent {
     /// The server refused the Streamable HTTP `initialize` with this status.
     InitializeRefused(u16),
     /// The proxy's `notifications/initialized` after a re-initialization failed.
-    InitializedFailed(String),
+    InitializedFailed(RequestError),
     /// The legacy event stream has been quiet; it is checked before a request relies on it.
     QuietBeforeSend,
     /// Something suggests trouble: the connection is checked.

@@ -26,13 +26,12 @@
 //! give the same outputs — the simulations in `machines/tests/` drive this very
 //! engine on a simulated clock and network.
 
-mod error;
 mod exchange;
 mod io;
 mod liveness;
 mod log;
 
-pub use error::{NetworkError, RequestError};
+pub use crate::error::{NetworkError, RequestError};
 pub use io::{
     Event, Exchange, ExchangeId, ExchangeResult, Method, Purpose, ResponseHead, TokenOutcome,
     Transmit,
@@ -41,6 +40,7 @@ pub use log::{Level, LogEvent, Suspicion};
 
 use crate::auth::challenge::BearerChallenge;
 use crate::auth::grant::Need;
+use crate::auth::AuthError;
 use crate::backoff::BackoffPolicy;
 use crate::jsonrpc::{self, IdKey, Kind, Message};
 use crate::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
@@ -403,14 +403,7 @@ impl Engine {
                 self.token_confirmed = false;
                 self.dispatch(LinkEvent::TokenArrived, now);
             }
-            TokenOutcome::Failed { reason } => {
-                self.dispatch(
-                    LinkEvent::AuthFailed {
-                        reason: format!("sign-in failed: {reason}"),
-                    },
-                    now,
-                );
-            }
+            TokenOutcome::Failed(error) => self.dispatch(LinkEvent::AuthFailed { error }, now),
         }
     }
 
@@ -529,7 +522,7 @@ impl Engine {
     fn perform(&mut self, effect: LinkEffect, now: Instant) {
         match effect {
             LinkEffect::Post { seq, retry } => self.post_message(seq, retry, now),
-            LinkEffect::Fail { seq, reason } => {
+            LinkEffect::Fail { seq, error } => {
                 let held = self
                     .messages
                     .get(&seq)
@@ -540,7 +533,7 @@ impl Engine {
                     {
                         self.abort(exchange);
                     }
-                    self.fail_seq(seq, RequestError::Session(reason));
+                    self.fail_seq(seq, error);
                 }
             }
             LinkEffect::PostReinitialize { id } => self.post_reinitialize(id, now),
@@ -571,9 +564,7 @@ impl Engine {
                 self.streams.remove(&StreamRef::Get);
             }
             LinkEffect::DeleteSession => self.delete_session(now),
-            LinkEffect::FailAccepted { reason } => {
-                self.fail_accepted(RequestError::Session(reason), now)
-            }
+            LinkEffect::FailAccepted { error } => self.fail_accepted(error, now),
             LinkEffect::OpenLegacyStream => {
                 self.legacy_streams += 1;
                 self.live_connection = None;
@@ -619,7 +610,7 @@ impl Engine {
                 }
                 None => self.dispatch(
                     LinkEvent::AuthFailed {
-                        reason: "the server requires authorization (HTTP 401)".into(),
+                        error: AuthError::Required,
                     },
                     now,
                 ),
@@ -695,7 +686,7 @@ impl Engine {
         let Some(bytes) = replay else {
             self.dispatch(
                 LinkEvent::ReinitFailed {
-                    reason: "no initialize to replay".into(),
+                    error: RequestError::NotInitialized,
                 },
                 now,
             );
@@ -943,7 +934,7 @@ impl Engine {
             self.reinit_id = None;
             let event = if message.is_error {
                 LinkEvent::ReinitFailed {
-                    reason: "the server refused the replayed initialize".into(),
+                    error: RequestError::SessionRefused,
                 }
             } else {
                 LinkEvent::ReinitAnswered {
@@ -1138,15 +1129,8 @@ impl Engine {
                 // The Link decides: fall back to the other transport, or fail.
                 self.log(LogEvent::InitializeRefused(status));
                 back_to_held(self);
-                let reason = RequestError::Refused { status, reason }.to_string();
-                self.dispatch(
-                    LinkEvent::InitializeRefused {
-                        seq,
-                        status,
-                        reason,
-                    },
-                    now,
-                );
+                let error = RequestError::Refused { status, reason };
+                self.dispatch(LinkEvent::InitializeRefused { seq, status, error }, now);
             }
             Ending::Failed(NetworkError::Connect(_))
                 if !is_initialize && self.link.transport().is_some() =>
@@ -1245,15 +1229,18 @@ impl Engine {
                     Ending::Accepted => self.watch_reinit(now),
                     _ if self.reinit_id.is_some() => {
                         self.reinit_id = None;
-                        let reason = match ending {
+                        let error = match ending {
                             Ending::Refused { status, reason } => {
-                                RequestError::Refused { status, reason }.to_string()
+                                RequestError::Refused { status, reason }
                             }
-                            Ending::Failed(e) => e.to_string(),
-                            Ending::Expired => "HTTP 404".into(),
-                            _ => "the server did not answer the replayed initialize".into(),
+                            Ending::Failed(e) => RequestError::Network(e),
+                            Ending::Expired => RequestError::Refused {
+                                status: 404,
+                                reason: Some("Not Found"),
+                            },
+                            _ => RequestError::NoAnswer,
                         };
-                        self.dispatch(LinkEvent::ReinitFailed { reason }, now);
+                        self.dispatch(LinkEvent::ReinitFailed { error }, now);
                     }
                     _ => {}
                 }
@@ -1273,14 +1260,15 @@ impl Engine {
             }
             Role::Initialized => {
                 match &ending {
-                    Ending::Refused { status, reason } => self.log(LogEvent::InitializedFailed(
-                        RequestError::Refused {
+                    Ending::Refused { status, reason } => {
+                        self.log(LogEvent::InitializedFailed(RequestError::Refused {
                             status: *status,
                             reason: *reason,
-                        }
-                        .to_string(),
+                        }))
+                    }
+                    Ending::Failed(e) => self.log(LogEvent::InitializedFailed(
+                        RequestError::Network(e.clone()),
                     )),
-                    Ending::Failed(e) => self.log(LogEvent::InitializedFailed(e.to_string())),
                     _ => {}
                 }
                 self.dispatch(LinkEvent::InitializedDelivered, now);
@@ -1398,7 +1386,7 @@ impl Engine {
                     LinkEvent::LegacyStreamLost
                 } else {
                     LinkEvent::LegacyFailed {
-                        reason: "the event stream ended before its endpoint event".into(),
+                        error: RequestError::NoEndpoint,
                     }
                 };
                 (
@@ -1413,23 +1401,25 @@ impl Engine {
             Ending::Refused { status, reason } => (
                 LinkEvent::LegacyRefused {
                     status,
-                    reason: RequestError::Refused { status, reason }.to_string(),
+                    error: RequestError::Refused { status, reason },
                 },
                 StreamEvent::Refused { status },
             ),
             Ending::Failed(e) => (
                 LinkEvent::LegacyFailed {
-                    reason: e.to_string(),
+                    error: RequestError::Network(e),
                 },
                 StreamEvent::Failed { now },
             ),
             Ending::Oversized(detail) => (
-                LinkEvent::LegacyFailed { reason: detail },
+                LinkEvent::LegacyFailed {
+                    error: RequestError::Oversized(detail),
+                },
                 StreamEvent::Failed { now },
             ),
             Ending::Accepted | Ending::Expired | Ending::Busy(_) => (
                 LinkEvent::LegacyFailed {
-                    reason: "the server did not answer with an event stream".into(),
+                    error: RequestError::NotEventStream,
                 },
                 StreamEvent::Failed { now },
             ),
@@ -1475,9 +1465,8 @@ impl Engine {
                 );
             }
             Err(e) => {
-                let reason = e.to_string();
-                self.log(LogEvent::EndpointRejected(e));
-                self.dispatch(LinkEvent::EndpointRejected { reason }, now);
+                self.log(LogEvent::EndpointRejected(e.clone()));
+                self.dispatch(LinkEvent::EndpointRejected { error: e }, now);
             }
         }
     }

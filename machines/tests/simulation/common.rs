@@ -53,7 +53,7 @@ pub fn sign_in_ended(ok: bool) -> GrantEvent {
         GrantEvent::SignedIn
     } else {
         GrantEvent::SignInFailed {
-            reason: "denied".into(),
+            error: machines::auth::AuthError::NotCompleted(std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -147,11 +147,11 @@ pub trait TokenGlue {
                         self.token_outcome(TokenOutcome::Ready);
                     }
                 }
-                GrantEffect::Fail(reason) => {
+                GrantEffect::Fail(error) => {
                     let tokens = self.tokens();
                     if tokens.in_flight > 0 {
                         tokens.in_flight -= 1;
-                        self.token_outcome(TokenOutcome::Failed { reason });
+                        self.token_outcome(TokenOutcome::Failed(error));
                     }
                 }
                 GrantEffect::ForgetTokens => {}

@@ -535,8 +535,7 @@ impl World {
                     }
                 }
                 let mut out = Vec::new();
-                self.router
-                    .on_request_failed(&id_key, &error.to_string(), &mut out);
+                self.router.on_request_failed(&id_key, &error, &mut out);
                 self.router_effects(out, false);
             }
             Event::NeedToken { .. } => {
