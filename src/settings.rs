@@ -8,8 +8,8 @@ use actors::http::HttpOptions;
 use actors::oauth::{AuthOptions, ResourceParam};
 use actors::token_store::StoredClient;
 use machines::cache_key::{cache_key, CacheKeyInput};
+use machines::engine::HostConfig;
 use machines::link::Strategy;
-use machines::router::RouterConfig;
 use machines::transport::is_loopback_host;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,8 +25,8 @@ pub struct Settings {
     pub headers: HeaderMap,
     /// The HTTP client's options.
     pub http: HttpOptions,
-    /// The router's options.
-    pub router: RouterConfig,
+    /// The host side's options (request time-out, ignored tools, client tag).
+    pub host: HostConfig,
     /// Wait for response headers.
     pub headers_timeout: Option<Duration>,
     /// Largest message either way.
@@ -315,7 +315,7 @@ impl Settings {
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from),
             },
-            router: RouterConfig {
+            host: HostConfig {
                 request_timeout: seconds(cli.request_timeout),
                 ignore_tools: cli.ignore_tools.clone(),
                 client_tag: Some(format!("via mcp-remote-rs {}", env!("CARGO_PKG_VERSION"))),

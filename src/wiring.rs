@@ -1,14 +1,13 @@
 //! Starting the actors and connecting them.
 //!
 //! ```text
-//! stdin ─► StdinReader ─► Bridge ─► Session ══HTTP══► server
-//! stdout ◄─ StdoutWriter ◄─ Bridge ◄─ Session
+//! stdin ─► StdinReader ─► Session ══HTTP══► server
+//! stdout ◄─ StdoutWriter ◄─ Session
 //! ```
 
 use crate::settings::Settings;
-use actix::{Actor, Addr, AsyncContext, Context, Recipient};
+use actix::{Actor, Addr, Recipient};
 use actors::authorizer::Authorizer;
-use actors::bridge::Bridge;
 use actors::http::{build_client, build_oauth_client, HttpSetupError};
 use actors::messages::AuthorizerPeers;
 use actors::messages::{Flush, ServerFrame, Shutdown};
@@ -18,15 +17,13 @@ use actors::token_store::TokenStore;
 
 use actors::stdout_writer::StdoutWriter;
 
-/// The started core: a Bridge and a Session wired to each other.
+/// The started core: the Session and the Authorizer wired to each other.
 pub struct Core {
-    /// The Bridge, for frames from the host.
-    pub bridge: Addr<Bridge>,
-    /// The Session, for shutdown.
+    /// The Session, for frames from the host and for shutdown.
     pub session: Addr<Session>,
 }
 
-/// Start Bridge and Session; server messages for the host go to `host`.
+/// Start the Session and the Authorizer; lines for the host go to `host`.
 /// Must run inside an actix System.
 pub fn start_core(
     settings: &Settings,
@@ -46,8 +43,6 @@ pub fn start_core(
         store,
     )
     .start();
-    let bridge_ctx = Context::<Bridge>::new();
-    let bridge_addr = bridge_ctx.address();
     let session = Session::new(
         SessionConfig {
             url: settings.url.clone(),
@@ -58,10 +53,10 @@ pub fn start_core(
             strategy: settings.strategy,
             transport_memory: Some(settings.transport_memory()),
             ping_interval: settings.ping_interval,
+            host: settings.host.clone(),
         },
         http,
-        bridge_addr.clone().recipient(),
-        bridge_addr.clone().recipient(),
+        host,
         flush,
     )
     .with_authorizer(
@@ -73,14 +68,7 @@ pub fn start_core(
         ready: session.clone().recipient(),
         failed: session.clone().recipient(),
     });
-    let bridge = Bridge::new(
-        settings.router.clone(),
-        session.clone().recipient(),
-        session.clone().recipient(),
-        host,
-    );
-    let bridge = bridge_ctx.run(bridge);
-    Ok(Core { bridge, session })
+    Ok(Core { session })
 }
 
 /// Start the whole proxy on this process's stdin and stdout.
@@ -94,8 +82,8 @@ pub fn start_proxy(settings: &Settings, seed: u64) -> Result<Core, HttpSetupErro
     )?;
     StdinReader::new(
         actors::stdin_reader::spawn_stdin_thread(),
-        core.bridge.clone().recipient(),
-        core.bridge.clone().recipient(),
+        core.session.clone().recipient(),
+        core.session.clone().recipient(),
         settings.max_message_bytes,
     )
     .start();

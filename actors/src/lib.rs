@@ -1,8 +1,8 @@
 //! The actors of mcp-remote: thin IO shells around the machines.
 //!
 //! ```text
-//! stdin ─► StdinReader ─ClientFrame─► Bridge ─Forward─► Session ══HTTP/SSE══► remote MCP server
-//! stdout ◄─ StdoutWriter ◄─ServerFrame─ Bridge ◄─Inbound── Session
+//! stdin ─► StdinReader ─ClientFrame─► Session ══HTTP/SSE══► remote MCP server
+//! stdout ◄─ StdoutWriter ◄─ServerFrame─ Session
 //! ```
 //!
 //! Each actor turns IO into machine events and performs the effects the
@@ -10,7 +10,6 @@
 //! [`messages`]; actors hold `Recipient`s, so a test can stand in for any peer.
 
 pub mod authorizer;
-pub mod bridge;
 pub mod browser;
 pub mod callback_listener;
 pub mod http;

@@ -2,10 +2,9 @@
 //! `Flush`), events are past tense (`HostClosed`, `ExchangeEnded`).
 
 use actix::Message;
-use machines::jsonrpc::{IdKey, Incoming, Malformed, Message as RpcMessage};
-use machines::router::Outbound;
+use machines::jsonrpc::{Incoming, Malformed};
 
-/// StdinReader → Bridge: one line from the host, parsed once.
+/// StdinReader → Session: one line from the host, parsed once.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub enum ClientFrame {
@@ -22,12 +21,12 @@ pub enum ClientFrame {
     },
 }
 
-/// StdinReader → Bridge: stdin reached end of file (the host is gone).
+/// StdinReader → Session: stdin reached end of file (the host is gone).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct HostClosed;
 
-/// Bridge → StdoutWriter: one JSON-RPC message to write as one line.
+/// Session → StdoutWriter: one JSON-RPC message to write as one line.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct ServerFrame(pub Vec<u8>);
@@ -36,26 +35,6 @@ pub struct ServerFrame(pub Vec<u8>);
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Flush;
-
-/// Bridge → Session: a message for the server.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Forward(pub Outbound);
-
-/// Session → Bridge: a message from the server.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Inbound(pub RpcMessage);
-
-/// Session → Bridge: the request `id_key` will get no answer from the server.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RequestFailed {
-    /// Which request.
-    pub id_key: IdKey,
-    /// Why (rendered for the host by the Router, never a secret).
-    pub error: machines::error::RequestError,
-}
 
 /// → Session: stop (stdin closed, SIGINT, SIGTERM): DELETE the session, then end the process.
 #[derive(Message, Debug, Clone)]

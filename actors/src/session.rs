@@ -1,23 +1,26 @@
 //! Session: the IO shell around the connection [`Engine`] (machines/src/engine).
 //!
-//! The engine decides everything about the link to the remote MCP server — which
-//! transport, what each HTTP answer means, when to re-initialize, resume, check the
-//! connection or give up. This actor only performs what it asks:
+//! The engine decides everything between the host's line and the remote MCP
+//! server — which answer the host is owed, which transport, what each HTTP answer
+//! means, when to re-initialize, resume, check the connection or give up. This
+//! actor only performs what it asks:
 //!
+//! - every frame from the StdinReader goes into the engine (one line per message
+//!   at info level in the log: direction, method and id, never a body);
 //! - every [`Transmit::Start`] becomes a reqwest request (plus the `--header` values
 //!   and `Authorization`, which the engine never sees) run as a stream owned by this
 //!   actor; its head, body chunks and end go back into the engine in place, with no
 //!   mailbox hop (`ActorStreamExt::map` runs with `&mut Session`);
 //! - [`Transmit::Abort`] drops that stream;
-//! - events go to the Bridge (messages for the host, failed requests), to the
-//!   Authorizer (token requests), to the transport memory file and to the log;
+//! - events go to the StdoutWriter (lines for the host), to the Authorizer (token
+//!   requests), to the transport memory file and to the log;
 //! - one actix timer is kept at [`Engine::poll_timeout`].
 //!
 //! After every input the shell drains every output (the engine's driving contract).
 
 use crate::http::describe_error;
 use crate::messages::{
-    AuthFailed, Flush, Forward, Inbound, NeedToken, RequestFailed, Shutdown, TokenReady,
+    AuthFailed, ClientFrame, Flush, HostClosed, NeedToken, ServerFrame, Shutdown, TokenReady,
     TokenWorked,
 };
 use actix::fut::{wrap_stream, ActorStreamExt};
@@ -25,9 +28,10 @@ use actix::prelude::*;
 use bytes::Bytes;
 use machines::auth::AuthError;
 use machines::engine::{
-    Engine, EngineConfig, Event, Exchange, ExchangeId, Level, Method, NetworkError, ResponseHead,
-    TokenOutcome, Transmit,
+    Engine, EngineConfig, Event, Exchange, ExchangeId, HostConfig, Level, Method, NetworkError,
+    Origin, ResponseHead, TokenOutcome, Transmit,
 };
+use machines::jsonrpc::{IdKey, Kind};
 use machines::link::Strategy;
 use machines::transport;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 /// Whatever happens, the process ends this long after shutdown began (with the
-/// Bridge's drain of at most 0.7 s, within 2 s of stdin closing).
+/// engine's drain of at most 0.7 s after stdin closed, within 2 s of it).
 const EXIT_DEADLINE: Duration = Duration::from_millis(1200);
 
 /// What the Session needs to know.
@@ -60,6 +64,8 @@ pub struct SessionConfig {
     /// `--keep-alive` / `--ping-interval`: send a ping this often; one unanswered by the
     /// next tick means the connection went silent.
     pub ping_interval: Option<Duration>,
+    /// The host side: `--request-timeout`, `--ignore-tool`, the client tag.
+    pub host: HostConfig,
 }
 
 /// What one exchange reports, in order: a head (or an end without one), chunks, an end.
@@ -79,12 +85,10 @@ pub struct Session {
     transport_memory: Option<PathBuf>,
     /// The HTTP client.
     http: reqwest::Client,
-    /// Where server messages go.
-    bridge: Recipient<Inbound>,
-    /// Where failures of host requests are reported.
-    failures: Recipient<RequestFailed>,
+    /// Where lines for the host go.
+    stdout: Recipient<ServerFrame>,
     /// Flushed before the process exits (none for the diagnostic client).
-    stdout: Option<Recipient<Flush>>,
+    flush: Option<Recipient<Flush>>,
     /// Where requests for a token go (none: the server is used without sign-in).
     authorizer: Option<(Recipient<NeedToken>, Recipient<TokenWorked>)>,
     /// `Authorization: Bearer …` for every exchange (marked sensitive).
@@ -102,9 +106,8 @@ impl Session {
     pub fn new(
         config: SessionConfig,
         http: reqwest::Client,
-        bridge: Recipient<Inbound>,
-        failures: Recipient<RequestFailed>,
-        stdout: Option<Recipient<Flush>>,
+        stdout: Recipient<ServerFrame>,
+        flush: Option<Recipient<Flush>>,
     ) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
         let engine = Engine::new(
@@ -116,6 +119,7 @@ impl Session {
                 remembered,
                 ping_interval: config.ping_interval,
                 headers_timeout: config.headers_timeout,
+                host: config.host,
             },
             Instant::now(),
         );
@@ -124,9 +128,8 @@ impl Session {
             headers: config.headers,
             transport_memory: config.transport_memory,
             http,
-            bridge,
-            failures,
             stdout,
+            flush,
             authorizer: None,
             authorization: None,
             running: HashMap::new(),
@@ -173,9 +176,16 @@ impl Session {
 
     fn perform(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
-            Event::ToHost(message) => self.bridge.do_send(Inbound(message)),
-            Event::RequestFailed { id_key, error } => {
-                self.failures.do_send(RequestFailed { id_key, error })
+            Event::ToHost(line) => {
+                if line.origin == Origin::Server {
+                    log_message(
+                        "server → host",
+                        line.kind,
+                        line.method.as_deref(),
+                        line.id.as_ref(),
+                    );
+                }
+                self.stdout.do_send(ServerFrame(line.bytes));
             }
             Event::NeedToken { need, challenge } => match &self.authorizer {
                 Some((ask, _)) => ask.do_send(NeedToken { need, challenge }),
@@ -280,10 +290,10 @@ impl Session {
         for (_, handle) in self.running.drain() {
             ctx.cancel_future(handle);
         }
-        let stdout = self.stdout.clone();
+        let flush = self.flush.clone();
         ctx.spawn(
             async move {
-                if let Some(stdout) = stdout {
+                if let Some(stdout) = flush {
                     let _ =
                         tokio::time::timeout(Duration::from_millis(300), stdout.send(Flush)).await;
                 }
@@ -369,15 +379,6 @@ impl Actor for Session {
     type Context = Context<Self>;
 }
 
-impl Handler<Forward> for Session {
-    type Result = ();
-
-    fn handle(&mut self, Forward(outbound): Forward, ctx: &mut Context<Self>) {
-        self.engine.handle_host(outbound, Instant::now());
-        self.drive(ctx);
-    }
-}
-
 impl Handler<TokenReady> for Session {
     type Result = ();
 
@@ -402,6 +403,72 @@ impl Handler<AuthFailed> for Session {
         self.engine
             .handle_token(TokenOutcome::Failed(error), Instant::now());
         self.drive(ctx);
+    }
+}
+
+impl Handler<ClientFrame> for Session {
+    type Result = ();
+
+    fn handle(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        match frame {
+            ClientFrame::Incoming(incoming) => {
+                if tracing::enabled!(tracing::Level::INFO) {
+                    log_incoming(&incoming);
+                }
+                self.engine.handle_host(incoming, now);
+            }
+            ClientFrame::Garbage(malformed) => {
+                tracing::warn!("host sent an unusable line: {malformed}");
+                self.engine.handle_host_garbage(&malformed);
+            }
+            ClientFrame::Oversized { len, max } => {
+                tracing::warn!(
+                    "host sent a line of {len} bytes, over the limit of {max}; it was skipped"
+                );
+                self.engine.handle_host_oversized(len, max);
+            }
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<HostClosed> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: HostClosed, ctx: &mut Context<Self>) {
+        tracing::info!("stdin closed: what is in flight has a moment to be answered");
+        ctx.run_later(machines::engine::DRAIN_AFTER_EOF + EXIT_DEADLINE, |_, _| {
+            System::current().stop_with_code(0)
+        });
+        self.engine.handle_host_closed(Instant::now());
+        self.drive(ctx);
+    }
+}
+
+fn log_incoming(incoming: &machines::jsonrpc::Incoming) {
+    let one = |m: &machines::jsonrpc::Message| {
+        log_message(
+            "host → server",
+            m.kind,
+            m.method.as_deref(),
+            m.id_key.as_ref(),
+        )
+    };
+    match incoming {
+        machines::jsonrpc::Incoming::Single(m) => one(m),
+        machines::jsonrpc::Incoming::Batch(items) => items.iter().flatten().for_each(one),
+    }
+}
+
+/// One line per relayed message at info level: direction, method and id, never a body.
+fn log_message(direction: &str, kind: Kind, method: Option<&str>, id: Option<&IdKey>) {
+    match (kind, method, id) {
+        (Kind::Response, _, Some(id)) => tracing::info!("{direction} response id={id}"),
+        (Kind::Response, _, None) => tracing::info!("{direction} response"),
+        (_, Some(m), Some(id)) => tracing::info!("{direction} {m} id={id}"),
+        (_, Some(m), None) => tracing::info!("{direction} {m}"),
+        _ => tracing::info!("{direction} message"),
     }
 }
 

@@ -1,8 +1,8 @@
 //! StdinReader: reads the host's stdin from the first instant, frames it into
-//! bounded lines, parses each line once and hands it to the Bridge.
+//! bounded lines, parses each line once and hands it to the Session.
 //!
 //! Backpressure: each frame is sent with `send().await`, which waits while the
-//! Bridge's mailbox is full, so stdin is not read faster than the proxy can
+//! Session's mailbox is full, so stdin is not read faster than the proxy can
 //! route (memory stays bounded). An oversized line is reported and skipped,
 //! the lines after it are served (the framer never ends the stream on it).
 //! End of file is announced with `HostClosed`.
@@ -58,7 +58,7 @@ pub struct StdinReader {
     /// The input, taken by the reading task when the actor starts.
     input: Option<Chunks>,
     /// Where frames go.
-    bridge: Recipient<ClientFrame>,
+    session: Recipient<ClientFrame>,
     /// Who hears about end of file.
     closed: Recipient<HostClosed>,
     /// Longest accepted line, in bytes.
@@ -66,16 +66,16 @@ pub struct StdinReader {
 }
 
 impl StdinReader {
-    /// A reader of `input` feeding `bridge`.
+    /// A reader of `input` feeding `session`.
     pub fn new(
         input: Chunks,
-        bridge: Recipient<ClientFrame>,
+        session: Recipient<ClientFrame>,
         closed: Recipient<HostClosed>,
         max_line: usize,
     ) -> Self {
         Self {
             input: Some(input),
-            bridge,
+            session,
             closed,
             max_line,
         }
@@ -89,34 +89,34 @@ impl Actor for StdinReader {
         let Some(input) = self.input.take() else {
             return;
         };
-        let bridge = self.bridge.clone();
+        let session = self.session.clone();
         let closed = self.closed.clone();
         let max_line = self.max_line;
-        ctx.spawn(read_loop(input, bridge, closed, max_line).into_actor(self));
+        ctx.spawn(read_loop(input, session, closed, max_line).into_actor(self));
     }
 }
 
 async fn read_loop(
     mut input: Chunks,
-    bridge: Recipient<ClientFrame>,
+    session: Recipient<ClientFrame>,
     closed: Recipient<HostClosed>,
     max_line: usize,
 ) {
     let mut framer = LineFramer::new(max_line);
     while let Some(chunk) = input.recv().await {
         framer.push(&chunk);
-        if !deliver(&mut framer, &bridge).await {
+        if !deliver(&mut framer, &session).await {
             return;
         }
     }
     framer.finish();
-    deliver(&mut framer, &bridge).await;
+    deliver(&mut framer, &session).await;
     tracing::debug!("stdin closed");
     let _ = closed.send(HostClosed).await;
 }
 
-/// Send every complete frame; false when the Bridge is gone.
-async fn deliver(framer: &mut LineFramer, bridge: &Recipient<ClientFrame>) -> bool {
+/// Send every complete frame; false when the Session is gone.
+async fn deliver(framer: &mut LineFramer, session: &Recipient<ClientFrame>) -> bool {
     while let Some(frame) = framer.next_frame() {
         let message = match frame {
             Frame::Line(line) => match jsonrpc::parse_incoming(line) {
@@ -128,7 +128,7 @@ async fn deliver(framer: &mut LineFramer, bridge: &Recipient<ClientFrame>) -> bo
                 max: framer.max_line(),
             },
         };
-        if bridge.send(message).await.is_err() {
+        if session.send(message).await.is_err() {
             return false;
         }
     }

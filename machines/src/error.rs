@@ -117,6 +117,9 @@ pub enum RequestError {
     NotInitialized,
 
     // ---- the proxy ----
+    /// No answer within `--request-timeout`; the server was told to cancel it.
+    #[error("no answer from the server within {} s (--request-timeout); the request was cancelled", .0.as_secs_f64())]
+    TimedOut(Duration),
     /// The server is unreachable and the queue of held messages is full (invariant 4).
     #[error("the server is not reachable and {0} messages are already waiting")]
     Overloaded(usize),

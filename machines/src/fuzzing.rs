@@ -89,95 +89,142 @@ pub fn sse(data: &[u8]) {
     assert_eq!(sse_parse(body.chunks(1)), whole, "one byte at a time");
 }
 
-/// Host and server messages through the Router, on a clock the input drives from
-/// `start` (the caller's, so this code reads no clock): whatever arrives, no id is
-/// answered more often than the host asked it, and once every deadline has passed
-/// every request was answered exactly once (or cancelled by the host, which
-/// then expects no answer).
+/// Host and server messages through the connection engine's host side, on a clock
+/// the input drives from `start` (the caller's, so this code reads no clock): host
+/// lines, answers on the oldest POST in progress, failed exchanges and time. Whatever
+/// arrives, no id is answered more often than the host asked it, and once every
+/// deadline has passed every request was answered exactly once (or cancelled by the
+/// host, which then expects no answer).
 pub fn router(start: std::time::Instant, data: &[u8]) {
-    use crate::router::{Router, RouterConfig, RouterEffect};
-    use std::collections::BTreeMap;
+    use crate::engine::{
+        Engine, EngineConfig, Event, ExchangeId, HostConfig, NetworkError, ResponseHead, Transmit,
+    };
+    use std::collections::{BTreeMap, VecDeque};
     use std::time::Duration;
     const TIMEOUT: Duration = Duration::from_secs(5);
-    let mut router = Router::new(RouterConfig {
-        request_timeout: Some(TIMEOUT),
-        ..Default::default()
-    });
+    let config = EngineConfig {
+        url: url::Url::parse("http://mcp.test/mcp").expect("a valid URL"),
+        max_message_bytes: 1 << 20,
+        seed: 0,
+        strategy: crate::link::Strategy::HttpOnly,
+        remembered: None,
+        ping_interval: None,
+        headers_timeout: None,
+        host: HostConfig {
+            request_timeout: Some(TIMEOUT),
+            ..Default::default()
+        },
+    };
     let mut now = start;
+    let mut engine = Engine::new(config, now);
+    let mut posts: VecDeque<ExchangeId> = VecDeque::new();
     let mut answers: BTreeMap<String, u32> = BTreeMap::new();
     let mut requested: BTreeMap<String, u32> = BTreeMap::new();
     let mut cancelled = 0;
-    let mut out = Vec::new();
+    // Drain the engine; count the answers it wrote for the host.
+    fn drain(
+        engine: &mut Engine,
+        posts: &mut VecDeque<ExchangeId>,
+        answers: &mut BTreeMap<String, u32>,
+        requested: &BTreeMap<String, u32>,
+    ) -> usize {
+        let mut answered = 0;
+        while let Some(t) = engine.poll_transmit() {
+            match t {
+                Transmit::Start(ex) if ex.body.is_some() => posts.push_back(ex.id),
+                Transmit::Start(_) => {}
+                Transmit::Abort(id) => posts.retain(|p| *p != id),
+            }
+        }
+        while let Some(event) = engine.poll_event() {
+            if let Event::ToHost(line) = event {
+                let m = jsonrpc::Message::parse(line.bytes)
+                    .expect("the engine writes valid JSON-RPC for the host");
+                if let (jsonrpc::Kind::Response, Some(k)) = (m.kind, m.id_key) {
+                    let n = answers.entry(k.to_string()).or_default();
+                    *n += 1;
+                    answered += 1;
+                    let asked = requested.get(&k.to_string()).copied().unwrap_or(0);
+                    assert!(*n <= asked, "{n} answers to {asked} requests with id {k}");
+                }
+            }
+        }
+        answered
+    }
     for line in data.split(|&b| b == b'\n') {
         let Some((&op, body)) = line.split_first() else {
             continue;
         };
-        out.clear();
+        let owed_before = engine.owed();
+        let mut asked_now = 0;
         match op % 4 {
             0 => {
-                if let Ok(incoming) = jsonrpc::parse_incoming(body.to_vec()) {
-                    match &incoming {
-                        jsonrpc::Incoming::Single(m) => count_request(&mut requested, m),
-                        jsonrpc::Incoming::Batch(items) => {
-                            // Taken only where the negotiated version allows batches.
-                            if matches!(router.negotiated(), Some("2024-11-05" | "2025-03-26")) {
-                                for item in items {
-                                    match item {
-                                        Ok(m) => count_request(&mut requested, m),
-                                        // An invalid element with an id is answered under it.
-                                        Err(e) => {
-                                            let answer = jsonrpc::Message::parse(e.to_response())
-                                                .expect("an error response parses");
-                                            if let Some(k) = answer.id_key {
-                                                *requested.entry(k.to_string()).or_default() += 1;
-                                            }
+                let Ok(incoming) = jsonrpc::parse_incoming(body.to_vec()) else {
+                    continue;
+                };
+                match &incoming {
+                    jsonrpc::Incoming::Single(m) => {
+                        asked_now += count_request(&mut requested, m);
+                    }
+                    jsonrpc::Incoming::Batch(items) => {
+                        // Taken only where the negotiated version allows batches.
+                        let version = engine.link().protocol_version();
+                        if matches!(version, Some("2024-11-05" | "2025-03-26")) {
+                            for item in items {
+                                match item {
+                                    Ok(m) => asked_now += count_request(&mut requested, m),
+                                    // An invalid element with an id is answered under it.
+                                    Err(e) => {
+                                        let answer = jsonrpc::Message::parse(e.to_response())
+                                            .expect("an error response parses");
+                                        if let Some(k) = answer.id_key {
+                                            *requested.entry(k.to_string()).or_default() += 1;
+                                            asked_now += 1;
                                         }
                                     }
                                 }
                             }
                         }
                     }
-                    let pending = router.pending();
-                    router.on_host_incoming(incoming, now, &mut out);
-                    // Only a host's `notifications/cancelled` takes a request off the
-                    // table without an answer.
-                    let forwarded = out
-                        .iter()
-                        .filter(|e| {
-                            matches!(e, RouterEffect::Forward(o) if o.kind == jsonrpc::Kind::Request)
-                        })
-                        .count();
-                    cancelled += pending + forwarded - router.pending();
                 }
+                engine.handle_host(incoming, now);
             }
             1 => {
-                if let Ok(jsonrpc::Incoming::Single(m)) = jsonrpc::parse_incoming(body.to_vec()) {
-                    router.on_server_message(m, &mut out);
+                // The server answers on the oldest POST in progress.
+                if let Some(id) = posts.pop_front() {
+                    let head = ResponseHead {
+                        status: 200,
+                        content_type: Some("application/json".into()),
+                        ..Default::default()
+                    };
+                    engine.handle_head(id, head, now);
+                    engine.handle_body(id, body, now);
+                    engine.handle_end(id, Ok(()), now);
                 }
             }
             2 => {
                 now += Duration::from_millis(u64::from(body.first().copied().unwrap_or(0)) * 100);
-                router.on_tick(now, &mut out);
+                engine.handle_timeout(now);
             }
             _ => {
-                if let Ok(jsonrpc::Incoming::Single(m)) = jsonrpc::parse_incoming(body.to_vec()) {
-                    if let Some(k) = m.id_key {
-                        router.on_request_failed(
-                            &k,
-                            &crate::error::RequestError::NoAnswer,
-                            &mut out,
-                        );
-                    }
+                // The oldest POST in progress fails: refused at connect, or broken after.
+                if let Some(id) = posts.pop_front() {
+                    let error = match body.first().copied().unwrap_or(0) % 2 {
+                        0 => NetworkError::Connect("connection refused".into()),
+                        _ => NetworkError::Broken("connection reset".into()),
+                    };
+                    engine.handle_end(id, Err(error), now);
                 }
             }
         }
-        count_answers(&mut answers, &out, &requested);
+        let answered = drain(&mut engine, &mut posts, &mut answers, &requested);
+        // What left the table without an answer was cancelled by the host.
+        cancelled += (owed_before + asked_now).saturating_sub(answered + engine.owed());
     }
     // Every deadline is over: nothing may still be owed.
-    out.clear();
-    router.on_tick(now + TIMEOUT, &mut out);
-    count_answers(&mut answers, &out, &requested);
-    assert_eq!(router.pending(), 0, "a request outlived its deadline");
+    engine.handle_timeout(now + TIMEOUT);
+    drain(&mut engine, &mut posts, &mut answers, &requested);
+    assert_eq!(engine.owed(), 0, "a request outlived its deadline");
     let asked: u32 = requested.values().sum();
     let answered: u32 = answers.values().sum();
     assert_eq!(
@@ -187,31 +234,16 @@ pub fn router(start: std::time::Instant, data: &[u8]) {
     );
 }
 
-/// Counts a host request of the `router` target under its id.
-fn count_request(requested: &mut std::collections::BTreeMap<String, u32>, m: &jsonrpc::Message) {
+/// Counts a host request of the `router` target under its id (1 if it is one).
+fn count_request(
+    requested: &mut std::collections::BTreeMap<String, u32>,
+    m: &jsonrpc::Message,
+) -> usize {
     if let (jsonrpc::Kind::Request, Some(k)) = (m.kind, &m.id_key) {
         *requested.entry(k.to_string()).or_default() += 1;
+        return 1;
     }
-}
-
-/// Counts the answers among the router's effects: never more for an id than requests.
-fn count_answers(
-    answers: &mut std::collections::BTreeMap<String, u32>,
-    out: &[crate::router::RouterEffect],
-    requested: &std::collections::BTreeMap<String, u32>,
-) {
-    for e in out {
-        if let crate::router::RouterEffect::ToHost(bytes) = e {
-            let m =
-                jsonrpc::Message::parse(bytes.clone()).expect("the router writes valid JSON-RPC");
-            if let (jsonrpc::Kind::Response, Some(k)) = (m.kind, m.id_key) {
-                let n = answers.entry(k.to_string()).or_default();
-                *n += 1;
-                let asked = requested.get(&k.to_string()).copied().unwrap_or(0);
-                assert!(*n <= asked, "{n} answers to {asked} requests with id {k}");
-            }
-        }
-    }
+    0
 }
 
 /// Writes challenges back as one header value: `scheme name="value", …`, quoted

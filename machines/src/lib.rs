@@ -9,8 +9,8 @@
 //! - [`framing`]: newline-delimited stdin framing with a bounded line length.
 //! - [`jsonrpc`]: JSON-RPC envelopes read without re-serializing, errors, filters.
 //! - [`sse`]: the `text/event-stream` parser.
-//! - [`router`]: the Bridge's bookkeeping: one answer per host request.
-//! - [`engine`]: the connection engine: the whole client side of the proxy, sans IO.
+//! - [`engine`]: the connection engine: the whole client side of the proxy, sans IO,
+//!   from the host's line to the server's answer (one table of messages).
 //! - [`error`]: why a host request gets an error from the proxy, by who is at fault.
 //! - [`link`]: the session machine (initialize, session expiry, shutdown).
 //! - [`stream`]: the reconnect/resume machine of an SSE stream.
@@ -33,7 +33,6 @@ pub mod framing;
 pub mod fuzzing;
 pub mod jsonrpc;
 pub mod link;
-pub mod router;
 pub mod sse;
 pub mod stream;
 pub mod transport;

@@ -26,7 +26,7 @@ const STEPS: [(&str, &str); 3] = [
 /// Plays the host: sends initialize and the list requests, prints the answers.
 struct Probe {
     /// Where requests go.
-    bridge: Option<Recipient<ClientFrame>>,
+    frames: Option<Recipient<ClientFrame>>,
     /// Who is told to stop.
     session: Option<Recipient<Shutdown>>,
     /// Server capabilities from the initialize result.
@@ -38,8 +38,8 @@ struct Probe {
 impl Probe {
     fn send(&self, message: Value) {
         let bytes = serde_json::to_vec(&message).unwrap_or_default();
-        if let (Some(bridge), Ok(Incoming::Single(m))) = (&self.bridge, parse_incoming(bytes)) {
-            bridge.do_send(ClientFrame::Incoming(Incoming::Single(m)));
+        if let (Some(frames), Ok(Incoming::Single(m))) = (&self.frames, parse_incoming(bytes)) {
+            frames.do_send(ClientFrame::Incoming(Incoming::Single(m)));
         }
     }
 
@@ -168,7 +168,7 @@ fn main() {
     let system = System::new();
     let started = system.block_on(async {
         let probe = Probe {
-            bridge: None,
+            frames: None,
             session: None,
             capabilities: Value::Null,
             step: 0,
@@ -176,9 +176,9 @@ fn main() {
         .start();
         let core = wiring::start_core(&settings, probe.clone().recipient(), None, wiring::seed())?;
         wiring::watch_signals(core.session.clone().recipient());
-        let bridge = core.bridge.recipient();
+        let frames = core.session.clone().recipient();
         let session = core.session.recipient();
-        probe.do_send(Start { bridge, session });
+        probe.do_send(Start { frames, session });
         Ok::<_, actors::http::HttpSetupError>(())
     });
     let code = match started {
@@ -199,14 +199,14 @@ fn main() {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Start {
-    bridge: Recipient<ClientFrame>,
+    frames: Recipient<ClientFrame>,
     session: Recipient<Shutdown>,
 }
 
 impl Handler<Start> for Probe {
     type Result = ();
     fn handle(&mut self, start: Start, _: &mut Context<Self>) {
-        self.bridge = Some(start.bridge);
+        self.frames = Some(start.frames);
         self.session = Some(start.session);
         self.send(json!({
             "jsonrpc": "2.0", "id": 0, "method": "initialize",

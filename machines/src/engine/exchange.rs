@@ -235,7 +235,7 @@ fn challenge_of(head: &ResponseHead) -> BearerChallenge {
 
 impl Engine {
     /// An exchange's response head arrived.
-    pub fn handle_head(&mut self, id: ExchangeId, head: ResponseHead, now: Instant) {
+    pub(super) fn on_head(&mut self, id: ExchangeId, head: ResponseHead, now: Instant) {
         let legacy = self.is_legacy();
         let Some(ex) = self.exchanges.get_mut(&id) else {
             return;
@@ -338,7 +338,7 @@ impl Engine {
     }
 
     /// Bytes of an exchange's body arrived.
-    pub fn handle_body(&mut self, id: ExchangeId, chunk: &[u8], now: Instant) {
+    pub(super) fn on_body(&mut self, id: ExchangeId, chunk: &[u8], now: Instant) {
         let max = self.config.max_message_bytes;
         let Some(ex) = self.exchanges.get_mut(&id) else {
             return;
@@ -376,7 +376,7 @@ impl Engine {
     }
 
     /// An exchange ended on the network side.
-    pub fn handle_end(&mut self, id: ExchangeId, result: ExchangeResult, now: Instant) {
+    pub(super) fn on_end(&mut self, id: ExchangeId, result: ExchangeResult, now: Instant) {
         let legacy = self.is_legacy();
         let Some(ex) = self.exchanges.get_mut(&id) else {
             return;

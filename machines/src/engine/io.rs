@@ -3,7 +3,6 @@
 
 use crate::auth::challenge::BearerChallenge;
 use crate::auth::grant::Need;
-use crate::jsonrpc::{IdKey, Message};
 use crate::link::Transport;
 use bytes::Bytes;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use url::Url;
 
 use super::log::LogEvent;
 use crate::auth::AuthError;
-use crate::error::{NetworkError, RequestError};
+use crate::error::NetworkError;
 
 /// The engine's name for one HTTP exchange, from its start to its end; progress
 /// reported under a name the engine no longer knows (it aborted the exchange) is ignored.
@@ -112,15 +111,10 @@ pub enum Transmit {
 /// What the engine tells its driver, in order.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A message from the server for the host (answers to the proxy's own requests never come here).
-    ToHost(Message),
-    /// The host's request `id_key` will get no answer from the server: answer it with this error.
-    RequestFailed {
-        /// Which request.
-        id_key: IdKey,
-        /// Why.
-        error: RequestError,
-    },
+    /// A line for the host: a message from the server (only the one answer owed to
+    /// each request; answers to the proxy's own requests never come here), or the
+    /// proxy's error answer.
+    ToHost(super::HostLine),
     /// The server asks for credentials: get a token and report it with
     /// [`super::Engine::handle_token`].
     NeedToken {

@@ -53,6 +53,8 @@ pub enum LogEvent {
     RetryingIn(Duration),
     /// The connection is dead: what was in flight fails.
     Abandoned(RequestError),
+    /// The host's request gets this error from the proxy.
+    RequestFailed(IdKey, RequestError),
     /// A message that is not a request could not be delivered.
     MessageLost(RequestError),
     /// The legacy event stream is being opened.
@@ -117,10 +119,9 @@ impl LogEvent {
     pub fn level(&self) -> Level {
         use LogEvent::*;
         match self {
-            Abandoned(_) | MessageLost(_) | EndpointRejected(_) | GetStreamLost
-            | InitializedFailed(_) | StillSilent(_) | KeepAliveUnanswered | NotJsonRpc(_) => {
-                Level::Warn
-            }
+            Abandoned(_) | RequestFailed(..) | MessageLost(_) | EndpointRejected(_)
+            | GetStreamLost | InitializedFailed(_) | StillSilent(_) | KeepAliveUnanswered
+            | NotJsonRpc(_) => Level::Warn,
             Reinitializing
             | RetryingIn(_)
             | OpeningLegacyStream
@@ -223,6 +224,7 @@ impl fmt::Display for LogEvent {
             NotJsonRpc(e) => write!(f, "the server sent a message that is not JSON-RPC: {e}"),
             SessionEnded(status) => write!(f, "session DELETE answered {status}"),
             SessionEndFailed(e) => write!(f, "session DELETE failed: {e}"),
+            RequestFailed(id, e) => write!(f, "request id={id} failed: {e}"),
         }
     }
 }

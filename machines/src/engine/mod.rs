@@ -27,11 +27,13 @@
 //! engine on a simulated clock and network.
 
 mod exchange;
+mod host;
 mod io;
 mod liveness;
 mod log;
 
 pub use crate::error::{NetworkError, RequestError};
+pub use host::{HostConfig, HostLine, Origin, DRAIN_AFTER_EOF};
 pub use io::{
     Event, Exchange, ExchangeId, ExchangeResult, Method, Purpose, ResponseHead, TokenOutcome,
     Transmit,
@@ -44,16 +46,16 @@ use crate::auth::AuthError;
 use crate::backoff::BackoffPolicy;
 use crate::jsonrpc::{self, IdKey, Kind, Message};
 use crate::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
-use crate::router::Outbound;
 use crate::stream::{
     ResponseTime, SilenceWatch, StreamEffect, StreamEvent, StreamLink, StreamOutbox,
 };
 use crate::transport;
 use bytes::Bytes;
 use exchange::{Ending, Ex, Role};
+use host::Hook;
 use liveness::{Check, LegacyOpen, Watch};
 use statig::blocking::{IntoStateMachineExt, StateMachine};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use url::Url;
 
@@ -86,6 +88,8 @@ pub struct EngineConfig {
     pub ping_interval: Option<Duration>,
     /// `--headers-timeout`: longest wait for response headers (`None`: no limit).
     pub headers_timeout: Option<Duration>,
+    /// The host side: `--request-timeout`, `--ignore-tool`, the client tag.
+    pub host: HostConfig,
 }
 
 /// Where a host message is.
@@ -123,6 +127,12 @@ struct Entry {
     kind: Kind,
     /// For requests: the id the answer or the error goes to.
     id_key: Option<IdKey>,
+    /// For requests: the id exactly as the host wrote it (its answer carries it back).
+    host_id: Option<String>,
+    /// For requests: what the answer needs before it goes to the host.
+    hook: Hook,
+    /// For requests owed an answer: when the proxy answers in the server's place.
+    deadline: Option<Instant>,
     /// A request still owed an answer.
     owed: bool,
     /// Already re-sent once after a re-initialization (never twice).
@@ -164,6 +174,8 @@ enum Timer {
     Confirm,
     /// Something must have happened by now (liveness.rs).
     Watch(Watch),
+    /// Stdin closed this long ago: what is still owed is dropped, the session ends.
+    Drain,
     /// The check with this number moves on.
     CheckPoll(u64),
     /// The legacy stream's open attempt with this number has had its time.
@@ -190,6 +202,10 @@ pub struct Engine {
     messages: BTreeMap<u64, Entry>,
     /// Requests owed an answer, by id, to their arrival number.
     owed: BTreeMap<IdKey, u64>,
+    /// Requests' deadlines (`--request-timeout`), soonest first, then in arrival order.
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// Stdin closed: until when what is owed may still be answered.
+    host_closed: Option<Instant>,
     /// The next arrival number.
     next_seq: u64,
     /// The host's `initialize` as sent, replayed when the session expires.
@@ -267,6 +283,8 @@ impl Engine {
             link,
             messages: BTreeMap::new(),
             owed: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            host_closed: None,
             next_seq: 0,
             initialize: None,
             host_initialize: None,
@@ -319,7 +337,12 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        let timer = self.timers.keys().next().map(|(at, _)| *at);
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        match (timer, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The transport in use or being tried.
@@ -330,11 +353,6 @@ impl Engine {
     /// The Link's state, for tests and traces.
     pub fn link(&self) -> &Link {
         &self.link
-    }
-
-    /// Host requests still owed an answer.
-    pub fn owed(&self) -> usize {
-        self.owed.len()
     }
 
     /// HTTP exchanges in progress.
@@ -349,16 +367,36 @@ impl Engine {
 
     // ---- inputs ----
 
-    /// The host sent a message (the Bridge forwards it after its own bookkeeping).
-    pub fn handle_host(&mut self, outbound: Outbound, now: Instant) {
+    /// An exchange's response head arrived.
+    pub fn handle_head(&mut self, id: ExchangeId, head: ResponseHead, now: Instant) {
+        self.on_head(id, head, now);
+        self.settle(now);
+    }
+
+    /// Bytes of an exchange's body arrived.
+    pub fn handle_body(&mut self, id: ExchangeId, chunk: &[u8], now: Instant) {
+        self.on_body(id, chunk, now);
+        self.settle(now);
+    }
+
+    /// An exchange ended on the network side.
+    pub fn handle_end(&mut self, id: ExchangeId, result: ExchangeResult, now: Instant) {
+        self.on_end(id, result, now);
+        self.settle(now);
+    }
+
+    /// A host message the host side let through goes into the table and to the Link.
+    fn accept(&mut self, message: Message, hook: Hook, deadline: Option<Instant>, now: Instant) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let Outbound {
+        let Message {
             bytes,
             kind,
+            id: host_id,
             id_key,
             method,
-        } = outbound;
+            ..
+        } = message;
         let bytes = Bytes::from(bytes);
         if method.as_deref() == Some("initialize") {
             self.initialize = Some(bytes.clone());
@@ -372,21 +410,24 @@ impl Engine {
                 self.dispatch(LinkEvent::StreamQuiet, now);
             }
         }
-        if method.as_deref() == Some("notifications/cancelled") {
-            // A request answered by the proxy (time-out) while still held is dropped.
-            self.withdraw_cancelled(&bytes, now);
-        }
         if kind == Kind::Notification && method.as_deref() == Some("notifications/initialized") {
             self.initialized_seq = Some(seq);
             self.set_timer(now + CONFIRM_TIMEOUT, Timer::Confirm);
         }
         let owed = kind == Kind::Request && id_key.is_some();
+        let deadline = deadline.filter(|_| owed);
+        if let Some(at) = deadline {
+            self.deadlines.insert((at, seq));
+        }
         self.messages.insert(
             seq,
             Entry {
                 bytes,
                 kind,
                 id_key,
+                host_id,
+                hook,
+                deadline,
                 owed,
                 retried: false,
                 stage: Stage::Held,
@@ -405,6 +446,7 @@ impl Engine {
             }
             TokenOutcome::Failed(error) => self.dispatch(LinkEvent::AuthFailed { error }, now),
         }
+        self.settle(now);
     }
 
     /// Stop: the host went away or a signal came. Ends with [`Event::Closed`] once
@@ -430,6 +472,15 @@ impl Engine {
         for (_, timer) in due {
             self.fire(timer, now);
         }
+        // Requests whose time is over, in the order the host sent them.
+        while let Some(&(at, seq)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove(&(at, seq));
+            self.request_due(seq, now);
+        }
+        self.settle(now);
     }
 
     fn fire(&mut self, timer: Timer, now: Instant) {
@@ -440,6 +491,7 @@ impl Engine {
             }
             Timer::Confirm => self.dispatch(LinkEvent::InitializedDelivered, now),
             Timer::Watch(watch) => self.watch_due(watch, now),
+            Timer::Drain => {} // `settle` ends the session
             Timer::CheckPoll(number) => self.poll_check(number, now),
             Timer::LegacyOpen(attempt) => self.legacy_open_due(attempt, now),
             Timer::KeepAlive => self.keep_alive(now),
@@ -481,30 +533,6 @@ impl Engine {
         }
         self.timers.clear();
         self.events.push_back(Event::Closed);
-    }
-
-    fn withdraw_cancelled(&mut self, bytes: &Bytes, now: Instant) {
-        let cancelled = Message::parse(bytes.to_vec())
-            .ok()
-            .and_then(|m| m.params())
-            .and_then(|p| p.get("requestId").map(|v| v.to_string()))
-            .and_then(|raw| serde_json::value::RawValue::from_string(raw).ok())
-            .and_then(|raw| IdKey::from_raw(&raw));
-        let Some(key) = cancelled else {
-            return;
-        };
-        let held = self
-            .owed
-            .get(&key)
-            .copied()
-            .filter(|seq| matches!(self.messages.get(seq), Some(e) if e.stage == Stage::Held));
-        if let Some(seq) = held {
-            self.owed.remove(&key);
-            if let Some(entry) = self.messages.get_mut(&seq) {
-                entry.owed = false;
-            }
-            self.dispatch(LinkEvent::Withdraw { seq }, now);
-        }
     }
 
     fn dispatch(&mut self, event: LinkEvent, now: Instant) {
@@ -810,41 +838,36 @@ impl Engine {
 
     /// Answer a host message's request with an error and forget the message.
     fn fail_seq(&mut self, seq: u64, error: RequestError) {
-        let Some(entry) = self.messages.remove(&seq) else {
-            return;
+        let owed = match self.messages.get(&seq) {
+            None => return,
+            Some(entry) => match (entry.kind, &entry.id_key) {
+                (Kind::Request, Some(key)) if entry.owed => Some(key.clone()),
+                (Kind::Request, _) => None,
+                _ => {
+                    self.messages.remove(&seq);
+                    self.log(LogEvent::MessageLost(error));
+                    return;
+                }
+            },
         };
-        match (entry.kind, &entry.id_key) {
-            (Kind::Request, Some(key)) => {
-                if entry.owed && self.owed.get(key) == Some(&seq) {
-                    self.owed.remove(key);
-                }
-                if entry.owed {
-                    self.events.push_back(Event::RequestFailed {
-                        id_key: key.clone(),
-                        error,
-                    });
-                }
-            }
-            _ => self.log(LogEvent::MessageLost(error)),
+        if let Some(key) = owed {
+            self.fail_key(&key, error);
         }
+        self.messages.remove(&seq);
     }
 
     /// Answer request `key` with an error, wherever it is.
     fn fail_key(&mut self, key: &IdKey, error: RequestError) {
-        let Some(seq) = self.owed.remove(key) else {
+        let Some(seq) = self.unowe(key) else {
             return;
         };
-        match self.messages.get_mut(&seq) {
+        let host_id = match self.messages.get(&seq) {
             // Its POST is still being read: the entry stays for that exchange's end.
-            Some(entry) if matches!(entry.stage, Stage::Posted { .. }) => entry.owed = false,
-            _ => {
-                self.messages.remove(&seq);
-            }
-        }
-        self.events.push_back(Event::RequestFailed {
-            id_key: key.clone(),
-            error,
-        });
+            Some(entry) if matches!(entry.stage, Stage::Posted { .. }) => entry.host_id.clone(),
+            _ => self.messages.remove(&seq).and_then(|e| e.host_id),
+        };
+        let id = host_id.unwrap_or_else(|| key.to_string());
+        self.fail_to_host(&id, key.clone(), error);
     }
 
     /// Fail the requests the server accepted and has not answered: their answers
@@ -890,21 +913,29 @@ impl Engine {
                     };
                     self.dispatch(event, now);
                 }
-                self.answered(&key, now);
+                // An answer to nothing owed is the answer to a request the proxy already
+                // answered (time-out, failure), to a cancelled request, or a server's
+                // duplicate: the host must not see a second answer.
+                let Some(answering) = self.answered(&key, now) else {
+                    return;
+                };
+                self.relay_to_host(message, Some(answering));
+                return;
             }
         }
-        self.events.push_back(Event::ToHost(message));
+        self.relay_to_host(message, None);
     }
 
-    /// Request `key` got its answer: it is no longer owed, and a stream resuming it closes.
-    fn answered(&mut self, key: &IdKey, now: Instant) {
-        let Some(seq) = self.owed.remove(key) else {
-            return;
-        };
-        let Some(entry) = self.messages.get_mut(&seq) else {
-            return;
-        };
-        entry.owed = false;
+    /// Request `key` got its answer: it is no longer owed, and a stream resuming it
+    /// closes. Its id as the host wrote it, and what the answer needs; `None` if the
+    /// request was not owed an answer.
+    fn answered(&mut self, key: &IdKey, now: Instant) -> Option<(String, Hook)> {
+        let seq = self.unowe(key)?;
+        let entry = self.messages.get_mut(&seq)?;
+        let answering = (
+            entry.host_id.take().unwrap_or_else(|| key.to_string()),
+            entry.hook,
+        );
         match entry.stage {
             Stage::Posted { .. } => {} // the exchange's end forgets it
             Stage::Resuming { stream } => {
@@ -917,6 +948,7 @@ impl Engine {
                 self.messages.remove(&seq);
             }
         }
+        Some(answering)
     }
 
     /// An answer to one of the proxy's own requests.

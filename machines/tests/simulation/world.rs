@@ -1,5 +1,5 @@
-//! One seed's world: the host and the Router (the Bridge's machine), the shipped
-//! connection [`Engine`], the Grant, a simulated network and a simulated MCP server
+//! One seed's world: the host, the shipped connection [`Engine`] (its host side
+//! answers every request once; its network side speaks to the server), the Grant, a simulated network and a simulated MCP server
 //! speaking either transport at the HTTP level — heads, body chunks and ends, exactly
 //! what the Session actor feeds the engine.
 //!
@@ -24,19 +24,19 @@ use super::common::{
 };
 use super::Rng;
 use machines::engine::{
-    Engine, EngineConfig, Event, Exchange, ExchangeId, ExchangeResult, LogEvent, Method,
-    NetworkError, Purpose, RequestError, ResponseHead, TokenOutcome, Transmit, RESUME_BUDGET,
+    Engine, EngineConfig, Event, Exchange, ExchangeId, ExchangeResult, HostConfig, LogEvent,
+    Method, NetworkError, Purpose, RequestError, ResponseHead, TokenOutcome, Transmit,
+    RESUME_BUDGET,
 };
-use machines::jsonrpc::{IdKey, Kind, Message};
+use machines::jsonrpc::{IdKey, Incoming, Kind, Message};
 use machines::link::Strategy;
-use machines::router::{Router, RouterConfig, RouterEffect};
 use machines::stream::{StreamCheck, MIN_RECONNECT_DELAY};
 use machines::transport::TCP_USER_TIMEOUT;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use url::Url;
 
-/// The Router's `--request-timeout` in the simulation.
+/// The `--request-timeout` in the simulation.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// `--connect-timeout`'s default.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,8 +73,6 @@ enum Ev {
     End(ExchangeId, ExchangeResult),
     /// The engine's deadline.
     EngineTimer,
-    /// The Router's next request deadline.
-    RouterTick,
     /// The browser sign-in ended.
     SignInDone { ok: bool },
     /// The token refresh ended.
@@ -161,7 +159,7 @@ pub struct Stats {
     ok: u64,
     /// Errors from the proxy that reached the host (time-outs aside).
     errors: u64,
-    /// Answers given by the Router's request time-out.
+    /// Answers given by the request time-out.
     timeouts: u64,
     /// Of those: the network had been back, and the request in flight, for 10 s.
     timeouts_after_network_back: u64,
@@ -177,13 +175,12 @@ pub struct World {
     now: u64,
     queue: Timeline<Ev>,
     trace: Option<Vec<String>>,
-    router: Router,
     engine: Engine,
+    /// Why the proxy is failing the request whose error the host is about to read.
+    failing: Option<RequestError>,
     tokens: Tokens,
     /// When the engine's timer events are scheduled.
     engine_timers: BTreeSet<u64>,
-    /// When the Router's tick is scheduled.
-    tick_at: Option<u64>,
 
     // the network and the server
     flows: BTreeMap<ExchangeId, Flow>,
@@ -262,6 +259,10 @@ impl World {
                 remembered: None,
                 ping_interval: keepalive.map(Duration::from_millis),
                 headers_timeout: None,
+                host: HostConfig {
+                    request_timeout: Some(REQUEST_TIMEOUT),
+                    ..Default::default()
+                },
             },
             t0,
         );
@@ -274,14 +275,10 @@ impl World {
             now: 0,
             queue: Timeline::new(),
             trace: trace.then(Vec::new),
-            router: Router::new(RouterConfig {
-                request_timeout: Some(REQUEST_TIMEOUT),
-                ..Default::default()
-            }),
             engine,
+            failing: None,
             tokens: Tokens::new(),
             engine_timers: BTreeSet::new(),
-            tick_at: None,
             flows: BTreeMap::new(),
             blackholes,
             server_down: false,
@@ -396,35 +393,22 @@ impl World {
         true
     }
 
-    // ---- the host and the Router ----
+    // ---- the host ----
 
     fn host(&mut self, m: Message) {
-        let mut out = Vec::new();
         let now = self.instant();
         if let Some(IdKey::Num(n)) = &m.id_key {
             self.sent_at.insert(n.parse().unwrap(), self.now);
         }
-        self.router.on_host_message(m, now, &mut out);
-        self.router_effects(out, false);
-    }
-
-    fn router_effects(&mut self, out: Vec<RouterEffect>, tick: bool) {
-        for e in out {
-            match e {
-                RouterEffect::Forward(outbound) => {
-                    self.log(|| format!("forward {:?} {:?}", outbound.method, outbound.id_key));
-                    let now = self.instant();
-                    self.engine.handle_host(outbound, now);
-                    self.drain();
-                }
-                RouterEffect::ToHost(bytes) => self.host_receives(bytes, tick),
-            }
-        }
+        self.log(|| format!("host -> {:?} {:?}", m.method, m.id_key));
+        self.engine.handle_host(Incoming::Single(m), now);
+        self.drain();
     }
 
     /// Invariant 1: only JSON-RPC reaches the host, one message a line; invariant 2:
     /// one answer per request, never one of the proxy's own.
-    fn host_receives(&mut self, bytes: Vec<u8>, tick: bool) {
+    fn host_receives(&mut self, bytes: Vec<u8>) {
+        let failure = self.failing.take();
         assert!(!bytes.contains(&b'\n'), "a line for the host spans lines");
         let m = Message::parse(bytes).expect("the host got something that is not JSON-RPC");
         self.log(|| {
@@ -446,7 +430,7 @@ impl World {
             return;
         };
         let n: u64 = n.parse().unwrap();
-        if tick {
+        if matches!(failure, Some(RequestError::TimedOut(_))) {
             self.stats.timeouts += 1;
             let sent = self.sent_at.get(&n).copied().unwrap_or(0);
             if self.back_for() >= 10_000 && self.now - sent >= 10_000 && !self.slow_running(n) {
@@ -511,33 +495,7 @@ impl World {
 
     fn event(&mut self, event: Event) {
         match event {
-            Event::ToHost(m) => {
-                let mut out = Vec::new();
-                self.router.on_server_message(m, &mut out);
-                self.router_effects(out, false);
-            }
-            Event::RequestFailed { id_key, error } => {
-                self.log(|| format!("failed {id_key}: {error}"));
-                if error.fate_unknown() {
-                    self.stats.abandoned += 1;
-                }
-                if error == RequestError::ResumeFailed {
-                    self.stats.resumes_failed += 1;
-                    // A killed server costs the request at most the resumption budget
-                    // (from the break, or from a later break of the resumed stream).
-                    let since = self
-                        .resuming_since
-                        .get(&id_key)
-                        .copied()
-                        .unwrap_or(self.now);
-                    if self.now.saturating_sub(since) > ms(RESUME_BUDGET) + 3_000 {
-                        self.flag(RESUME_TOO_SLOW);
-                    }
-                }
-                let mut out = Vec::new();
-                self.router.on_request_failed(&id_key, &error, &mut out);
-                self.router_effects(out, false);
-            }
+            Event::ToHost(line) => self.host_receives(line.bytes),
             Event::NeedToken { .. } => {
                 self.stats.token_requests += 1;
                 self.request_token();
@@ -549,10 +507,34 @@ impl World {
         }
     }
 
+    /// The proxy fails the host's request `id_key` (its error line comes next).
+    fn request_failed(&mut self, id_key: IdKey, error: RequestError) {
+        {
+            if error.fate_unknown() {
+                self.stats.abandoned += 1;
+            }
+            if error == RequestError::ResumeFailed {
+                self.stats.resumes_failed += 1;
+                // A killed server costs the request at most the resumption budget
+                // (from the break, or from a later break of the resumed stream).
+                let since = self
+                    .resuming_since
+                    .get(&id_key)
+                    .copied()
+                    .unwrap_or(self.now);
+                if self.now.saturating_sub(since) > ms(RESUME_BUDGET) + 3_000 {
+                    self.flag(RESUME_TOO_SLOW);
+                }
+            }
+            self.failing = Some(error);
+        }
+    }
+
     /// What the engine says of itself, checked against the invariants it concerns.
     fn log_event(&mut self, line: LogEvent) {
         self.log(|| format!("engine: {line}"));
         match line {
+            LogEvent::RequestFailed(id_key, error) => self.request_failed(id_key, error),
             LogEvent::RetryingIn(d) | LogEvent::StreamRetryIn(d) => {
                 if matches!(line, LogEvent::RetryingIn(_)) {
                     self.stats.retries += 1;
@@ -1114,11 +1096,6 @@ impl World {
                     .map(|t| t.saturating_duration_since(self.t0));
                 self.log(|| format!("engine timer; next {next:?}"));
             }
-            Ev::RouterTick => {
-                let mut out = Vec::new();
-                self.router.on_tick(now, &mut out);
-                self.router_effects(out, true);
-            }
             Ev::SignInDone { ok } => self.grant_event(sign_in_ended(ok)),
             Ev::RefreshDone { ok } => self.grant_event(refresh_ended(ok)),
             Ev::ServerForgets => {
@@ -1183,13 +1160,6 @@ impl World {
             }
         }
         self.drain();
-        if let Some(deadline) = self.router.next_deadline() {
-            let at = ms(deadline.saturating_duration_since(self.t0));
-            if at > self.now && self.tick_at != Some(at) {
-                self.tick_at = Some(at);
-                self.queue.push(at, Ev::RouterTick);
-            }
-        }
         self.check();
     }
 
@@ -1272,7 +1242,7 @@ impl World {
                 "request {id} got no answer"
             );
         }
-        assert_eq!(self.router.pending(), 0);
+        assert_eq!(self.engine.owed(), 0);
         self.shutdown();
         self.stats
     }
@@ -1375,7 +1345,7 @@ impl TokenGlue for World {
     }
 }
 
-/// A request answered by the Router's time-out although the network had been back for 10 s.
+/// A request answered by the request time-out although the network had been back for 10 s.
 pub const TIMEOUT_AFTER_NETWORK_BACK: &str =
     "a request waited for the request time-out although the network had been back for 10 s";
 /// A host message went without `Mcp-Session-Id` after a session was established.
