@@ -224,7 +224,7 @@ async fn warm_proxy_behind_a_relay() -> (Testbed, testbed::relay::Relay, Proxy) 
 }
 
 /// What the host is told about a request in flight when the network went silent: that
-/// it was lost and may or may not have run, not the router's "no answer … within N s
+/// it was lost and may or may not have run, not the request time-out's "no answer … within N s
 /// (--request-timeout)", which has the same code -32001.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_lost_in_the_silence_is_answered_as_lost_not_by_the_time_out() {

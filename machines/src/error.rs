@@ -1,6 +1,6 @@
 //! Why a host request gets an error from the proxy instead of the server's answer,
 //! grouped by who is at fault, and rendered to text only at the edge (the host's
-//! JSON-RPC error message, written by the Router). The connection engine and the
+//! JSON-RPC error message, written by the engine's host side). The connection engine and the
 //! Link decide with these values; nothing between them and the host turns them
 //! into words. No variant carries a secret: details come from the network layer
 //! without URLs, from the server's status line, and from [`AuthError`].

@@ -1,6 +1,6 @@
-//! Deterministic simulation of the proxy's client side — the Router (the Bridge's
-//! machine), the shipped connection engine (`machines::engine`, exactly what the
-//! Session actor drives) and the Grant — on a simulated clock and a seeded,
+//! Deterministic simulation of the proxy — the shipped connection engine
+//! (`machines::engine`, exactly what the Session actor drives: its host side answers
+//! every request once, its network side speaks to the server) and the Grant — on a simulated clock and a seeded,
 //! misbehaving network and server (no sockets), in the spirit of str0m's `netem`.
 //! Nothing of the Session is copied here: the world feeds the engine the heads, body
 //! chunks and ends of HTTP exchanges, as the actor does, and performs what it asks.
@@ -22,7 +22,7 @@
 //! back for 10 s, a message without a session id, a resumption past its budget) are
 //! recorded without stopping the seed and checked by tests of their own.
 //!
-//! - [`world`]: the world (host, Router, engine, network, server of both transports);
+//! - [`world`]: the world (host, engine, network, server of both transports);
 //! - [`streamable`]: Streamable HTTP (`--transport http-only`);
 //! - [`legacy`]: legacy HTTP+SSE (`--transport sse-only`);
 //! - [`common`]: the timed event queue, the seed runner and its reports, the Grant glue.

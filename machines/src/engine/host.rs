@@ -278,7 +278,11 @@ impl Engine {
     /// A message from the server for the host. An answer goes only to a request
     /// still owed one: `answering` is that request's id as the host wrote it, and
     /// what its answer needs.
-    pub(super) fn relay_to_host(&mut self, mut message: Message, answering: Option<(String, Hook)>) {
+    pub(super) fn relay_to_host(
+        &mut self,
+        mut message: Message,
+        answering: Option<(String, Hook)>,
+    ) {
         let (bytes, rewritten) = match &answering {
             Some((_, Hook::ToolsList)) if !self.config.host.ignore_tools.is_empty() => {
                 match jsonrpc::filter_tools(&message, &self.config.host.ignore_tools) {
