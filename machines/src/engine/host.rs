@@ -310,6 +310,15 @@ impl Engine {
     }
 }
 
+/// An id as JSON text, for a request whose own text is not at hand (every request in
+/// the table keeps the host's; this is the fallback that still parses).
+pub(super) fn id_text(key: &IdKey) -> String {
+    match key {
+        IdKey::Str(s) => serde_json::to_string(s).unwrap_or_else(|_| "null".to_owned()),
+        IdKey::Num(n) => n.clone(),
+    }
+}
+
 /// The request a `notifications/cancelled` names.
 pub(super) fn cancelled_request(message: &Message) -> Option<IdKey> {
     let params = message.params()?;

@@ -866,7 +866,7 @@ impl Engine {
             Some(entry) if matches!(entry.stage, Stage::Posted { .. }) => entry.host_id.clone(),
             _ => self.messages.remove(&seq).and_then(|e| e.host_id),
         };
-        let id = host_id.unwrap_or_else(|| key.to_string());
+        let id = host_id.unwrap_or_else(|| host::id_text(key));
         self.fail_to_host(&id, key.clone(), error);
     }
 
@@ -933,7 +933,7 @@ impl Engine {
         let seq = self.unowe(key)?;
         let entry = self.messages.get_mut(&seq)?;
         let answering = (
-            entry.host_id.take().unwrap_or_else(|| key.to_string()),
+            entry.host_id.take().unwrap_or_else(|| host::id_text(key)),
             entry.hook,
         );
         match entry.stage {
