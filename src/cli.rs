@@ -56,6 +56,12 @@ pub struct Cli {
     #[arg(long)]
     pub allow_http: bool,
 
+    /// Let sign-in follow URLs that point at private, link-local or cloud-metadata
+    /// addresses (10.0.0.0/8, 169.254.169.254, …) when the MCP server itself is public.
+    /// Without it, such a URL from the server or its authorization server is refused.
+    #[arg(long)]
+    pub allow_private_network: bool,
+
     /// Verbose logs on stderr, also written to <config dir>/<key>_debug.log.
     #[arg(long)]
     pub debug: bool,

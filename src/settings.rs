@@ -288,6 +288,7 @@ impl Settings {
         let auth = AuthOptions {
             mcp_url: url.clone(),
             allow_http: cli.allow_http,
+            allow_private_network: cli.allow_private_network,
             static_client,
             static_metadata,
             client_metadata_url: cli.client_metadata_url.clone(),

@@ -35,7 +35,7 @@ pub fn start_core(
     let store = TokenStore::new(settings.config_dir.clone(), settings.key.clone());
     if settings.clean {
         tracing::info!("--clean: forgetting this server's stored credentials");
-        store.forget(true);
+        store.forget();
     }
     let authorizer = Authorizer::new(
         settings.auth.clone(),

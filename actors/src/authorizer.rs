@@ -16,14 +16,12 @@ use crate::oauth::{self, AuthError, AuthOptions};
 use crate::token_store::{now_ms, StoredTokens, TokenStore};
 use actix::prelude::*;
 use machines::auth::challenge::BearerChallenge;
+use machines::auth::flow::{FlowStart, REFRESH_MARGIN};
 use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Refresh this long before the access token expires.
-const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
 /// The outcome of a flow, back in the actor.
 #[derive(Message)]
@@ -57,8 +55,10 @@ pub struct Authorizer {
     challenge: BearerChallenge,
     /// Who receives tokens and failures.
     peers: Option<AuthorizerPeers>,
-    /// The scheduled refresh before expiry.
+    /// The scheduled refresh before expiry (or its retry).
     expiry_timer: Option<SpawnHandle>,
+    /// The access token the server refused last: a flow must not hand it back.
+    refused: Option<String>,
 }
 
 impl Authorizer {
@@ -73,6 +73,7 @@ impl Authorizer {
             challenge: BearerChallenge::default(),
             peers: None,
             expiry_timer: None,
+            refused: None,
         }
     }
 
@@ -96,36 +97,11 @@ impl Authorizer {
                 self.schedule_refresh(ctx);
             }
             GrantEffect::Refresh => {
-                let Some(tokens) = self.tokens.clone() else {
+                let Some(held) = self.tokens.clone() else {
                     self.dispatch(GrantEvent::RefreshRejected, ctx);
                     return;
                 };
-                let (http, options, store) =
-                    (self.http.clone(), self.options.clone(), self.store.clone());
-                let flow = async move {
-                    let wait = options.auth_timeout;
-                    let guard = lock(&store, wait).await?;
-                    // Another process may have refreshed while we waited.
-                    if let Some(disk) = store.load_tokens() {
-                        if disk.access_token != tokens.access_token
-                            && disk.fresh(now_ms(), REFRESH_MARGIN)
-                        {
-                            return Ok(disk);
-                        }
-                    }
-                    let fresh = oauth::refresh(&http, &options, &store, &tokens).await;
-                    if let Ok(t) = &fresh {
-                        save(&store, t);
-                    }
-                    drop(guard);
-                    fresh
-                };
-                ctx.spawn(flow.into_actor(self).map(|result, _, ctx| {
-                    ctx.notify(FlowDone {
-                        kind: FlowKind::Refresh,
-                        result,
-                    });
-                }));
+                self.run_flow(FlowKind::Refresh, FlowStart::Refresh { held }, ctx);
             }
             GrantEffect::SignIn {
                 scope,
@@ -135,45 +111,34 @@ impl Authorizer {
                 if challenge.scope.is_none() {
                     challenge.scope = challenge_scope;
                 }
-                let refused = self.tokens.as_ref().map(|t| t.access_token.clone());
-                let (http, options, store) =
-                    (self.http.clone(), self.options.clone(), self.store.clone());
-                let flow = async move {
-                    let deadline = options.auth_timeout;
-                    let guard = lock(&store, deadline).await?;
-                    // Another copy of the proxy may have signed in while we waited for the lock.
-                    if scope.is_none() {
-                        if let Some(disk) = store.load_tokens() {
-                            if Some(&disk.access_token) != refused.as_ref()
-                                && disk.fresh(now_ms(), REFRESH_MARGIN)
-                            {
-                                tracing::info!("using the tokens another mcp-remote just obtained");
-                                return Ok(disk);
-                            }
-                        }
-                    }
-                    let result = tokio::time::timeout(
-                        deadline + Duration::from_secs(5),
-                        oauth::sign_in(&http, &options, &store, &challenge, scope),
-                    )
-                    .await
-                    .unwrap_or(Err(AuthError::TimedOut));
-                    if let Ok(t) = &result {
-                        save(&store, t);
-                    }
-                    drop(guard);
-                    result
+                let refused = self
+                    .refused
+                    .take()
+                    .or_else(|| self.tokens.as_ref().map(|t| t.access_token.clone()));
+                let start = FlowStart::SignIn {
+                    challenge,
+                    step_up: scope,
+                    refused,
                 };
-                ctx.spawn(flow.into_actor(self).map(|result, _, ctx| {
-                    ctx.notify(FlowDone {
-                        kind: FlowKind::SignIn,
-                        result,
-                    });
-                }));
+                self.run_flow(FlowKind::SignIn, start, ctx);
             }
-            GrantEffect::ForgetTokens => {
-                self.store.forget(false);
-                self.tokens = None;
+            GrantEffect::DropTokens => {
+                if let Some(t) = self.tokens.take() {
+                    self.refused = Some(t.access_token);
+                }
+            }
+            GrantEffect::RetryRefresh(delay) => {
+                if let Some(h) = self.expiry_timer.take() {
+                    ctx.cancel_future(h);
+                }
+                tracing::info!(
+                    "will try to refresh the token again in {} s",
+                    delay.as_secs()
+                );
+                self.expiry_timer = Some(ctx.run_later(delay, |act, ctx| {
+                    act.expiry_timer = None;
+                    act.dispatch(GrantEvent::Expiring, ctx);
+                }));
             }
             GrantEffect::Fail(error) => {
                 tracing::warn!("sign-in failed: {error}");
@@ -182,6 +147,23 @@ impl Authorizer {
                 }
             }
         }
+    }
+
+    /// Run one flow (see [`oauth::run`]); its end comes back as [`FlowDone`].
+    fn run_flow(&mut self, kind: FlowKind, start: FlowStart, ctx: &mut Context<Self>) {
+        let (http, options, store) = (self.http.clone(), self.options.clone(), self.store.clone());
+        let flow = async move {
+            // The lock wait and the browser wait are each bounded by --auth-timeout;
+            // this bounds the whole, network steps included.
+            let limit = options.auth_timeout * 2 + Duration::from_secs(60);
+            tokio::time::timeout(limit, oauth::run(&http, &options, &store, start))
+                .await
+                .unwrap_or(Err(AuthError::TimedOut))
+        };
+        ctx.spawn(
+            flow.into_actor(self)
+                .map(move |result, _, ctx| ctx.notify(FlowDone { kind, result })),
+        );
     }
 
     fn schedule_refresh(&mut self, ctx: &mut Context<Self>) {
@@ -206,24 +188,6 @@ impl Authorizer {
             act.expiry_timer = None;
             act.dispatch(GrantEvent::Expiring, ctx);
         }));
-    }
-}
-
-async fn lock(store: &TokenStore, wait: Duration) -> Result<std::fs::File, AuthError> {
-    let store = store.clone();
-    let locked = tokio::task::spawn_blocking(move || store.lock(wait))
-        .await
-        .map_err(|e| AuthError::Store(e.to_string()))?;
-    match locked {
-        Ok(Some(file)) => Ok(file),
-        Ok(None) => Err(AuthError::Locked),
-        Err(e) => Err(AuthError::Store(e.to_string())),
-    }
-}
-
-fn save(store: &TokenStore, tokens: &StoredTokens) {
-    if let Err(e) = store.save_tokens(tokens) {
-        tracing::warn!("{e}");
     }
 }
 
@@ -285,21 +249,19 @@ impl Handler<FlowDone> for Authorizer {
                 self.tokens = Some(t);
                 GrantEvent::Refreshed
             }
-            (FlowKind::Refresh, Err(e)) => {
-                tracing::info!("refresh failed: {e}");
+            (FlowKind::Refresh, Err(e)) if e.rejected() => {
+                tracing::info!("the refresh token is no longer accepted ({e}); signing in again");
                 GrantEvent::RefreshRejected
+            }
+            (FlowKind::Refresh, Err(e)) => {
+                tracing::warn!("refresh failed, keeping the stored tokens: {e}");
+                GrantEvent::RefreshFailed { error: e }
             }
             (FlowKind::SignIn, Ok(t)) => {
                 self.tokens = Some(t);
                 GrantEvent::SignedIn
             }
-            (FlowKind::SignIn, Err(e)) => {
-                if e.rejected() {
-                    // invalid_client: the stored registration is no good any more.
-                    self.store.forget(true);
-                }
-                GrantEvent::SignInFailed { error: e }
-            }
+            (FlowKind::SignIn, Err(e)) => GrantEvent::SignInFailed { error: e },
         };
         self.dispatch(event, ctx);
     }

@@ -17,64 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Stored tokens (mcp-remote 0.15 `OAuthTokensWithExpiresAtSchema`).
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub struct StoredTokens {
-    /// The bearer token.
-    pub access_token: String,
-    /// Normally `Bearer`.
-    #[serde(default = "bearer")]
-    pub token_type: String,
-    /// Lifetime in seconds as issued.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_in: Option<u64>,
-    /// Granted scope.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// For renewing without the browser.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// OIDC id token, kept as received.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-    /// When the access token expires, in milliseconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// The scope that was asked for (a different request means a new sign-in).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_scope: Option<String>,
-    /// The authorization server that issued them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-}
-
-fn bearer() -> String {
-    "Bearer".into()
-}
-
-impl std::fmt::Debug for StoredTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredTokens")
-            .field("access_token", &"[redacted]")
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
-            .field("expires_at", &self.expires_at)
-            .field("scope", &self.scope)
-            .finish()
-    }
-}
-
-impl StoredTokens {
-    /// Whether the access token is still good for at least `margin`.
-    pub fn fresh(&self, now_ms: u64, margin: Duration) -> bool {
-        match self.expires_at {
-            Some(at) => now_ms + (margin.as_millis() as u64) < at,
-            None => true,
-        }
-    }
-}
+pub use machines::auth::token::StoredTokens;
 
 /// A registered client (mcp-remote 0.15 `client_info.json`): the RFC 7591
 /// response as [`machines::auth::registration`] reads it, plus `issuer`.
@@ -141,13 +84,21 @@ impl TokenStore {
         self.save("client_info.json", client)
     }
 
-    /// Forget the tokens (and with `client`, the registration too).
-    pub fn forget(&self, client: bool) {
-        let mut names = vec!["tokens.json"];
-        if client {
-            names.push("client_info.json");
-        }
-        for name in names {
+    /// Where a waiting sign-in leaves its authorization URL (for hosts that hide stderr).
+    pub fn authorize_url_path(&self) -> PathBuf {
+        self.path("authorize_url.txt")
+    }
+
+    /// Forget the tokens and the registration (`--clean`).
+    pub fn forget(&self) {
+        self.forget_files(true, true);
+    }
+
+    /// Remove the tokens file and/or the client file. A flow calls this only under
+    /// the lock, for files it read there and the authorization server declared dead.
+    pub fn forget_files(&self, tokens: bool, client: bool) {
+        let names = [("tokens.json", tokens), ("client_info.json", client)];
+        for (name, _) in names.iter().filter(|(_, wanted)| *wanted) {
             match std::fs::remove_file(self.path(name)) {
                 Ok(()) => tracing::info!(
                     "forgot {}",

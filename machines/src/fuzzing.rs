@@ -712,7 +712,10 @@ pub fn grant_events(data: &[u8]) {
     let mut sm = Grant::default().state_machine();
     let (mut sign_ins, mut fails) = (0usize, 0usize);
     for &b in data {
-        let event = match b % 8 {
+        let event = match b % 9 {
+            8 => GrantEvent::RefreshFailed {
+                error: crate::auth::AuthError::Locked,
+            },
             0 => GrantEvent::Needed(Need::Unauthorized { scope: None }),
             1 => GrantEvent::Needed(Need::InsufficientScope { scope: "x".into() }),
             2 => GrantEvent::Expiring,
@@ -742,4 +745,233 @@ pub fn grant_events(data: &[u8]) {
         sign_ins <= (fails + 1) * (MAX_SIGN_INS + MAX_STEP_UPS) as usize,
         "a sign-in storm"
     );
+}
+
+/// One sign-in or refresh flow against two authorization servers whose answers the
+/// input chooses (documents naming either server, garbage, statuses, network
+/// failures), with credentials of server A stored. Asserts what the flow promises:
+/// A's refresh token, client id and client secret go to A's origin only; a file is
+/// forgotten only after the token endpoint's definitive answer; the flow ends once,
+/// within a bounded number of steps.
+pub fn sign_in_flow(data: &[u8]) {
+    use crate::auth::callback::{Answer, AuthorizationResponse};
+    use crate::auth::challenge::BearerChallenge;
+    use crate::auth::flow::{
+        AuthOptions, Fetched, Flow, FlowEffect, FlowInput, FlowSecrets, FlowStart, HttpAnswer,
+        ResourceParam,
+    };
+    use crate::auth::registration::ClientInfo;
+    use crate::auth::token::StoredTokens;
+    use crate::auth::{AuthError, AuthStep};
+    use std::time::Duration;
+    use url::Url;
+
+    const A: &str = "https://a.example";
+    const B: &str = "https://b.example";
+    let mut bytes = data.iter().copied();
+    let mut next = move || bytes.next().unwrap_or(0);
+    let flags = next();
+    let issuer = |b: u8| if b & 1 == 0 { A } else { B };
+    let _ = B;
+    let options = AuthOptions {
+        mcp_url: Url::parse("https://mcp.example/mcp").expect("static"),
+        allow_http: false,
+        allow_private_network: false,
+        // Bound to A, it is one of A's credentials; unbound, it belongs to the first
+        // issuer it meets, and is not watched.
+        static_client: (flags & 0x10 != 0).then(|| {
+            if flags & 0x20 != 0 {
+                ClientInfo {
+                    client_id: "client-a".into(),
+                    client_secret: Some("secret-a".into()),
+                    issuer: Some(A.to_owned()),
+                    ..ClientInfo::default()
+                }
+            } else {
+                ClientInfo {
+                    client_id: "client-static".into(),
+                    client_secret: Some("secret-static".into()),
+                    ..ClientInfo::default()
+                }
+            }
+        }),
+        static_metadata: None,
+        client_metadata_url: None,
+        resource: ResourceParam::Auto,
+        authorize_params: Vec::new(),
+        redirect_host: "localhost".into(),
+        callback_path: "/cb".into(),
+        callback_port: None,
+        auth_timeout: Duration::from_secs(1),
+        client_credentials: flags & 0x40 != 0,
+        client_name: "fuzz".into(),
+    };
+    let tokens = StoredTokens {
+        access_token: "at-a".into(),
+        refresh_token: Some("rt-a".into()),
+        expires_at: Some(if flags & 0x80 != 0 { u64::MAX } else { 0 }),
+        issuer: (flags & 0x2 != 0).then(|| A.to_owned()),
+        ..StoredTokens::default()
+    };
+    let client = ClientInfo {
+        client_id: "client-a".into(),
+        client_secret: Some("secret-a".into()),
+        redirect_uris: vec!["http://localhost:3334/cb".into()],
+        token_endpoint_auth_method: Some("client_secret_basic".into()),
+        issuer: (flags & 0x4 != 0).then(|| A.to_owned()),
+        ..ClientInfo::default()
+    };
+    let start = if flags & 0x8 != 0 {
+        FlowStart::Refresh {
+            held: tokens.clone(),
+        }
+    } else {
+        FlowStart::SignIn {
+            challenge: BearerChallenge::default(),
+            step_up: None,
+            refused: Some("at-a".into()),
+        }
+    };
+    let secrets = FlowSecrets {
+        code_verifier: "v".into(),
+        code_challenge: "c".into(),
+        state: "s".into(),
+    };
+    let mut flow = Flow::new(options, start, secrets);
+    let mut definitive = false;
+    let mut finished = 0;
+    let answer = |kind: u8, body: Vec<u8>| -> Result<HttpAnswer, AuthError> {
+        match kind % 4 {
+            0 => Err(AuthError::Unreachable {
+                step: AuthStep::Token,
+                detail: "refused".into(),
+            }),
+            1 => Ok(HttpAnswer { status: 200, body }),
+            2 => Ok(HttpAnswer {
+                status: 400,
+                body: br#"{"error":"invalid_grant"}"#.to_vec(),
+            }),
+            _ => Ok(HttpAnswer {
+                status: 503,
+                body: Vec::new(),
+            }),
+        }
+    };
+    for _ in 0..64 {
+        let Some(effect) = flow.poll_effect() else {
+            break;
+        };
+        let input = match effect {
+            FlowEffect::TakeLock => {
+                let b = next();
+                if b & 3 == 3 {
+                    FlowInput::LockFailed(AuthError::Locked)
+                } else {
+                    FlowInput::LockTaken {
+                        tokens: (b & 1 == 0).then(|| tokens.clone()),
+                        client: (b & 2 == 0).then(|| client.clone()),
+                        now_ms: 1_000,
+                    }
+                }
+            }
+            FlowEffect::FetchMetadata(url) => {
+                let b = next();
+                let origin = url.origin().ascii_serialization();
+                let named = issuer(b >> 2);
+                FlowInput::MetadataFetched(match b & 3 {
+                    0 => Fetched::NotFound,
+                    1 => Fetched::Failed(AuthError::MetadataStatus {
+                        url: url.to_string(),
+                        status: 500,
+                    }),
+                    _ if url.path().contains("protected-resource") => Fetched::Document(
+                        format!(
+                            r#"{{"resource":"https://mcp.example/mcp","authorization_servers":["{named}"]}}"#
+                        )
+                        .into_bytes(),
+                    ),
+                    2 => Fetched::Document(
+                        format!(
+                            r#"{{"issuer":"{origin}","authorization_endpoint":"{origin}/authorize","token_endpoint":"{origin}/token","registration_endpoint":"{origin}/register","code_challenge_methods_supported":["S256"]}}"#
+                        )
+                        .into_bytes(),
+                    ),
+                    // RFC 8414 lets an issuer keep its endpoints on another host.
+                    _ => {
+                        let elsewhere = origin.replace("https://", "https://tok-");
+                        Fetched::Document(
+                            format!(
+                                r#"{{"issuer":"{origin}","authorization_endpoint":"{elsewhere}/authorize","token_endpoint":"{elsewhere}/token","code_challenge_methods_supported":["S256"]}}"#
+                            )
+                            .into_bytes(),
+                        )
+                    }
+                })
+            }
+            FlowEffect::BindCallback(port) => {
+                if next() & 7 == 7 {
+                    FlowInput::CallbackBindFailed("in use".into())
+                } else {
+                    FlowInput::CallbackBound(port.max(1))
+                }
+            }
+            FlowEffect::Register { .. } => FlowInput::Registered(answer(
+                next(),
+                br#"{"client_id":"client-new","client_secret":"secret-new"}"#.to_vec(),
+            )),
+            FlowEffect::AwaitCallback { .. } => {
+                let b = next();
+                FlowInput::CallbackReceived(match b & 3 {
+                    0 => Err(AuthError::NotCompleted(Duration::from_secs(1))),
+                    _ => Ok(AuthorizationResponse {
+                        iss: (b & 4 != 0).then(|| issuer(b >> 3).to_owned()),
+                        answer: Answer::Code("code".into()),
+                    }),
+                })
+            }
+            FlowEffect::RequestToken(request) => {
+                let origin = Url::parse(&request.endpoint)
+                    .map(|u| u.origin().ascii_serialization())
+                    .unwrap_or_default();
+                // A's own metadata vouches for these two origins, and nothing else does.
+                if origin != A && origin != "https://tok-a.example" {
+                    assert_ne!(
+                        request.client_id, "client-a",
+                        "A's client id sent to {origin}"
+                    );
+                    assert_ne!(
+                        request.client_secret.as_deref(),
+                        Some("secret-a"),
+                        "A's secret sent to {origin}"
+                    );
+                    assert!(
+                        request.params.iter().all(|(_, v)| v != "rt-a"),
+                        "A's refresh token sent to {origin}"
+                    );
+                }
+                let b = next();
+                definitive |= b % 4 == 2;
+                FlowInput::TokenAnswered {
+                    answer: answer(
+                        b,
+                        br#"{"access_token":"at-new","refresh_token":"rt-new","expires_in":60}"#
+                            .to_vec(),
+                    ),
+                    now_ms: 2_000,
+                }
+            }
+            FlowEffect::Forget { .. } => {
+                assert!(definitive, "a file forgotten without a definitive answer");
+                continue;
+            }
+            FlowEffect::SaveClient(_) | FlowEffect::SaveTokens(_) => continue,
+            FlowEffect::Finished(_) => {
+                finished += 1;
+                continue;
+            }
+        };
+        flow.handle(input);
+    }
+    assert_eq!(finished, 1, "the flow ends exactly once");
+    assert!(flow.poll_effect().is_none(), "nothing after the end");
 }

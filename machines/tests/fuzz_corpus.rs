@@ -97,3 +97,8 @@ proptest::proptest! {
         machines::fuzzing::token_response(&data);
     }
 }
+
+#[test]
+fn corpus_sign_in_flow() {
+    replay("sign_in_flow", machines::fuzzing::sign_in_flow);
+}

@@ -334,11 +334,9 @@ mod tests {
             Err(CallbackError::MissingIssuer)
         );
         assert_eq!(
-            with("https://as.example/tenant/")
-                .into_code(ISSUER, true)
-                .unwrap(),
-            "c",
-            "a trailing slash is the same issuer"
+            with("https://as.example/tenant/").into_code(ISSUER, true),
+            Err(CallbackError::WrongIssuer),
+            "RFC 9207 §2.4: simple string comparison; a trailing slash is another issuer"
         );
     }
 

@@ -35,6 +35,18 @@ pub enum DiscoveryError {
     /// MCP authorization §Authorization Code Protection: PKCE S256 must be supported.
     #[error("the authorization server does not support PKCE with S256; refusing to sign in")]
     NoPkce,
+    /// RFC 9728 §3.2: `resource` is required.
+    #[error("the protected resource metadata has no `resource`; refusing to sign in")]
+    NoResource,
+    /// A discovered URL points into a private network while the MCP server is public
+    /// (checklist D8/E9: a server must not steer the proxy at the user's own network).
+    #[error("refusing {url}: the server points sign-in at a {class} address (pass --allow-private-network if that is intended)")]
+    PrivateAddress {
+        /// The URL refused (discovery URLs carry no secret).
+        url: String,
+        /// What kind of address it is.
+        class: AddressClass,
+    },
     /// An endpoint over plain http to a remote host.
     #[error("refusing the non-https endpoint {0} (pass --allow-http to accept it)")]
     Insecure(String),
@@ -154,7 +166,7 @@ pub fn canonical_resource(url: &Url) -> String {
 /// resource on the same origin whose path is a prefix of the server's path is accepted.
 pub fn check_resource(prm: &ProtectedResource, mcp_url: &Url) -> Result<(), DiscoveryError> {
     let Some(resource) = prm.resource.as_deref() else {
-        return Ok(());
+        return Err(DiscoveryError::NoResource);
     };
     let mismatch = || DiscoveryError::ResourceMismatch {
         found: resource.to_owned(),
@@ -173,10 +185,98 @@ pub fn check_resource(prm: &ProtectedResource, mcp_url: &Url) -> Result<(), Disc
     }
 }
 
-/// Whether two issuer identifiers name the same authorization server, as the
-/// proxy compares them everywhere: exactly, except for a trailing `/`.
+/// Where an address sits, for [`check_public`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressClass {
+    /// Anything else, including every host name but the few below (names are not
+    /// resolved here).
+    Public,
+    /// 127.0.0.0/8, ::1, `localhost`.
+    Loopback,
+    /// RFC 1918, RFC 6598 shared space, RFC 4193 unique local.
+    Private,
+    /// 169.254.0.0/16 and fe80::/10, where cloud metadata services answer
+    /// (169.254.169.254, `metadata.google.internal`), and 0.0.0.0 / ::.
+    LinkLocal,
+}
+
+impl std::fmt::Display for AddressClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AddressClass::Public => "public",
+            AddressClass::Loopback => "loopback",
+            AddressClass::Private => "private-network",
+            AddressClass::LinkLocal => "link-local or cloud-metadata",
+        })
+    }
+}
+
+/// The class of `url`'s host.
+pub fn address_class(url: &Url) -> AddressClass {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    fn v4(a: Ipv4Addr) -> AddressClass {
+        let [x, y, ..] = a.octets();
+        if a.is_loopback() {
+            AddressClass::Loopback
+        } else if a.is_link_local() || a.is_unspecified() {
+            AddressClass::LinkLocal
+        } else if a.is_private() || (x == 100 && (64..128).contains(&y)) {
+            AddressClass::Private
+        } else {
+            AddressClass::Public
+        }
+    }
+    fn v6(a: Ipv6Addr) -> AddressClass {
+        if let Some(m) = a.to_ipv4_mapped() {
+            return v4(m);
+        }
+        let first = a.segments()[0];
+        if a.is_loopback() {
+            AddressClass::Loopback
+        } else if a.is_unspecified() || first & 0xffc0 == 0xfe80 {
+            AddressClass::LinkLocal
+        } else if first & 0xfe00 == 0xfc00 {
+            AddressClass::Private
+        } else {
+            AddressClass::Public
+        }
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(a)) => v4(a),
+        Some(url::Host::Ipv6(a)) => v6(a),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if d == "localhost" || d.ends_with(".localhost") {
+                AddressClass::Loopback
+            } else if d == "metadata.google.internal" || d == "metadata" {
+                AddressClass::LinkLocal
+            } else {
+                AddressClass::Public
+            }
+        }
+        None => AddressClass::Public,
+    }
+}
+
+/// Checklist D8/E9: a URL the server or its authorization server named may point at
+/// a loopback, private or link-local address only when the MCP server itself is on
+/// such a network (a local or intranet deployment); a public server cannot steer the
+/// proxy at the user's router, intranet or the cloud metadata service.
+pub fn check_public(url: &Url, mcp_url: &Url) -> Result<(), DiscoveryError> {
+    let class = address_class(url);
+    if class == AddressClass::Public || address_class(mcp_url) != AddressClass::Public {
+        return Ok(());
+    }
+    Err(DiscoveryError::PrivateAddress {
+        url: url.to_string(),
+        class,
+    })
+}
+
+/// Whether two issuer identifiers name the same authorization server: RFC 8414
+/// §3.3 and RFC 9207 §2.4 compare them as strings, exactly.
 pub fn same_issuer(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+    a == b
 }
 
 /// Check metadata fetched for `issuer`: the issuer is identical (when strict) and PKCE S256 is there.

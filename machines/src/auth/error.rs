@@ -65,6 +65,9 @@ pub enum AuthError {
     /// A metadata document over the size limit.
     #[error("discovery failed: {0} sent an oversized document")]
     MetadataTooLarge(String),
+    /// A registration or token answer over the size limit.
+    #[error("{0} failed: the authorization server sent an oversized answer")]
+    TooLarge(AuthStep),
     /// No registration endpoint, and no pre-registered client.
     #[error("the authorization server offers no dynamic client registration; pass --static-oauth-client-info with a pre-registered client")]
     NoRegistration,
@@ -113,6 +116,15 @@ pub enum AuthError {
         "--client-credentials needs --static-oauth-client-info with a client_id and client_secret"
     )]
     NoClientCredentials,
+    /// The MCP server now names another authorization server than the one the
+    /// pre-registered client belongs to: its credentials are not sent there.
+    #[error("the server now names the authorization server {named}, but the pre-registered client (--static-oauth-client-info) belongs to {bound}; its credentials are not sent elsewhere. Update --static-oauth-client-info for the new server")]
+    IssuerChanged {
+        /// Where the client belongs.
+        bound: String,
+        /// What discovery names now.
+        named: String,
+    },
     /// The client id or secret cannot be sent in a header.
     #[error("the client credentials cannot be sent in an HTTP header")]
     BadClientCredentials,
@@ -121,6 +133,12 @@ pub enum AuthError {
     /// A refresh was asked for and there is no refresh token.
     #[error("no refresh token")]
     NoRefreshToken,
+    /// The stored tokens and client do not say which authorization server issued
+    /// them, so the refresh token is sent nowhere.
+    #[error(
+        "the stored tokens do not say which authorization server issued them; signing in again"
+    )]
+    IssuerUnknown,
     /// A refresh was asked for and there is no client registration.
     #[error("no client registration to refresh with")]
     NoClient,
@@ -147,7 +165,7 @@ impl AuthError {
     pub fn rejected(&self) -> bool {
         match self {
             AuthError::Token(e) => e.rejected(),
-            AuthError::NoRefreshToken | AuthError::NoClient => true,
+            AuthError::NoRefreshToken | AuthError::NoClient | AuthError::IssuerUnknown => true,
             _ => false,
         }
     }

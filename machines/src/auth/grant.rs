@@ -4,6 +4,9 @@
 //! ```text
 //! unauthorized ──Needed──► signing_in ──SignedIn──► authorized
 //! authorized ──Needed / Expiring──► refreshing ──Refreshed──► authorized
+//!                                        │ │ RefreshFailed (network, 5xx, lock busy):
+//!                                        │ │   tokens kept, RetryRefresh after a backoff
+//!                                        │ └──────────────────────────► authorized
 //!                                        │ RefreshRejected (invalid_grant…)
 //!                                        ▼
 //!                                    signing_in
@@ -62,8 +65,15 @@ pub enum GrantEvent {
     Expiring,
     /// A refresh gave new tokens.
     Refreshed,
-    /// The refresh was refused (`invalid_grant`, `invalid_client`…) or failed.
+    /// The authorization server said the refresh token or the client is dead
+    /// (`invalid_grant`, `invalid_client`…), or there is nothing to refresh with.
     RefreshRejected,
+    /// The refresh did not happen (network, 5xx, time-out, lock busy): what is
+    /// stored is still good as far as anyone knows.
+    RefreshFailed {
+        /// Why, for a request that waits.
+        error: AuthError,
+    },
     /// A sign-in gave tokens.
     SignedIn,
     /// A sign-in could not complete.
@@ -89,8 +99,12 @@ pub enum GrantEffect {
         /// The challenge's scope, for the first sign-in.
         challenge_scope: Option<String>,
     },
-    /// Drop the stored tokens (they are refused).
-    ForgetTokens,
+    /// Stop using the tokens in memory: the server or the authorization server
+    /// refused them. (Files are forgotten only by a flow, under the lock, on a
+    /// definitive answer.)
+    DropTokens,
+    /// Refresh again after this long (a refresh failed for a passing reason).
+    RetryRefresh(std::time::Duration),
     /// Give up: tell the waiting requests why.
     Fail(AuthError),
 }
@@ -113,9 +127,29 @@ pub struct Grant {
     /// The current token came from a refresh and no request has worked with it yet:
     /// a 401 then means the refresh does not help, so sign in instead.
     just_refreshed: bool,
+    /// Refreshes in a row that failed for a passing reason (the backoff's exponent).
+    refresh_failures: u32,
+    /// A request waits for the flow under way: a failure is reported to it. A
+    /// refresh ahead of expiry has nobody waiting, and its failure stays quiet.
+    waiting: bool,
 }
 
+/// The first retry of a failed refresh, doubled each time up to [`MAX_REFRESH_RETRY`].
+pub const FIRST_REFRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest wait between refresh attempts (a laptop waking offline is back
+/// within a minute of the network).
+pub const MAX_REFRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Grant {
+    /// A request that needs a token waits for whatever flow answers it.
+    fn note_waiting(&mut self, event: &GrantEvent) {
+        match event {
+            GrantEvent::Needed(_) => self.waiting = true,
+            GrantEvent::SignedIn | GrantEvent::SignInFailed { .. } => self.waiting = false,
+            _ => {}
+        }
+    }
+
     fn sign_in(&mut self, need: &Need, context: &mut GrantOutbox) -> Outcome<State> {
         match need {
             Need::InsufficientScope { scope } => {
@@ -160,6 +194,7 @@ impl Grant {
 impl Grant {
     #[state]
     fn unauthorized(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        self.note_waiting(event);
         match event {
             GrantEvent::Loaded {
                 token: true,
@@ -182,6 +217,7 @@ impl Grant {
 
     #[state]
     fn authorized(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        self.note_waiting(event);
         match event {
             GrantEvent::TokenWorked => {
                 self.sign_ins = 0;
@@ -201,7 +237,7 @@ impl Grant {
             }
             GrantEvent::Needed(need) => {
                 if matches!(need, Need::Unauthorized { .. }) {
-                    context.0.push(GrantEffect::ForgetTokens);
+                    context.0.push(GrantEffect::DropTokens);
                 }
                 self.sign_in(need, context)
             }
@@ -211,15 +247,29 @@ impl Grant {
 
     #[state]
     fn refreshing(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        self.note_waiting(event);
         match event {
             GrantEvent::Refreshed => {
                 self.just_refreshed = true;
+                self.refresh_failures = 0;
+                self.waiting = false;
                 context.0.push(GrantEffect::UseToken);
+                Transition(State::authorized())
+            }
+            GrantEvent::RefreshFailed { error } => {
+                let delay = FIRST_REFRESH_RETRY
+                    .saturating_mul(1 << self.refresh_failures.min(6))
+                    .min(MAX_REFRESH_RETRY);
+                self.refresh_failures += 1;
+                if std::mem::take(&mut self.waiting) {
+                    context.0.push(GrantEffect::Fail(error.clone()));
+                }
+                context.0.push(GrantEffect::RetryRefresh(delay));
                 Transition(State::authorized())
             }
             GrantEvent::RefreshRejected => {
                 self.can_refresh = false;
-                context.0.push(GrantEffect::ForgetTokens);
+                context.0.push(GrantEffect::DropTokens);
                 self.sign_in(&Need::Unauthorized { scope: None }, context)
             }
             _ => Handled,
@@ -228,6 +278,7 @@ impl Grant {
 
     #[state]
     fn signing_in(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        self.note_waiting(event);
         match event {
             GrantEvent::SignedIn => {
                 self.can_refresh = true;
@@ -244,6 +295,7 @@ impl Grant {
 
     #[state]
     fn failed(&mut self, event: &GrantEvent, context: &mut GrantOutbox) -> Outcome<State> {
+        self.note_waiting(event);
         match event {
             GrantEvent::Needed(need) => {
                 // A new request after a failure: start afresh, once.
@@ -325,7 +377,7 @@ mod tests {
         assert_eq!(
             e,
             vec![
-                GrantEffect::ForgetTokens,
+                GrantEffect::DropTokens,
                 GrantEffect::SignIn {
                     scope: None,
                     challenge_scope: None
@@ -342,7 +394,7 @@ mod tests {
         assert_eq!(
             e,
             vec![
-                GrantEffect::ForgetTokens,
+                GrantEffect::DropTokens,
                 GrantEffect::SignIn {
                     scope: None,
                     challenge_scope: None
@@ -400,6 +452,65 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_passing_refresh_failure_keeps_the_tokens_and_retries_with_backoff() {
+        let mut sm = Grant::default().state_machine();
+        step(
+            &mut sm,
+            GrantEvent::Loaded {
+                token: true,
+                refresh: true,
+                fresh: true,
+            },
+        );
+        let offline = || GrantEvent::RefreshFailed {
+            error: AuthError::Locked,
+        };
+        // Ahead of expiry nobody waits: no failure reported, no tokens dropped.
+        assert_eq!(
+            step(&mut sm, GrantEvent::Expiring),
+            vec![GrantEffect::Refresh]
+        );
+        assert_eq!(
+            step(&mut sm, offline()),
+            vec![GrantEffect::RetryRefresh(FIRST_REFRESH_RETRY)]
+        );
+        // A request that needs the token waits, and hears why when it fails again.
+        assert_eq!(step(&mut sm, unauthorized()), vec![GrantEffect::Refresh]);
+        assert_eq!(
+            step(&mut sm, offline()),
+            vec![
+                GrantEffect::Fail(AuthError::Locked),
+                GrantEffect::RetryRefresh(FIRST_REFRESH_RETRY * 2)
+            ]
+        );
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(
+                step(&mut sm, GrantEvent::Expiring),
+                vec![GrantEffect::Refresh]
+            );
+            for e in step(&mut sm, offline()) {
+                if let GrantEffect::RetryRefresh(d) = e {
+                    delays.push(d);
+                }
+            }
+        }
+        assert_eq!(delays.last(), Some(&MAX_REFRESH_RETRY));
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        // Back online: the next refresh works and the backoff starts over.
+        step(&mut sm, GrantEvent::Expiring);
+        assert_eq!(
+            step(&mut sm, GrantEvent::Refreshed),
+            vec![GrantEffect::UseToken]
+        );
+        step(&mut sm, GrantEvent::Expiring);
+        assert_eq!(
+            step(&mut sm, offline()),
+            vec![GrantEffect::RetryRefresh(FIRST_REFRESH_RETRY)]
+        );
+    }
+
     fn event() -> impl Gen<Value = GrantEvent> {
         prop_oneof![
             Just(unauthorized()),
@@ -409,6 +520,9 @@ mod tests {
             Just(GrantEvent::Expiring),
             Just(GrantEvent::Refreshed),
             Just(GrantEvent::RefreshRejected),
+            Just(GrantEvent::RefreshFailed {
+                error: AuthError::Locked
+            }),
             Just(GrantEvent::SignedIn),
             Just(GrantEvent::SignInFailed {
                 error: AuthError::Locked

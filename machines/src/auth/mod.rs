@@ -8,6 +8,7 @@ pub mod callback_port;
 pub mod challenge;
 pub mod discovery;
 mod error;
+pub mod flow;
 pub mod grant;
 pub mod registration;
 pub mod scope;

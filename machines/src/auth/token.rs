@@ -7,6 +7,7 @@
 
 use crate::auth::sanitize;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// A successful token response.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,6 +48,70 @@ impl TokenResponse {
     pub fn expires_at(&self, now_ms: u64) -> Option<u64> {
         self.expires_in
             .map(|s| now_ms.saturating_add(s.saturating_mul(1000)))
+    }
+}
+
+/// Stored tokens (mcp-remote 0.15 `OAuthTokensWithExpiresAtSchema`).
+#[derive(Clone, serde::Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StoredTokens {
+    /// The bearer token.
+    pub access_token: String,
+    /// Normally `Bearer`.
+    #[serde(default = "bearer")]
+    pub token_type: String,
+    /// Lifetime in seconds as issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// Granted scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// For renewing without the browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// OIDC id token, kept as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    /// When the access token expires, in milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The scope that was asked for (a different request means a new sign-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_scope: Option<String>,
+    /// The authorization server that issued them: the refresh token goes to this
+    /// issuer and no other, whatever the server's metadata names later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The RFC 8707 `resource` they were issued for, sent again with a refresh
+    /// (absent in files written by the Node mcp-remote: the server URL is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+fn bearer() -> String {
+    "Bearer".into()
+}
+
+impl std::fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("access_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl StoredTokens {
+    /// Whether the access token is still good for at least `margin`.
+    pub fn fresh(&self, now_ms: u64, margin: Duration) -> bool {
+        match self.expires_at {
+            Some(at) => now_ms + (margin.as_millis() as u64) < at,
+            None => true,
+        }
     }
 }
 
