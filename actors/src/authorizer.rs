@@ -173,6 +173,10 @@ impl Authorizer {
         let Some(at) = self.tokens.as_ref().and_then(|t| t.expires_at) else {
             return;
         };
+        let margin = self
+            .tokens
+            .as_ref()
+            .map_or(REFRESH_MARGIN, |t| t.refresh_margin(REFRESH_MARGIN));
         if self
             .tokens
             .as_ref()
@@ -181,9 +185,9 @@ impl Authorizer {
             return;
         }
         let due = at
-            .saturating_sub(REFRESH_MARGIN.as_millis() as u64)
+            .saturating_sub(margin.as_millis() as u64)
             .saturating_sub(now_ms());
-        let delay = Duration::from_millis(due.max(1000));
+        let delay = Duration::from_millis(due.max(200));
         self.expiry_timer = Some(ctx.run_later(delay, |act, ctx| {
             act.expiry_timer = None;
             act.dispatch(GrantEvent::Expiring, ctx);
@@ -205,7 +209,7 @@ impl Handler<AuthorizerPeers> for Authorizer {
             Some(t) => GrantEvent::Loaded {
                 token: true,
                 refresh: t.refresh_token.is_some(),
-                fresh: t.fresh(now_ms(), REFRESH_MARGIN),
+                fresh: t.fresh(now_ms(), t.refresh_margin(REFRESH_MARGIN)),
             },
             None => GrantEvent::Loaded {
                 token: false,

@@ -1,7 +1,8 @@
 //! Opening the authorization URL in the user's browser.
 //!
-//! The URL is always printed on stderr first, so a user can copy it when no
-//! browser opens (headless machines, SSH). Only `http(s)` URLs are opened
+//! The caller logs the URL first (through the non-blocking log, and into a file
+//! in the config folder), so a user can copy it when no browser opens (headless
+//! machines, SSH) — never with a blocking write to a stderr nobody reads. Only `http(s)` URLs are opened
 //! (plain http only to loopback hosts or with `--allow-http`), and never through a shell: the program
 //! is `$BROWSER` when set (its first `:`-separated entry; `%s` is replaced by
 //! the URL, else the URL is the last argument), else the platform's opener.
@@ -29,7 +30,6 @@ pub fn open(url: &Url, allow_http: bool) -> Result<(), BrowserError> {
         "http" if is_loopback_host(url) || allow_http => {}
         other => return Err(BrowserError::Refused(other.to_owned())),
     }
-    eprintln!("Please authorize this client by visiting:\n{url}");
     let (program, args) = opener(url.as_str());
     Command::new(&program)
         .args(&args)

@@ -81,7 +81,7 @@ pub async fn run(
                 if let Err(e) = store.save_client(&client) {
                     tracing::warn!("{e}");
                 }
-                tracing::info!("registered a client with the authorization server");
+                tracing::debug!("saved the client registration");
                 continue;
             }
             FlowEffect::AwaitCallback { url, state } => {

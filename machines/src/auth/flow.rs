@@ -170,6 +170,8 @@ pub enum Fetched {
 
 /// Inputs: the result of the effect performed last.
 #[derive(Debug, Clone)]
+// A flow takes a dozen steps: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum FlowInput {
     /// The lock is held; this is what the store held when it was taken.
     LockTaken {
@@ -300,6 +302,8 @@ enum Expect {
 
 /// Why the authorization server metadata is being fetched.
 #[derive(Debug)]
+// A flow takes a dozen steps: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum MetadataFor {
     /// To refresh these tokens at their issuer.
     Refresh {
@@ -317,6 +321,8 @@ enum MetadataFor {
 
 /// What a token request was for.
 #[derive(Debug)]
+// A flow takes a dozen steps: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum TokenFor {
     Refresh {
         old: StoredTokens,
@@ -529,7 +535,9 @@ impl Flow {
                     // Another copy was told they are dead and forgot them.
                     return Err(AuthError::NoRefreshToken);
                 };
-                if disk.access_token != held.access_token && disk.fresh(now_ms, REFRESH_MARGIN) {
+                if disk.access_token != held.access_token
+                    && disk.fresh(now_ms, disk.refresh_margin(REFRESH_MARGIN))
+                {
                     // Another copy refreshed while this one waited.
                     return self.done(disk);
                 }
@@ -541,7 +549,7 @@ impl Flow {
                 if step_up.is_none() {
                     if let Some(disk) = disk {
                         if Some(&disk.access_token) != refused.as_ref() {
-                            if disk.fresh(now_ms, REFRESH_MARGIN) {
+                            if disk.fresh(now_ms, disk.refresh_margin(REFRESH_MARGIN)) {
                                 // Another copy signed in while this one waited for the lock.
                                 return self.done(disk);
                             }
@@ -594,10 +602,10 @@ impl Flow {
     fn refresh_client(&self, tokens: &StoredTokens) -> Result<(ClientInfo, bool), AuthError> {
         let issuer = tokens.issuer.as_deref();
         if let Some(c) = &self.options.static_client {
-            if let (Some(bound), Some(issuer)) = (c.issuer.as_deref(), issuer) {
+            if let (Some(bound), Some(issuer)) = (self.static_issuer(), issuer) {
                 if bound != issuer {
                     return Err(AuthError::IssuerChanged {
-                        bound: bound.to_owned(),
+                        bound,
                         named: issuer.to_owned(),
                     });
                 }
@@ -613,6 +621,21 @@ impl Flow {
             (Some(c), None) if c.issuer.is_some() => Ok((c.clone(), true)),
             _ => Err(AuthError::NoClient),
         }
+    }
+
+    /// The issuer a static client belongs to: the one its flag names, else the one it
+    /// was first used with (kept in the client file), else the one its tokens came from.
+    fn static_issuer(&self) -> Option<String> {
+        let c = self.options.static_client.as_ref()?;
+        c.issuer
+            .clone()
+            .or_else(|| {
+                self.disk_client
+                    .as_ref()
+                    .filter(|d| d.client_id == c.client_id)
+                    .and_then(|d| d.issuer.clone())
+            })
+            .or_else(|| self.disk_tokens.as_ref().and_then(|t| t.issuer.clone()))
     }
 
     /// A URL the server or an authorization server named: https (or loopback, or
@@ -824,18 +847,21 @@ impl Flow {
                 meta.scopes_supported.as_deref(),
             )
         });
-        // A static client belongs to the issuer it names, else to the one its tokens came from.
         if let Some(c) = &self.options.static_client {
-            let bound = c
-                .issuer
-                .clone()
-                .or_else(|| self.disk_tokens.as_ref().and_then(|t| t.issuer.clone()));
-            if let Some(bound) = bound {
-                if bound != issuer {
+            match self.static_issuer() {
+                Some(bound) if bound != issuer => {
                     return Err(AuthError::IssuerChanged {
                         bound,
                         named: issuer,
-                    });
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    // First use: the client belongs to this issuer from now on.
+                    self.effects.push_back(FlowEffect::SaveClient(ClientInfo {
+                        issuer: Some(issuer.clone()),
+                        ..c.clone()
+                    }));
                 }
             }
         }

@@ -106,6 +106,16 @@ impl std::fmt::Debug for StoredTokens {
 }
 
 impl StoredTokens {
+    /// How long before expiry to refresh: `max`, or a quarter of the lifetime of
+    /// short-lived tokens (a 3 s token is refreshed after about 2 s, not at once and
+    /// again and again).
+    pub fn refresh_margin(&self, max: Duration) -> Duration {
+        match self.expires_in {
+            Some(secs) => max.min(Duration::from_millis(secs.saturating_mul(250))),
+            None => max,
+        }
+    }
+
     /// Whether the access token is still good for at least `margin`.
     pub fn fresh(&self, now_ms: u64, margin: Duration) -> bool {
         match self.expires_at {

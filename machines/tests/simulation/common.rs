@@ -154,7 +154,7 @@ pub trait TokenGlue {
                         self.token_outcome(TokenOutcome::Failed(error));
                     }
                 }
-                GrantEffect::ForgetTokens => {}
+                GrantEffect::DropTokens | GrantEffect::RetryRefresh(_) => {}
             }
         }
     }

@@ -145,6 +145,14 @@ pub struct AuthConfig {
     /// Whether the `authorization_code` grant returns a refresh token; off, a client must
     /// cope without one (D20 "MUST NOT assume").
     pub issue_refresh_tokens: bool,
+    /// An issuer for the protected resource metadata to name instead of this testbed's
+    /// own, such as another testbed's: the server "moved" to another authorization
+    /// server (checklist D15, conformance `auth/authorization-server-migration`). The
+    /// resource accepts that server's tokens once [`crate::Testbed::trust_tokens_of`] says so.
+    pub authorization_server: Option<String>,
+    /// A status for the authorization server metadata to answer instead of the
+    /// document (a `503` while the server is down for maintenance).
+    pub metadata_status: Option<u16>,
 }
 
 impl Default for AuthConfig {
@@ -179,6 +187,8 @@ impl Default for AuthConfig {
             authorize_behaviour: AuthorizeBehaviour::Approve,
             access_ttl_secs: 3600,
             issue_refresh_tokens: true,
+            authorization_server: None,
+            metadata_status: None,
         }
     }
 }

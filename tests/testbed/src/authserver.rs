@@ -64,6 +64,15 @@ pub(crate) fn route(
     }
     let path = parts.uri.path();
     if serves_metadata_at(auth, path) {
+        if let Some(status) = auth
+            .metadata_status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+        {
+            return Some(oauth_json(
+                status,
+                &json!({"error": "temporarily_unavailable"}),
+            ));
+        }
         return Some(if parts.method == Method::GET {
             oauth_json(StatusCode::OK, &metadata_document(&shared.origin, auth))
         } else {

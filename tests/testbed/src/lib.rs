@@ -440,6 +440,12 @@ impl Testbed {
             .get_or_insert_with(AuthConfig::default));
     }
 
+    /// Makes the resource accept the access tokens `other`'s authorization server
+    /// issues, as a server that moved to that authorization server would.
+    pub fn trust_tokens_of(&self, other: &Testbed) {
+        lock(&self.shared.trusted).push(other.shared.clone());
+    }
+
     /// The authorization server's issuer: the origin plus [`AuthConfig::issuer_path`] (the
     /// bare origin while OAuth is off).
     pub fn issuer(&self) -> String {

@@ -147,14 +147,15 @@ pub(crate) fn guard(
             "authorization required: send Authorization: Bearer <token>",
         );
     };
-    let granted = {
-        let state = lock(&shared.auth);
-        match state.access.get(&token) {
-            None => None,
-            Some(access) if access.expires_at <= std::time::Instant::now() => Some(Err(())),
-            Some(access) => Some(Ok(access.scope.clone())),
-        }
+    let lookup = |state: &crate::auth::AuthState| match state.access.get(&token) {
+        None => None,
+        Some(access) if access.expires_at <= std::time::Instant::now() => Some(Err(())),
+        Some(access) => Some(Ok(access.scope.clone())),
     };
+    let granted = lookup(&lock(&shared.auth)).or_else(|| {
+        let trusted = lock(&shared.trusted).clone();
+        trusted.iter().find_map(|other| lookup(&lock(&other.auth)))
+    });
     let granted = match granted {
         None => {
             return refuse(
@@ -225,7 +226,10 @@ pub(crate) fn metadata(
         .unwrap_or_else(|| format!("{}{resource_path}", shared.origin));
     let mut document = json!({
         "resource": resource,
-        "authorization_servers": [auth.issuer(&shared.origin)],
+        "authorization_servers": [auth
+            .authorization_server
+            .clone()
+            .unwrap_or_else(|| auth.issuer(&shared.origin))],
         "bearer_methods_supported": ["header"],
         "resource_name": "mcp-testbed",
     });

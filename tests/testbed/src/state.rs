@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) elsewhere_origin: String,
     /// Why each failed TLS handshake failed, in order (HTTPS mode only).
     pub(crate) tls_failures: Mutex<Vec<String>>,
+    /// Other testbeds whose access tokens the resource accepts too.
+    pub(crate) trusted: Mutex<Vec<std::sync::Arc<Shared>>>,
 }
 
 impl Shared {
@@ -90,6 +92,7 @@ impl Shared {
             origin,
             elsewhere_origin,
             tls_failures: Mutex::new(Vec::new()),
+            trusted: Mutex::new(Vec::new()),
         }
     }
 
