@@ -767,17 +767,20 @@ async fn hostile_callbacks_are_refused_and_the_sign_in_survives_them() {
         .collect();
     #[cfg(target_os = "linux")]
     assert_listens_on_loopback_only(port);
-    let mut refused = 0;
+    let (mut refused, mut closed) = (0, 0);
     for answer in flood {
         match answer.await.unwrap() {
             Some((400, page)) => {
                 assert!(!page.contains("flood-"), "the page reflects the request");
                 refused += 1;
             }
+            // Over the listener's connection cap: closed unanswered.
+            None => closed += 1,
             other => panic!("a forged callback got {other:?}"),
         }
     }
-    assert_eq!(refused, 200);
+    assert_eq!(refused + closed, 200);
+    assert!(refused > 0, "forged callbacks get the error page");
     // stdin is served while the sign-in is pending.
     p.write_raw(b"{not json\n").await;
     assert_eq!(error_of(&p.recv().await).0, -32700);
@@ -955,4 +958,102 @@ async fn credential_files_open_to_other_users_are_reported() {
         assert_eq!(std::fs::read(&path).unwrap(), before, "{file} changed");
         assert_eq!(env.launches(), 1, "{file}: a new sign-in");
     }
+}
+
+/// CPU time (user + system) the process `pid` has used so far.
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_and_half_sent_callback_connections_under_few_descriptors_costs_no_cpu() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("idle-flood");
+    // Few file descriptors: the flood exhausts them, and accept fails (EMFILE).
+    let launched = env.launches() + 1;
+    let mut p = env.spawn_with_fd_limit(48, &[&tb.url(), "--auth-timeout", "60"]);
+    p.send(common::oauth::initialize_request()).await;
+    for _ in 0..200 {
+        if env.launches() == launched {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&env.log).unwrap();
+    let authorization = url::Url::parse(log.lines().last().unwrap()).unwrap();
+    let redirect = authorization
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| url::Url::parse(&v).unwrap())
+        .unwrap();
+    let port = redirect.port().unwrap();
+
+    let mut flood = Vec::new();
+    for n in 0..120 {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            continue;
+        };
+        if n % 2 == 0 {
+            // Half a request head, never finished.
+            let _ = stream
+                .write_all(b"GET /oauth/callback?code=x&state=y HTTP/1.1\r\nHost: localhost\r\n")
+                .await;
+        }
+        flood.push(stream);
+    }
+    assert!(flood.len() >= 100, "the flood connected: {}", flood.len());
+    let pid = p.child.id().unwrap();
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let spent = cpu_time(pid) - before;
+    assert!(
+        spent < Duration::from_millis(600),
+        "the proxy used {spent:?} of CPU in 3 s of flood"
+    );
+
+    // The real browser comes back (it retries while the listener sheds the flood).
+    let (status, approval) = http_get(tb.port(), target(&authorization)).await.unwrap();
+    assert_eq!(status, 302, "{approval}");
+    let location = approval
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .expect("a Location");
+    let callback = target(&url::Url::parse(location.trim()).unwrap());
+    let mut delivered = false;
+    for _ in 0..40 {
+        if let Some((200, _)) = http_get(port, callback.clone()).await {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(delivered, "the real callback got through");
+    let (r, _) = p.recv_response(&json!(0)).await;
+    assert!(r.get("result").is_some(), "{r}");
+
+    // No flood connection outlives the flow: each one is closed by the proxy.
+    for mut stream in flood {
+        let mut buf = [0u8; 512];
+        let ended = tokio::time::timeout(WAIT, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "a flood connection is still open after the flow"
+        );
+    }
+    p.close().await;
 }

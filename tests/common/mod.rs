@@ -44,9 +44,23 @@ impl Proxy {
         Self::spawn_inner(args, env, false)
     }
 
+    /// Start `program <args…>` (a wrapper that execs the proxy) like [`Proxy::spawn_with_env`].
+    pub fn spawn_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Self::spawn_command(program, args, env, true)
+    }
+
     fn spawn_inner(args: &[&str], env: &[(&str, &str)], read_stderr: bool) -> Proxy {
+        Self::spawn_command(binary(), args, env, read_stderr)
+    }
+
+    fn spawn_command(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        read_stderr: bool,
+    ) -> Proxy {
         let config = std::env::temp_dir().join(format!("mcp-remote-test-{}", unique()));
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(program);
         cmd.args(args)
             .env("MCP_REMOTE_CONFIG_DIR", &config)
             .stdin(Stdio::piped())

@@ -60,6 +60,27 @@ impl Env {
         Proxy::spawn_with_env(args, &env)
     }
 
+    /// Like [`Env::spawn`] with the browser recording the URL only, in a process
+    /// allowed `limit` open file descriptors (`ulimit -n`).
+    pub fn spawn_with_fd_limit(&self, limit: u32, args: &[&str]) -> Proxy {
+        let browser = browser();
+        let config = self.config();
+        let log = self.log.to_string_lossy().into_owned();
+        let script = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
+        let mut wrapped = vec!["-c", script.as_str(), super::binary()];
+        wrapped.extend_from_slice(args);
+        Proxy::spawn_program(
+            "bash",
+            &wrapped,
+            &[
+                ("MCP_REMOTE_CONFIG_DIR", config.as_str()),
+                ("BROWSER", browser.to_str().unwrap()),
+                ("MCP_BROWSER_LOG", log.as_str()),
+                ("MCP_BROWSER_NO_FOLLOW", "1"),
+            ],
+        )
+    }
+
     /// Starts a proxy whose user never finishes signing in (the browser only records the
     /// URL), sends `initialize` (id 0) and waits until the browser was opened: the proxy and
     /// the authorization URL it opened.
