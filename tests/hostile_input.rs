@@ -1057,3 +1057,102 @@ async fn a_flood_of_idle_and_half_sent_callback_connections_under_few_descriptor
     }
     p.close().await;
 }
+
+/// A server that answers every request with a 200 MB JSON-ish body, announced by
+/// `Content-Length` or chunked, until the client hangs up. Returns its origin.
+async fn endless_oauth_server(content_length: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                const SIZE: usize = 200 * 1024 * 1024;
+                let framing = if content_length {
+                    format!("content-length: {SIZE}\r\n")
+                } else {
+                    "transfer-encoding: chunked\r\n".to_owned()
+                };
+                let headers =
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{framing}\r\n");
+                if stream.write_all(headers.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 * 1024];
+                for _ in 0..SIZE / chunk.len() {
+                    let sent = if content_length {
+                        stream.write_all(&chunk).await
+                    } else {
+                        let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                        framed.extend_from_slice(&chunk);
+                        framed.extend_from_slice(b"\r\n");
+                        stream.write_all(&framed).await
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    origin
+}
+
+/// The peak resident memory of process `pid` (VmHWM), in bytes.
+#[cfg(target_os = "linux")]
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_oauth_answers_are_cut_at_their_cap_and_memory_stays_small() {
+    for content_length in [true, false] {
+        let endless = endless_oauth_server(content_length).await;
+        for step in ["metadata", "registration", "token"] {
+            let tb = protected(AuthConfig::default()).await;
+            tb.set_auth(|a| match step {
+                "metadata" => a.authorization_server = Some(endless.clone()),
+                "registration" => {
+                    a.metadata_overrides
+                        .insert("registration_endpoint".into(), json!(format!("{endless}/register")));
+                }
+                _ => {
+                    a.metadata_overrides
+                        .insert("token_endpoint".into(), json!(format!("{endless}/token")));
+                }
+            });
+            let env = Env::new(&format!("endless-{step}-{content_length}"));
+            let mut p = env.spawn(&[&tb.url()], &[]);
+            let r = initialize(&mut p).await;
+            let (_, message) = error_of(&r);
+            assert!(
+                message.contains("oversized"),
+                "{step}, content-length {content_length}: {r}"
+            );
+            let peak = peak_rss(p.child.id().unwrap());
+            assert!(
+                peak < 64 * 1024 * 1024,
+                "{step}, content-length {content_length}: peak RSS {} MiB",
+                peak / (1024 * 1024)
+            );
+            // Still serving: stdin answers while nothing is signed in.
+            p.write_raw(b"{not json\n").await;
+            assert_eq!(error_of(&p.recv().await).0, -32700);
+            p.close().await;
+        }
+    }
+}
