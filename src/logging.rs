@@ -187,6 +187,27 @@ impl Drop for LogGuard {
     }
 }
 
+/// Check the config folder (owner and mode: [`actors::store::secure_folder`]),
+/// then install the subscriber. A folder another user owns ends the process:
+/// credentials are never kept where someone else can read or replace them.
+pub fn start(program: &str, settings: &Settings) -> LogGuard {
+    let narrowed = match actors::store::secure_folder(&settings.config_dir) {
+        Ok(narrowed) => narrowed,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let guard = init(settings);
+    if let Some(mode) = narrowed {
+        tracing::warn!(
+            "the config folder {} was open to other users (mode {mode:o}); made it private (700)",
+            settings.config_dir.display()
+        );
+    }
+    guard
+}
+
 /// Install the subscriber.
 pub fn init(settings: &Settings) -> LogGuard {
     let level = if settings.debug {
@@ -264,11 +285,7 @@ fn open_debug_log(settings: &Settings) -> std::io::Result<std::fs::File> {
         .join(format!("{}_debug.log", settings.key));
     let mut options = OpenOptions::new();
     options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
+    actors::store::private_no_follow(&mut options);
     options.open(path)
 }
 

@@ -14,7 +14,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let guard = logging::init(&settings);
+    let guard = logging::start("mcp-remote", &settings);
     tracing::info!(
         "mcp-remote-rs {} bridging stdio to {}",
         env!("CARGO_PKG_VERSION"),

@@ -363,3 +363,42 @@ async fn a_sign_in_with_stderr_full_still_answers_and_exits() {
     assert!(status.success(), "{status:?}");
     drop(reader);
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_folder_is_private_and_no_file_in_it_follows_a_symlink() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tb = Testbed::start(testbed::Config::default()).await.unwrap();
+    let env = Env::new("folder");
+    let store = env.store();
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut p = env.spawn(&[&tb.url(), "--debug"], &[]);
+    p.initialize("2025-11-25").await;
+    let (_, stderr) = p.close().await;
+    let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "narrowed");
+    assert!(stderr.contains("made it private (700)"), "{stderr}");
+
+    // The debug log replaced by a symlink to another file: that file is never written.
+    let log = env.stored_path("_debug.log").expect("a debug log");
+    let victim = env.dir.join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let mut p = env.spawn(&[&tb.url(), "--debug"], &[]);
+    p.initialize("2025-11-25").await;
+    let (_, stderr) = p.close().await;
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    assert!(stderr.contains("cannot open the debug log"), "{stderr}");
+
+    // A folder another user owns is refused before anything is read or written.
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        std::os::unix::fs::chown(&store, Some(65534), None).unwrap();
+        let p = env.spawn(&[&tb.url()], &[]);
+        let (code, stderr) = p.close().await;
+        assert_eq!(code, Some(1));
+        assert!(stderr.contains("belongs to another user"), "{stderr}");
+        std::os::unix::fs::chown(&store, Some(0), None).unwrap();
+    }
+}

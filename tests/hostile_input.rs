@@ -1127,8 +1127,10 @@ async fn endless_oauth_answers_are_cut_at_their_cap_and_memory_stays_small() {
             tb.set_auth(|a| match step {
                 "metadata" => a.authorization_server = Some(endless.clone()),
                 "registration" => {
-                    a.metadata_overrides
-                        .insert("registration_endpoint".into(), json!(format!("{endless}/register")));
+                    a.metadata_overrides.insert(
+                        "registration_endpoint".into(),
+                        json!(format!("{endless}/register")),
+                    );
                 }
                 _ => {
                     a.metadata_overrides

@@ -59,6 +59,8 @@ pub fn forget_transport(path: &Path) {
 }
 
 /// Write a file readable by its owner only, atomically, creating the folder 0700.
+/// The temporary file has an unpredictable name and is created exclusively
+/// (`O_CREAT|O_EXCL`, which never follows a symlink planted in its place).
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
@@ -72,24 +74,125 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     builder.create(dir)?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{:016x}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        std::process::id(),
+        unpredictable()
     ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
+    private_no_follow(&mut options);
+    let mut file = options.open(&tmp)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    drop(file);
+    written
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+/// Mode 0600 and no following of a symlink at the path itself (`O_NOFOLLOW`), for
+/// every file the proxy opens in its config folder.
+pub fn private_no_follow(options: &mut std::fs::OpenOptions) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut file = options.open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
+/// 64 bits nobody can guess: the standard library seeds `RandomState` from the OS.
+fn unpredictable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Why the config folder cannot hold credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FolderError {
+    /// Another user owns it: they could read or replace every token.
+    #[error("the config folder {path} belongs to another user (uid {owner}); refusing to keep credentials there. Set MCP_REMOTE_CONFIG_DIR to a folder of your own")]
+    NotOwned {
+        /// The folder.
+        path: String,
+        /// Its owner.
+        owner: u32,
+    },
+    /// It cannot be created or inspected.
+    #[error("cannot use the config folder {path}: {reason}")]
+    Io {
+        /// The folder.
+        path: String,
+        /// What the system said.
+        reason: String,
+    },
+}
+
+/// Make sure the config folder is fit for credentials, at start: created 0700 when
+/// missing; owned by this user (else refused); readable by nobody else (a wider
+/// mode is narrowed to 0700: the mode it had is returned, for a warning once the
+/// log is up). On Windows the folder lives in the user profile, whose ACLs already
+/// keep other users out.
+pub fn secure_folder(dir: &Path) -> Result<Option<u32>, FolderError> {
+    let io = |e: std::io::Error| FolderError::Io {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir).map_err(io)?;
+        let me = current_uid().map_err(io)?;
+        if meta.uid() != me {
+            return Err(FolderError::NotOwned {
+                path: dir.display().to_string(),
+                owner: meta.uid(),
+            });
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+            return Ok(Some(mode));
+        }
+    }
+    Ok(None)
+}
+
+/// This process's user id, without `unsafe`: the owner of what it creates.
+#[cfg(unix)]
+fn current_uid() -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata("/proc/self") {
+        return Ok(meta.uid());
+    }
+    let probe = std::env::temp_dir().join(format!(".mcp-remote-uid-{:016x}", unpredictable()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    let uid = file.metadata()?.uid();
     drop(file);
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    let _ = std::fs::remove_file(&probe);
+    Ok(uid)
 }
 
 #[cfg(test)]

@@ -192,11 +192,7 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 fn open_private(path: &Path) -> std::io::Result<File> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
+    crate::store::private_no_follow(&mut o);
     o.open(path)
 }
 

@@ -164,7 +164,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let guard = logging::init(&settings);
+    let guard = logging::start("mcp-remote-client", &settings);
     let system = System::new();
     let started = system.block_on(async {
         let probe = Probe {
