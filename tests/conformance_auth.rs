@@ -150,4 +150,5 @@ scenarios! {
     offline_access_scope => "auth/offline-access-scope",
     offline_access_not_supported => "auth/offline-access-not-supported",
     client_credentials_basic => "auth/client-credentials-basic",
+    authorization_server_migration => "auth/authorization-server-migration",
 }

@@ -20,6 +20,7 @@ PREFIX="${INTEROP_PREFIX:-$REPO/.interop}"
 # ---- pinned versions (exact) ------------------------------------------------
 SERVER_EVERYTHING_VERSION="2026.8.31"   # @modelcontextprotocol/server-everything
 CONFORMANCE_VERSION="0.1.16"            # @modelcontextprotocol/conformance (needs Node >= 22)
+CONFORMANCE_NEXT_VERSION="0.2.0-alpha.12" # the same, next line: auth/authorization-server-migration
 NODE22_VERSION="22.23.3"                # npm package `node` -> a Node 22 binary
 SDK_VERSION="1.32.2"                    # @modelcontextprotocol/sdk (conformance driver)
 MCP_REMOTE_VERSION="0.15.1"             # mcp-remote (Node reference proxy / stand-in)
@@ -28,6 +29,7 @@ FASTMCP_MCP_VERSION="1.30.0"            # PyPI mcp (FastMCP lives in mcp<2; 2.x 
 PKGS=(
   "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
   "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION"
+  "conformance-next@npm:@modelcontextprotocol/conformance@$CONFORMANCE_NEXT_VERSION"
   "node@$NODE22_VERSION"
   "@modelcontextprotocol/sdk@$SDK_VERSION"
   "mcp-remote@$MCP_REMOTE_VERSION"
@@ -53,7 +55,7 @@ node22_ok() {
 need_install() {
   local spec name want
   for spec in "${PKGS[@]}"; do
-    name="${spec%@*}"; want="${spec##*@}"
+    name="${spec%@*}"; name="${name%%@npm:*}"; want="${spec##*@}"
     [[ "$(installed_version "$name")" == "$want" ]] || { log "setup: $name is not at $want"; return 0; }
   done
   node22_ok || { log "setup: Node $NODE22_VERSION binary missing"; return 0; }
@@ -118,6 +120,7 @@ fi
 
 SE_JS="$NM/@modelcontextprotocol/server-everything/dist/index.js"
 CONF_JS="$NM/@modelcontextprotocol/conformance/dist/index.js"
+CONF_NEXT_JS="$NM/conformance-next/dist/index.js"
 MCP_REMOTE_JS="$NM/mcp-remote/dist/proxy.js"
 
 if [[ $ENV_ONLY == 1 ]]; then
@@ -125,6 +128,7 @@ if [[ $ENV_ONLY == 1 ]]; then
   echo "NODE22=$NODE22"
   echo "SERVER_EVERYTHING_JS=$SE_JS"
   echo "CONFORMANCE_JS=$CONF_JS"
+  echo "CONFORMANCE_NEXT_JS=$CONF_NEXT_JS"
   echo "MCP_REMOTE_NODE=$NM/.bin/mcp-remote"
   echo "FASTMCP_PYTHON=$VENV_PY"
   echo "FASTMCP_SERVER=$HERE/fastmcp_server.py"
@@ -136,6 +140,7 @@ interop tooling in $PREFIX
   server-everything $SERVER_EVERYTHING_VERSION: $SE_JS
       start: PORT=<port> node $SE_JS streamableHttp   -> http://127.0.0.1:<port>/mcp
   conformance $CONFORMANCE_VERSION:        $NODE22 $CONF_JS --help
+  conformance $CONFORMANCE_NEXT_VERSION: $NODE22 $CONF_NEXT_JS --help
   sdk $SDK_VERSION:                 $NM/@modelcontextprotocol/sdk
   mcp-remote $MCP_REMOTE_VERSION (Node reference): $NM/.bin/mcp-remote  ($MCP_REMOTE_JS)
       e.g. MCP_REMOTE_BIN=$NM/.bin/mcp-remote
