@@ -402,3 +402,62 @@ async fn the_config_folder_is_private_and_no_file_in_it_follows_a_symlink() {
         std::os::unix::fs::chown(&store, Some(0), None).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_server_cannot_point_sign_in_at_a_private_or_metadata_address() {
+    // The MCP server has a public name: the client reaches it through a forward
+    // proxy that maps `mcp.example` to the loopback testbed.
+    let tb = protected(AuthConfig::default()).await;
+    let proxy = testbed::ForwardProxy::start().await.unwrap();
+    let address: std::net::SocketAddr = tb.origin().trim_start_matches("http://").parse().unwrap();
+    proxy.alias("mcp.example", address);
+    let url = format!("http://mcp.example:{}/mcp", address.port());
+    let proxy_url = proxy.url();
+    let proxy_env = [
+        ("HTTP_PROXY", proxy_url.as_str()),
+        ("HTTPS_PROXY", proxy_url.as_str()),
+        ("NO_PROXY", ""),
+    ];
+    for (target, class) in [
+        (
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "link-local or cloud-metadata",
+        ),
+        (
+            "http://10.1.2.3/.well-known/oauth-protected-resource",
+            "private-network",
+        ),
+        (
+            "http://[fd00:ec2::254]/latest/meta-data/",
+            "private-network",
+        ),
+    ] {
+        tb.set_auth(|a| a.prm_urls = vec![testbed::PrmUrl::Custom(target.into())]);
+        let env = Env::new(&format!("private-{}", class.len()));
+        let mut p = env.spawn(&[&url, "--allow-http", "--enable-proxy"], &proxy_env);
+        let r = initialize(&mut p).await;
+        p.close().await;
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(class) && message.contains("--allow-private-network"),
+            "{target}: {r}"
+        );
+        let host = url::Url::parse(target)
+            .unwrap()
+            .host_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            proxy.seen().iter().all(|s| !s.target.contains(&host)),
+            "{target} was fetched: {:?}",
+            proxy.seen()
+        );
+        assert!(
+            proxy
+                .seen()
+                .iter()
+                .any(|s| s.target.contains("mcp.example")),
+            "the server itself was reached through the proxy"
+        );
+    }
+}

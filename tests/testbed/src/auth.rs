@@ -63,6 +63,8 @@ pub enum PrmUrl {
     Root,
     /// A path of the tester's choosing, such as `/custom/prm.json`; only findable through
     /// the challenge's `resource_metadata` (checklist D1, conformance `metadata-var3`).
+    /// An absolute URL (`http://169.254.169.254/…`) is named as it is and served nowhere:
+    /// a server pointing sign-in somewhere else.
     Custom(String),
 }
 

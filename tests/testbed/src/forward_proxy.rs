@@ -49,6 +49,8 @@ pub struct ProxiedRequest {
 struct ProxyShared {
     /// Every connection's first request, in arrival order.
     seen: Mutex<Vec<ProxiedRequest>>,
+    /// Host names answered by a loopback address instead of DNS ([`ForwardProxy::alias`]).
+    aliases: Mutex<std::collections::HashMap<String, SocketAddr>>,
     /// Woken on each new record.
     changed: Notify,
     /// Flips to `true` on shutdown.
@@ -80,11 +82,18 @@ impl ForwardProxy {
         let addr = listener.local_addr()?;
         let shared = Arc::new(ProxyShared {
             seen: Mutex::new(Vec::new()),
+            aliases: Mutex::new(std::collections::HashMap::new()),
             changed: Notify::new(),
             shutdown: watch::Sender::new(false),
         });
         tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(ForwardProxy { addr, shared })
+    }
+
+    /// Makes `host` (any port) lead to the loopback address `to`, as a public server
+    /// name would: a client behind the proxy sees a public host, the test a local one.
+    pub fn alias(&self, host: &str, to: SocketAddr) {
+        lock(&self.shared.aliases).insert(host.to_owned(), to);
     }
 
     /// The value for `HTTP_PROXY` / `HTTPS_PROXY`: `http://127.0.0.1:PORT`.
@@ -222,12 +231,17 @@ fn destination(head: &Head) -> Option<(String, u16)> {
 }
 
 /// Opens a connection to `host:port` if every address it resolves to is loopback.
-async fn connect_loopback(host: &str, port: u16) -> Result<TcpStream, u16> {
-    let addrs: Vec<SocketAddr> =
-        match tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-            Ok(Ok(addrs)) => addrs.collect(),
-            _ => return Err(502),
-        };
+async fn connect_loopback(shared: &ProxyShared, host: &str, port: u16) -> Result<TcpStream, u16> {
+    let alias = lock(&shared.aliases).get(host).copied();
+    let addrs: Vec<SocketAddr> = match alias {
+        Some(to) => vec![to],
+        None => {
+            match tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => return Err(502),
+            }
+        }
+    };
     if addrs.is_empty() || !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(403);
     }
@@ -278,7 +292,7 @@ async fn handle(mut client: TcpStream, shared: Arc<ProxyShared>) {
         refuse(&mut client, 400).await;
         return;
     };
-    let mut upstream = match connect_loopback(&host, port).await {
+    let mut upstream = match connect_loopback(&shared, &host, port).await {
         Ok(stream) => stream,
         Err(status) => {
             record(&shared, Some(&head), Some(status));

@@ -66,6 +66,8 @@ fn metadata_url(origin: &str, auth: &AuthConfig, resource_path: &str) -> Option<
     Some(match auth.prm_urls.first()? {
         PrmUrl::PathAware => format!("{origin}{PRM_WELL_KNOWN}{resource_path}"),
         PrmUrl::Root => format!("{origin}{PRM_WELL_KNOWN}"),
+        // An absolute URL is named as it is (a server pointing somewhere else).
+        PrmUrl::Custom(url) if url.contains("://") => url.clone(),
         PrmUrl::Custom(path) => format!("{origin}{}", custom_path(path)),
     })
 }
