@@ -14,6 +14,7 @@ use actors::messages::{Flush, ServerFrame, Shutdown};
 use actors::session::{Session, SessionConfig};
 use actors::stdin_reader::StdinReader;
 use actors::token_store::TokenStore;
+use machines::auth::discovery::{address_class, AddressClass};
 
 use actors::stdout_writer::StdoutWriter;
 
@@ -39,7 +40,11 @@ pub fn start_core(
     }
     let authorizer = Authorizer::new(
         settings.auth.clone(),
-        build_oauth_client(&settings.http)?,
+        build_oauth_client(
+            &settings.http,
+            !settings.auth.allow_private_network
+                && address_class(&settings.url) == AddressClass::Public,
+        )?,
         store,
     )
     .start();

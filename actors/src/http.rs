@@ -9,6 +9,7 @@
 
 pub use reqwest::header;
 
+use machines::auth::discovery::{ip_class, AddressClass};
 use machines::transport::{self, same_origin};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -116,8 +117,53 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupE
 
 /// The client for OAuth requests: the same TLS, proxy and time-out settings, but
 /// redirects are never followed (oauth2's SSRF advice; MCP security §SSRF).
-pub fn build_oauth_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
-    finish(base_builder(options)?.redirect(reqwest::redirect::Policy::none()))
+///
+/// `public_only`: the MCP server is public and `--allow-private-network` was not
+/// given, so a host name of the authorization server that resolves only to private,
+/// link-local or loopback addresses is refused like the address itself would be
+/// (`machines::auth::discovery::check_public` sees only literals).
+pub fn build_oauth_client(
+    options: &HttpOptions,
+    public_only: bool,
+) -> Result<reqwest::Client, HttpSetupError> {
+    let mut builder = base_builder(options)?.redirect(reqwest::redirect::Policy::none());
+    if public_only {
+        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+    }
+    finish(builder)
+}
+
+/// A resolver that keeps only public addresses, and fails when none is left.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| ip_class(a.ip()) == AddressClass::Public)
+                .collect();
+            if public.is_empty() {
+                let class = found
+                    .first()
+                    .map_or(AddressClass::Private, |a| ip_class(a.ip()));
+                let refused: Box<dyn std::error::Error + Send + Sync> =
+                    Box::new(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{host} resolves to a {class} address; refusing it for sign-in (pass --allow-private-network if that is intended)"
+                        ),
+                    ));
+                return Err(refused);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 /// Describe a reqwest error for a user, without the URL (it may carry a secret in its query).
@@ -177,6 +223,43 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_name_that_resolves_only_to_loopback_is_refused_for_a_public_server() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let refused = PublicOnly
+            .resolve(reqwest::dns::Name::from_str("localhost").unwrap())
+            .await;
+        let error = refused.err().expect("refused").to_string();
+        assert!(
+            error.contains("loopback") && error.contains("--allow-private-network"),
+            "{error}"
+        );
+        // Through the client: the request fails before any connection is made.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = build_oauth_client(
+            &HttpOptions {
+                connect_timeout: Duration::from_secs(2),
+                read_timeout: None,
+                enable_proxy: false,
+                ipv4: false,
+                extra_ca_certs: None,
+            },
+            true,
+        )
+        .unwrap();
+        let sent = client
+            .get(format!(
+                "http://localhost:{port}/.well-known/oauth-authorization-server"
+            ))
+            .send()
+            .await;
+        assert!(sent.is_err());
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err(), "no connection was made");
+    }
 
     /// A listener on `ip` that counts its connections; `answer` says whether it answers
     /// each with an empty 200 or drops it at once (a decoy).

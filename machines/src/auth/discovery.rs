@@ -211,39 +211,49 @@ impl std::fmt::Display for AddressClass {
     }
 }
 
-/// The class of `url`'s host.
+/// The class of an address.
+pub fn ip_class(ip: std::net::IpAddr) -> AddressClass {
+    match ip {
+        std::net::IpAddr::V4(a) => v4_class(a),
+        std::net::IpAddr::V6(a) => v6_class(a),
+    }
+}
+
+fn v4_class(a: std::net::Ipv4Addr) -> AddressClass {
+    let [x, y, ..] = a.octets();
+    if a.is_loopback() {
+        AddressClass::Loopback
+    } else if a.is_link_local() || a.is_unspecified() {
+        AddressClass::LinkLocal
+    } else if a.is_private() || (x == 100 && (64..128).contains(&y)) {
+        AddressClass::Private
+    } else {
+        AddressClass::Public
+    }
+}
+
+fn v6_class(a: std::net::Ipv6Addr) -> AddressClass {
+    if let Some(m) = a.to_ipv4_mapped() {
+        return v4_class(m);
+    }
+    let first = a.segments()[0];
+    if a.is_loopback() {
+        AddressClass::Loopback
+    } else if a.is_unspecified() || first & 0xffc0 == 0xfe80 {
+        AddressClass::LinkLocal
+    } else if first & 0xfe00 == 0xfc00 {
+        AddressClass::Private
+    } else {
+        AddressClass::Public
+    }
+}
+
+/// The class of `url`'s host (names are not resolved here: see [`ip_class`] for
+/// what a name resolves to).
 pub fn address_class(url: &Url) -> AddressClass {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    fn v4(a: Ipv4Addr) -> AddressClass {
-        let [x, y, ..] = a.octets();
-        if a.is_loopback() {
-            AddressClass::Loopback
-        } else if a.is_link_local() || a.is_unspecified() {
-            AddressClass::LinkLocal
-        } else if a.is_private() || (x == 100 && (64..128).contains(&y)) {
-            AddressClass::Private
-        } else {
-            AddressClass::Public
-        }
-    }
-    fn v6(a: Ipv6Addr) -> AddressClass {
-        if let Some(m) = a.to_ipv4_mapped() {
-            return v4(m);
-        }
-        let first = a.segments()[0];
-        if a.is_loopback() {
-            AddressClass::Loopback
-        } else if a.is_unspecified() || first & 0xffc0 == 0xfe80 {
-            AddressClass::LinkLocal
-        } else if first & 0xfe00 == 0xfc00 {
-            AddressClass::Private
-        } else {
-            AddressClass::Public
-        }
-    }
     match url.host() {
-        Some(url::Host::Ipv4(a)) => v4(a),
-        Some(url::Host::Ipv6(a)) => v6(a),
+        Some(url::Host::Ipv4(a)) => v4_class(a),
+        Some(url::Host::Ipv6(a)) => v6_class(a),
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             if d == "localhost" || d.ends_with(".localhost") {
