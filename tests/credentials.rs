@@ -356,11 +356,16 @@ async fn a_sign_in_with_stderr_full_still_answers_and_exits() {
     let url_file = env.stored_path("_authorize_url.txt");
     assert!(url_file.is_none(), "the URL file is removed with the flow");
     drop(stdin);
+    let closed = std::time::Instant::now();
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("exits after stdin closes although stderr is full")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    eprintln!(
+        "exit after stdin EOF with stderr full: {:?}",
+        closed.elapsed()
+    );
     drop(reader);
 }
 
