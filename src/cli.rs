@@ -17,7 +17,10 @@ In an MCP client's config (Claude Desktop, Cursor, Windsurf):
 
 stdout carries only JSON-RPC; logs go to stderr (and, with --debug, to
 <config dir>/<key>_debug.log). Config dir: $MCP_REMOTE_CONFIG_DIR or ~/.mcp-auth,
-inside it mcp-remote-v1/.";
+inside it mcp-remote-v1/.
+
+Something wrong? `mcp-remote-client <url> --doctor` checks each step from DNS to
+tools/list and says what to fix; `--trace` writes a timeline to attach to a bug report.";
 
 /// `mcp-remote`: bridge a stdio MCP client to a remote MCP server.
 #[derive(Parser, Debug, Clone)]
@@ -69,6 +72,31 @@ pub struct Cli {
     /// Only errors on stderr (--debug still logs to its file).
     #[arg(long)]
     pub silent: bool,
+
+    /// Write a timeline of what the proxy does, one JSON object per line: every
+    /// machine step, HTTP exchange (URL redacted, header names only), message
+    /// (method, id, size, time to answer), reconnect, refresh and sign-in step.
+    /// No secret is ever written. Without FILE: <config dir>/<key>_trace.jsonl.
+    /// Appended to; past 32 MiB it moves to FILE.1. Give the server URL first
+    /// (`mcp-remote URL --trace`), or use --trace=FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        env = "MCP_REMOTE_TRACE",
+        help_heading = "Diagnostics"
+    )]
+    pub trace: Option<Option<PathBuf>>,
+
+    /// With --trace: also write each message's body, with every value under a
+    /// secret-looking name (token, key, password, secret, code…) redacted.
+    #[arg(long, help_heading = "Diagnostics")]
+    pub trace_bodies: bool,
+
+    /// Show the trace's steps on stderr as they happen: -v machine steps, HTTP
+    /// exchanges and sign-in steps; -vv also streams and timers.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, help_heading = "Diagnostics")]
+    pub verbose: u8,
 
     /// How to reach the server: http-first (Streamable HTTP, falling back to the
     /// legacy HTTP+SSE transport when the server answers 400/404/405), sse-first

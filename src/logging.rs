@@ -155,6 +155,8 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
+        // The trace's last lines first (bounded like the rest).
+        actors::trace::finish(DRAIN_AT_EXIT);
         let deadline = Instant::now() + DRAIN_AT_EXIT;
         let stderr_dropped = self.stderr.as_ref().map_or(0, Sink::dropped);
         let file_dropped = self.file.as_ref().map_or(0, Sink::dropped);
@@ -190,7 +192,17 @@ impl Drop for LogGuard {
 /// Check the config folder (owner and mode: [`actors::store::secure_folder`]),
 /// then install the subscriber. A folder another user owns ends the process:
 /// credentials are never kept where someone else can read or replace them.
-pub fn start(program: &str, settings: &Settings) -> LogGuard {
+pub fn start(program: &'static str, settings: &Settings) -> LogGuard {
+    start_with_tap(program, settings, None)
+}
+
+/// [`start`], with a reader of every trace record (the doctor): the trace is on
+/// even without `--trace` or `-v` when there is one.
+pub fn start_with_tap(
+    program: &'static str,
+    settings: &Settings,
+    tap: Option<actors::trace::Tap>,
+) -> LogGuard {
     let narrowed = match actors::store::secure_folder(&settings.config_dir) {
         Ok(narrowed) => narrowed,
         Err(e) => {
@@ -205,7 +217,38 @@ pub fn start(program: &str, settings: &Settings) -> LogGuard {
             settings.config_dir.display()
         );
     }
+    if settings.trace.enabled() || tap.is_some() {
+        let start = serde_json::json!({
+            "program": program,
+            "version": env!("CARGO_PKG_VERSION"),
+            "server": machines::trace::redact_url(&settings.url),
+            "key": settings.key,
+            "flags": flags_given(),
+        });
+        if let Err(e) = actors::trace::install(&settings.trace, start, tap) {
+            let file = settings
+                .trace
+                .file
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"));
+            tracing::warn!(
+                "cannot write the trace to {} ({e}); going on without it",
+                file.display()
+            );
+        } else if let Some(file) = &settings.trace.file {
+            tracing::info!("writing the trace to {}", file.display());
+        }
+    }
     guard
+}
+
+/// The flags on the command line, by name only (their values may be secrets).
+fn flags_given() -> Vec<String> {
+    std::env::args()
+        .skip(1)
+        .filter(|a| a.starts_with('-'))
+        .map(|a| a.split('=').next().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Install the subscriber.

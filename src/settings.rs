@@ -7,6 +7,7 @@ use actors::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actors::http::HttpOptions;
 use actors::oauth::{AuthOptions, ResourceParam};
 use actors::token_store::StoredClient;
+use actors::trace::{TraceSettings, DEFAULT_MAX_FILE_BYTES};
 use machines::cache_key::{cache_key, CacheKeyInput};
 use machines::engine::HostConfig;
 use machines::link::Strategy;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub clean: bool,
     /// `--keep-alive` / `--ping-interval`.
     pub ping_interval: Option<Duration>,
+    /// `--trace`, `--trace-bodies`, `-v`.
+    pub trace: TraceSettings,
 }
 
 /// A command line that cannot be used as given.
@@ -323,6 +326,20 @@ impl Settings {
             },
             headers_timeout: seconds(cli.headers_timeout),
             max_message_bytes: cli.max_message_bytes.max(1024),
+            trace: TraceSettings {
+                file: cli.trace.as_ref().map(|file| match file {
+                    Some(file) => file.clone(),
+                    None => base
+                        .join("mcp-remote-v1")
+                        .join(format!("{key}_trace.jsonl")),
+                }),
+                bodies: cli.trace_bodies,
+                verbosity: cli.verbose,
+                max_file_bytes: std::env::var("MCP_REMOTE_TRACE_MAX_BYTES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(DEFAULT_MAX_FILE_BYTES),
+            },
             config_dir: base.join("mcp-remote-v1"),
             key,
             debug: cli.debug,

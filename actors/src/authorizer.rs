@@ -18,6 +18,7 @@ use actix::prelude::*;
 use machines::auth::challenge::BearerChallenge;
 use machines::auth::flow::{FlowStart, REFRESH_MARGIN};
 use machines::auth::grant::{Grant, GrantEffect, GrantEvent, GrantOutbox, Need};
+use machines::trace::Step;
 use statig::blocking::StateMachine;
 use statig::prelude::IntoStateMachineExt;
 use std::sync::Arc;
@@ -79,7 +80,28 @@ impl Authorizer {
 
     fn dispatch(&mut self, event: GrantEvent, ctx: &mut Context<Self>) {
         let mut out = GrantOutbox::default();
+        let from = crate::trace::get().map(|_| self.grant.state().clone());
         self.grant.handle_with_context(&event, &mut out);
+        if let (Some(tracer), Some(from)) = (crate::trace::get(), from) {
+            let step = Step::new("grant", &from, &event, self.grant.state(), &out.0);
+            let mut record = crate::trace::step_record(step);
+            let why = match &event {
+                GrantEvent::RefreshFailed { error } | GrantEvent::SignInFailed { error } => {
+                    Some(error.to_string())
+                }
+                _ => out.0.iter().find_map(|effect| match effect {
+                    GrantEffect::Fail(error) => Some(error.to_string()),
+                    GrantEffect::RetryRefresh(delay) => {
+                        Some(format!("refresh again in {} ms", delay.as_millis()))
+                    }
+                    _ => None,
+                }),
+            };
+            if let Some(why) = why {
+                record["detail"] = why.into();
+            }
+            tracer.emit(crate::trace::Detail::Step, record);
+        }
         for effect in out.0 {
             self.perform(effect, ctx);
         }

@@ -20,3 +20,4 @@ pub mod stdin_reader;
 pub mod stdout_writer;
 pub mod store;
 pub mod token_store;
+pub mod trace;

@@ -10,6 +10,7 @@
 use crate::browser;
 use crate::callback_listener::{self, Listener};
 use crate::token_store::{now_ms, StoredTokens, TokenStore};
+use crate::trace::Detail;
 use base64::Engine;
 use machines::auth::discovery::TokenAuth;
 pub use machines::auth::flow::{AuthOptions, ResourceParam};
@@ -17,7 +18,8 @@ use machines::auth::flow::{
     Fetched, Flow, FlowEffect, FlowInput, FlowSecrets, FlowStart, HttpAnswer, TokenRequest,
 };
 pub use machines::auth::{AuthError, AuthStep};
-use std::time::Duration;
+use serde_json::json;
+use std::time::{Duration, Instant};
 use url::Url;
 
 /// The most any authorization server document or answer may weigh (metadata,
@@ -48,11 +50,21 @@ pub async fn run(
     let mut guard: Option<std::fs::File> = None;
     let mut listener: Option<Listener> = None;
     let url_file = UrlFile(store.authorize_url_path());
+    let tracer = crate::trace::get();
     // Every effect is one step; a flow has a few dozen at most.
     for _ in 0..64 {
         let Some(effect) = flow.poll_effect() else {
             break;
         };
+        if let Some(t) = tracer {
+            let (name, detail) = effect.trace();
+            let mut record = json!({"kind": "effect", "machine": "sign_in", "effect": name});
+            if let Some(detail) = detail {
+                record["detail"] = detail.into();
+            }
+            t.emit(Detail::Step, record);
+        }
+        let began = std::time::Instant::now();
         let input = match effect {
             FlowEffect::TakeLock => match lock(store, options.auth_timeout).await {
                 Ok(file) => {
@@ -131,7 +143,22 @@ pub async fn run(
                 return result;
             }
         };
-        flow.handle(input);
+        match tracer {
+            Some(t) => {
+                let from = flow.expecting();
+                let (name, detail) = input.trace();
+                flow.handle(input);
+                let mut record = json!({
+                    "kind": "step", "machine": "sign_in", "from": from, "event": name,
+                    "to": flow.expecting(), "took_us": began.elapsed().as_micros() as u64,
+                });
+                if let Some(detail) = detail {
+                    record["detail"] = detail.into();
+                }
+                t.emit(Detail::Step, record);
+            }
+            None => flow.handle(input),
+        }
     }
     Err(AuthError::ListenerStopped)
 }
@@ -200,8 +227,75 @@ async fn read_capped(
     }
 }
 
+/// One authorization server exchange as the trace shows it (only while tracing):
+/// the same `http` record as the MCP exchanges, with purpose `metadata`,
+/// `registration` or `token`.
+struct HttpNote {
+    purpose: &'static str,
+    method: &'static str,
+    url: String,
+    started: Instant,
+    head: Option<(u16, Vec<String>, u64)>,
+}
+
+impl HttpNote {
+    fn start(purpose: &'static str, method: &'static str, url: &str) -> Option<Self> {
+        crate::trace::get()?;
+        Some(HttpNote {
+            purpose,
+            method,
+            url: Url::parse(url).map_or("(not a URL)".into(), |u| machines::trace::redact_url(&u)),
+            started: Instant::now(),
+            head: None,
+        })
+    }
+
+    fn head(note: &mut Option<Self>, response: &reqwest::Response) {
+        if let Some(n) = note {
+            let names = response
+                .headers()
+                .keys()
+                .map(|k| k.as_str().to_owned())
+                .collect();
+            let took = n.started.elapsed().as_micros() as u64;
+            n.head = Some((response.status().as_u16(), names, took));
+        }
+    }
+
+    fn end(note: Option<Self>, received: Result<usize, &AuthError>) {
+        let (Some(n), Some(t)) = (note, crate::trace::get()) else {
+            return;
+        };
+        let mut record = json!({
+            "kind": "http", "purpose": n.purpose, "method": n.method, "url": n.url,
+            "end_us": n.started.elapsed().as_micros() as u64,
+        });
+        if let Some((status, names, head_us)) = n.head {
+            record["status"] = status.into();
+            record["response_headers"] = names.into();
+            record["head_us"] = head_us.into();
+        }
+        match received {
+            Ok(bytes) => record["received"] = bytes.into(),
+            Err(e) => record["error"] = e.to_string().into(),
+        }
+        t.emit(Detail::Step, record);
+    }
+}
+
 /// GET a metadata document: 4xx is "not here", other failures end discovery.
 async fn fetch(http: &reqwest::Client, url: &Url) -> Fetched {
+    let mut note = HttpNote::start("metadata", "GET", url.as_str());
+    let fetched = fetch_noted(http, url, &mut note).await;
+    match &fetched {
+        Fetched::Document(body) => HttpNote::end(note, Ok(body.len())),
+        Fetched::NotFound => HttpNote::end(note, Ok(0)),
+        Fetched::Failed(e) => HttpNote::end(note, Err(e)),
+    }
+    fetched
+}
+
+async fn fetch_noted(http: &reqwest::Client, url: &Url, note: &mut Option<HttpNote>) -> Fetched {
     let response = match http
         .get(url.clone())
         .header("accept", "application/json")
@@ -218,6 +312,7 @@ async fn fetch(http: &reqwest::Client, url: &Url) -> Fetched {
             })
         }
     };
+    HttpNote::head(note, &response);
     let status = response.status();
     if status.is_client_error() {
         return Fetched::NotFound;
@@ -243,6 +338,18 @@ async fn register(
     endpoint: &str,
     body: &serde_json::Value,
 ) -> Result<HttpAnswer, AuthError> {
+    let mut note = HttpNote::start("registration", "POST", endpoint);
+    let answer = register_noted(http, endpoint, body, &mut note).await;
+    HttpNote::end(note, answer.as_ref().map(|a| a.body.len()));
+    answer
+}
+
+async fn register_noted(
+    http: &reqwest::Client,
+    endpoint: &str,
+    body: &serde_json::Value,
+    note: &mut Option<HttpNote>,
+) -> Result<HttpAnswer, AuthError> {
     let response = http
         .post(endpoint)
         .header("content-type", "application/json")
@@ -254,6 +361,7 @@ async fn register(
             step: AuthStep::Registration,
             detail: crate::http::describe_error(e),
         })?;
+    HttpNote::head(note, &response);
     let status = response.status().as_u16();
     let body = read_capped(response, MAX_OAUTH_BODY, AuthStep::Registration).await?;
     Ok(HttpAnswer { status, body })
@@ -263,6 +371,17 @@ async fn register(
 async fn token_request(
     http: &reqwest::Client,
     request: &TokenRequest,
+) -> Result<HttpAnswer, AuthError> {
+    let mut note = HttpNote::start("token", "POST", &request.endpoint);
+    let answer = token_request_noted(http, request, &mut note).await;
+    HttpNote::end(note, answer.as_ref().map(|a| a.body.len()));
+    answer
+}
+
+async fn token_request_noted(
+    http: &reqwest::Client,
+    request: &TokenRequest,
+    note: &mut Option<HttpNote>,
 ) -> Result<HttpAnswer, AuthError> {
     let mut params = request.params.clone();
     let mut builder = http
@@ -301,6 +420,7 @@ async fn token_request(
             step: AuthStep::Token,
             detail: crate::http::describe_error(e),
         })?;
+    HttpNote::head(note, &response);
     let status = response.status().as_u16();
     let body = read_capped(response, MAX_OAUTH_BODY, AuthStep::Token).await?;
     Ok(HttpAnswer { status, body })

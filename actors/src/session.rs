@@ -18,6 +18,8 @@
 //!
 //! After every input the shell drains every output (the engine's driving contract).
 
+mod record;
+
 use crate::http::describe_error;
 use crate::messages::{
     AuthFailed, ClientFrame, Flush, HostClosed, NeedToken, ServerFrame, Shutdown, TokenReady,
@@ -34,6 +36,7 @@ use machines::engine::{
 use machines::jsonrpc::{IdKey, Kind};
 use machines::link::Strategy;
 use machines::transport;
+use record::{HeadSeen, Tracing};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,7 +73,8 @@ pub struct SessionConfig {
 
 /// What one exchange reports, in order: a head (or an end without one), chunks, an end.
 enum Progress {
-    Head(ResponseHead),
+    /// The head, and (when tracing) what the trace shows of it.
+    Head(ResponseHead, Option<HeadSeen>),
     Chunk(Bytes),
     End(Result<(), NetworkError>),
 }
@@ -99,6 +103,8 @@ pub struct Session {
     timer: Option<(Instant, SpawnHandle)>,
     /// Shutdown has begun.
     exiting: bool,
+    /// `--trace` / `-v` (none: nothing is recorded, nothing is built).
+    tracing: Option<Tracing>,
 }
 
 impl Session {
@@ -110,6 +116,7 @@ impl Session {
         flush: Option<Recipient<Flush>>,
     ) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
+        let tracing = crate::trace::get().map(Tracing::new);
         let engine = Engine::new(
             EngineConfig {
                 url: config.url,
@@ -120,6 +127,7 @@ impl Session {
                 ping_interval: config.ping_interval,
                 headers_timeout: config.headers_timeout,
                 host: config.host,
+                trace: tracing.is_some(),
             },
             Instant::now(),
         );
@@ -135,6 +143,7 @@ impl Session {
             running: HashMap::new(),
             timer: None,
             exiting: false,
+            tracing,
         }
     }
 
@@ -160,6 +169,9 @@ impl Session {
                         if let Some(handle) = self.running.remove(&id) {
                             ctx.cancel_future(handle);
                         }
+                        if let Some(t) = &mut self.tracing {
+                            t.exchange_ended(id, Err(None));
+                        }
                     }
                 }
             }
@@ -177,6 +189,9 @@ impl Session {
     fn perform(&mut self, event: Event, ctx: &mut Context<Self>) {
         match event {
             Event::ToHost(line) => {
+                if let Some(t) = &mut self.tracing {
+                    t.host_receives(&line);
+                }
                 if line.origin == Origin::Server {
                     log_message(
                         "server → host",
@@ -208,11 +223,21 @@ impl Session {
                     crate::store::forget_transport(path);
                 }
             }
-            Event::Log(line) => match line.level() {
-                Level::Debug => tracing::debug!("{line}"),
-                Level::Info => tracing::info!("{line}"),
-                _ => tracing::warn!("{line}"),
-            },
+            Event::Log(line) => {
+                if let Some(t) = &self.tracing {
+                    t.log(&line);
+                }
+                match line.level() {
+                    Level::Debug => tracing::debug!("{line}"),
+                    Level::Info => tracing::info!("{line}"),
+                    _ => tracing::warn!("{line}"),
+                }
+            }
+            Event::Trace(record) => {
+                if let Some(t) = &self.tracing {
+                    t.machine(record);
+                }
+            }
             Event::Closed => self.exit(ctx),
         }
     }
@@ -240,6 +265,9 @@ impl Session {
 
     /// Start one exchange as a stream of progress reports fed back into the engine.
     fn start(&mut self, exchange: Exchange, ctx: &mut Context<Self>) {
+        if let Some(t) = &mut self.tracing {
+            t.exchange_started(&exchange, &self.headers, self.authorization.is_some());
+        }
         let Exchange {
             id,
             method,
@@ -270,18 +298,36 @@ impl Session {
         if let Some(limit) = timeout {
             request = request.timeout(limit);
         }
-        let reports = wrap_stream::<_, Self>(progress(request)).map(move |report, act, ctx| {
-            let now = Instant::now();
-            match report {
-                Progress::Head(head) => act.engine.handle_head(id, head, now),
-                Progress::Chunk(chunk) => act.engine.handle_body(id, &chunk, now),
-                Progress::End(result) => {
-                    act.running.remove(&id);
-                    act.engine.handle_end(id, result, now)
+        let traced = self.tracing.is_some();
+        let reports =
+            wrap_stream::<_, Self>(progress(request, traced)).map(move |report, act, ctx| {
+                let now = Instant::now();
+                match report {
+                    Progress::Head(head, seen) => {
+                        if let (Some(t), Some(seen)) = (&mut act.tracing, seen) {
+                            t.head(id, head.status, seen, now);
+                        }
+                        act.engine.handle_head(id, head, now)
+                    }
+                    Progress::Chunk(chunk) => {
+                        if let Some(t) = &mut act.tracing {
+                            t.chunk(id, chunk.len());
+                        }
+                        act.engine.handle_body(id, &chunk, now)
+                    }
+                    Progress::End(result) => {
+                        act.running.remove(&id);
+                        if let Some(t) = &mut act.tracing {
+                            t.exchange_ended(
+                                id,
+                                result.as_ref().map(|_| ()).map_err(|e| Some(e.to_string())),
+                            );
+                        }
+                        act.engine.handle_end(id, result, now)
+                    }
                 }
-            }
-            act.drive(ctx);
-        });
+                act.drive(ctx);
+            });
         let handle = ctx.spawn(reports.finish());
         self.running.insert(id, handle);
     }
@@ -352,17 +398,37 @@ fn head_of(response: &reqwest::Response) -> ResponseHead {
     }
 }
 
-/// One exchange as a stream: its head, its body's chunks, its end.
-fn progress(request: reqwest::RequestBuilder) -> impl futures_util::Stream<Item = Progress> {
+/// One exchange as a stream: its head, its body's chunks, its end. With `traced`,
+/// the head also says its header names and its connection.
+fn progress(
+    request: reqwest::RequestBuilder,
+    traced: bool,
+) -> impl futures_util::Stream<Item = Progress> {
     enum Step {
         Send(reqwest::RequestBuilder),
         Read(reqwest::Response),
         Done,
     }
-    futures_util::stream::unfold(Step::Send(request), |step| async move {
+    futures_util::stream::unfold(Step::Send(request), move |step| async move {
         match step {
             Step::Send(request) => match request.send().await {
-                Ok(response) => Some((Progress::Head(head_of(&response)), Step::Read(response))),
+                Ok(response) => {
+                    let seen = traced.then(|| HeadSeen {
+                        names: response
+                            .headers()
+                            .keys()
+                            .map(|name| name.as_str().to_owned())
+                            .collect(),
+                        local: response
+                            .extensions()
+                            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                            .map(|info| info.local_addr()),
+                    });
+                    Some((
+                        Progress::Head(head_of(&response), seen),
+                        Step::Read(response),
+                    ))
+                }
                 Err(e) => Some((Progress::End(Err(network_error(e))), Step::Done)),
             },
             Step::Read(mut response) => match response.chunk().await {
@@ -415,6 +481,9 @@ impl Handler<ClientFrame> for Session {
             ClientFrame::Incoming(incoming) => {
                 if tracing::enabled!(tracing::Level::INFO) {
                     log_incoming(&incoming);
+                }
+                if let Some(t) = &mut self.tracing {
+                    t.host_sent(&incoming, now);
                 }
                 self.engine.handle_host(incoming, now);
             }

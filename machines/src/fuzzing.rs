@@ -114,6 +114,7 @@ pub fn router(start: std::time::Instant, data: &[u8]) {
             request_timeout: Some(TIMEOUT),
             ..Default::default()
         },
+        trace: true,
     };
     let mut now = start;
     let mut engine = Engine::new(config, now);

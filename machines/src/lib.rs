@@ -35,4 +35,5 @@ pub mod jsonrpc;
 pub mod link;
 pub mod sse;
 pub mod stream;
+pub mod trace;
 pub mod transport;

@@ -203,6 +203,129 @@ pub enum FlowInput {
     },
 }
 
+impl FlowEffect {
+    /// The effect's name and what the trace may show of it: metadata and endpoint
+    /// URLs, the port, the grant type, whether tokens came with a refresh token, the
+    /// error. Never a token, a secret, a code or a verifier. The authorization URL
+    /// is shown whole (it carries only the PKCE challenge and a one-time `state`):
+    /// a user whose host hides stderr finds it there.
+    pub fn trace(&self) -> (&'static str, Option<String>) {
+        match self {
+            FlowEffect::TakeLock => ("TakeLock", None),
+            FlowEffect::FetchMetadata(url) => {
+                ("FetchMetadata", Some(crate::trace::redact_url(url)))
+            }
+            FlowEffect::BindCallback(0) => ("BindCallback", Some("any free port".into())),
+            FlowEffect::BindCallback(port) => ("BindCallback", Some(format!("port {port}"))),
+            FlowEffect::Register { endpoint, .. } => ("Register", Some(endpoint_text(endpoint))),
+            FlowEffect::SaveClient(client) => (
+                "SaveClient",
+                Some(match &client.issuer {
+                    Some(issuer) => format!("registered at {issuer}"),
+                    None => "registration without an issuer".into(),
+                }),
+            ),
+            FlowEffect::AwaitCallback { url, .. } => ("AwaitCallback", Some(url.to_string())),
+            FlowEffect::RequestToken(request) => {
+                let grant = request
+                    .params
+                    .iter()
+                    .find(|(k, _)| *k == "grant_type")
+                    .map_or("?", |(_, v)| v.as_str());
+                (
+                    "RequestToken",
+                    Some(format!("{grant} at {}", endpoint_text(&request.endpoint))),
+                )
+            }
+            FlowEffect::SaveTokens(tokens) => ("SaveTokens", Some(tokens_text(tokens))),
+            FlowEffect::Forget { tokens, client } => (
+                "Forget",
+                Some(
+                    match (tokens, client) {
+                        (true, true) => "tokens and client registration",
+                        (true, false) => "tokens",
+                        (false, true) => "client registration",
+                        (false, false) => "nothing",
+                    }
+                    .into(),
+                ),
+            ),
+            FlowEffect::Finished(Ok(_)) => ("Finished", Some("tokens ready".into())),
+            FlowEffect::Finished(Err(e)) => ("Finished", Some(e.to_string())),
+        }
+    }
+}
+
+impl FlowInput {
+    /// The input's name and what the trace may show of it (statuses, sizes, what
+    /// was stored, errors; never a body, a token or a code).
+    pub fn trace(&self) -> (&'static str, Option<String>) {
+        let answer = |a: &Result<HttpAnswer, AuthError>| match a {
+            Ok(a) => format!("HTTP {}, {} bytes", a.status, a.body.len()),
+            Err(e) => e.to_string(),
+        };
+        match self {
+            FlowInput::LockTaken { tokens, client, .. } => (
+                "LockTaken",
+                Some(format!(
+                    "stored tokens: {}; stored client: {}",
+                    tokens.as_ref().map_or("none".into(), tokens_text),
+                    match client {
+                        Some(c) => c
+                            .issuer
+                            .as_deref()
+                            .map_or("yes, issuer unknown".into(), |i| format!("yes, of {i}")),
+                        None => "none".into(),
+                    }
+                )),
+            ),
+            FlowInput::LockFailed(e) => ("LockFailed", Some(e.to_string())),
+            FlowInput::MetadataFetched(Fetched::Document(body)) => (
+                "MetadataFetched",
+                Some(format!("a document of {} bytes", body.len())),
+            ),
+            FlowInput::MetadataFetched(Fetched::NotFound) => {
+                ("MetadataFetched", Some("not there (4xx)".into()))
+            }
+            FlowInput::MetadataFetched(Fetched::Failed(e)) => {
+                ("MetadataFetched", Some(e.to_string()))
+            }
+            FlowInput::CallbackBound(port) => ("CallbackBound", Some(format!("port {port}"))),
+            FlowInput::CallbackBindFailed(why) => ("CallbackBindFailed", Some(why.clone())),
+            FlowInput::Registered(a) => ("Registered", Some(answer(a))),
+            FlowInput::CallbackReceived(Ok(_)) => {
+                ("CallbackReceived", Some("an authorization code".into()))
+            }
+            FlowInput::CallbackReceived(Err(e)) => ("CallbackReceived", Some(e.to_string())),
+            FlowInput::TokenAnswered { answer: a, .. } => ("TokenAnswered", Some(answer(a))),
+        }
+    }
+}
+
+/// An endpoint as the trace shows it: parsed and redacted, or said to be unusable.
+fn endpoint_text(endpoint: &str) -> String {
+    Url::parse(endpoint).map_or("an unparsable URL".into(), |u| crate::trace::redact_url(&u))
+}
+
+/// Stored tokens as the trace shows them: expiry, refresh token, issuer.
+fn tokens_text(tokens: &StoredTokens) -> String {
+    format!(
+        "access token{}{}, {}",
+        tokens.expires_at.map_or(String::new(), |ms| format!(
+            " expiring at {ms} ms since 1970"
+        )),
+        if tokens.refresh_token.is_some() {
+            " with a refresh token"
+        } else {
+            " without a refresh token"
+        },
+        tokens
+            .issuer
+            .as_deref()
+            .map_or("issuer unknown".into(), |i| format!("issued by {i}")),
+    )
+}
+
 /// A token request, ready to send: the driver only encodes it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenRequest {
@@ -399,6 +522,12 @@ impl Flow {
     /// The next effect to perform, in order.
     pub fn poll_effect(&mut self) -> Option<FlowEffect> {
         self.effects.pop_front()
+    }
+
+    /// What the flow waits for, in snake case (`lock`, `server_metadata`,
+    /// `authorization_code`…): the state of the sign-in in the trace.
+    pub fn expecting(&self) -> String {
+        crate::trace::snake(&crate::trace::variant(&self.expect))
     }
 
     /// Whether the flow has finished.

@@ -345,6 +345,7 @@ mod tests {
                 ping_interval: None,
                 headers_timeout: None,
                 host,
+                trace: false,
             },
             now,
         )

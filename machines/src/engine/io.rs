@@ -131,6 +131,8 @@ pub enum Event {
     ForgetTransport,
     /// Something worth a line in the log.
     Log(LogEvent),
+    /// A machine's step or a timer, for `--trace` (only with `EngineConfig::trace`).
+    Trace(crate::trace::TraceRecord),
     /// Shutdown is complete (the session was ended, or there was none): the process may exit.
     Closed,
 }

@@ -115,6 +115,19 @@ pub enum LogEvent {
 }
 
 impl LogEvent {
+    /// The delay it announces, if any (a reconnection, a stream's retry, a server's
+    /// `Retry-After`): the trace shows it as a number.
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            LogEvent::RetryingIn(d)
+            | LogEvent::StreamRetryIn(d)
+            | LogEvent::ServerBusy(d)
+            | LogEvent::LegacyOpenTimedOut(d)
+            | LogEvent::StillSilent(d) => Some(*d),
+            _ => None,
+        }
+    }
+
     /// How much a reader cares.
     pub fn level(&self) -> Level {
         use LogEvent::*;

@@ -49,6 +49,7 @@ use crate::link::{Link, LinkEffect, LinkEvent, LinkOutbox, Strategy, Transport};
 use crate::stream::{
     ResponseTime, SilenceWatch, StreamEffect, StreamEvent, StreamLink, StreamOutbox,
 };
+use crate::trace::{Step, TraceRecord};
 use crate::transport;
 use bytes::Bytes;
 use exchange::{Ending, Ex, Role};
@@ -90,6 +91,9 @@ pub struct EngineConfig {
     pub headers_timeout: Option<Duration>,
     /// The host side: `--request-timeout`, `--ignore-tool`, the client tag.
     pub host: HostConfig,
+    /// `--trace` or `-v`: report every machine step and timer as [`Event::Trace`]
+    /// (off: none is built, the message path costs nothing more).
+    pub trace: bool,
 }
 
 /// Where a host message is.
@@ -484,6 +488,11 @@ impl Engine {
     }
 
     fn fire(&mut self, timer: Timer, now: Instant) {
+        if self.config.trace {
+            self.events.push_back(Event::Trace(TraceRecord::TimerFired {
+                timer: crate::trace::variant(&timer),
+            }));
+        }
         match timer {
             Timer::LinkRetry => self.dispatch(LinkEvent::RetryTimerFired, now),
             Timer::StreamRetry(which) => {
@@ -537,7 +546,12 @@ impl Engine {
 
     fn dispatch(&mut self, event: LinkEvent, now: Instant) {
         let mut out = LinkOutbox::default();
+        let from = self.config.trace.then(|| self.link.state().clone());
         self.link.handle_with_context(&event, &mut out);
+        if let Some(from) = from {
+            let step = Step::new("link", &from, &event, self.link.state(), &out.0);
+            self.events.push_back(Event::Trace(TraceRecord::Step(step)));
+        }
         if !self.link.checking() {
             // The Link no longer waits for a check (the stream was replaced, the session ended).
             self.check = None;
@@ -997,7 +1011,18 @@ impl Engine {
             return;
         };
         let mut out = StreamOutbox::default();
+        let from = self.config.trace.then(|| stream.machine.state().clone());
         stream.machine.handle_with_context(&event, &mut out);
+        if let Some(from) = from {
+            let step = Step::new("stream", &from, &event, stream.machine.state(), &out.0);
+            let instance = match which {
+                StreamRef::Get => "get".to_owned(),
+                StreamRef::Legacy => "legacy".to_owned(),
+                StreamRef::Resume(seq) => format!("resume-{seq}"),
+            };
+            self.events
+                .push_back(Event::Trace(TraceRecord::Step(step.of(instance))));
+        }
         for effect in out.0 {
             match effect {
                 StreamEffect::Open { last_event_id } => {

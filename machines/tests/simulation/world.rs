@@ -31,6 +31,7 @@ use machines::engine::{
 use machines::jsonrpc::{IdKey, Incoming, Kind, Message};
 use machines::link::Strategy;
 use machines::stream::{StreamCheck, MIN_RECONNECT_DELAY};
+use machines::trace::TraceRecord;
 use machines::transport::TCP_USER_TIMEOUT;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -113,6 +114,8 @@ struct Flow {
 counters! {
 /// How often each path was taken, so the tests prove they exercised them.
 pub struct Stats {
+    /// Machine steps the engine's trace reported (traced seeds only).
+    trace_steps: u64,
     /// Blackholes that began.
     blackholes: u64,
     /// Host POSTs a blackhole swallowed.
@@ -226,6 +229,9 @@ pub struct World {
     prime_owner: HashMap<String, u64>,
     stats: Stats,
     flags: BTreeMap<&'static str, u64>,
+    /// With the engine's trace on: each machine's state as its last step said. The
+    /// next step of that machine must start there (the trace is a true account).
+    traced: BTreeMap<(&'static str, Option<String>), String>,
 }
 
 impl World {
@@ -263,6 +269,7 @@ impl World {
                     request_timeout: Some(REQUEST_TIMEOUT),
                     ..Default::default()
                 },
+                trace: seed.is_multiple_of(2),
             },
             t0,
         );
@@ -302,6 +309,7 @@ impl World {
             resume_flows: HashMap::new(),
             stats: Stats::default(),
             flags: BTreeMap::new(),
+            traced: BTreeMap::new(),
         }
     }
 
@@ -503,6 +511,7 @@ impl World {
             Event::TokenWorked => self.token_worked(),
             Event::RememberTransport(_) | Event::ForgetTransport => {}
             Event::Log(line) => self.log_event(line),
+            Event::Trace(record) => self.trace_record(record),
             Event::Closed => self.log(|| "closed".into()),
         }
     }
@@ -531,6 +540,32 @@ impl World {
     }
 
     /// What the engine says of itself, checked against the invariants it concerns.
+    /// A trace step starts in the state the same machine's last step ended in.
+    fn trace_record(&mut self, record: TraceRecord) {
+        if let TraceRecord::Step(step) = record {
+            self.log(|| {
+                format!(
+                    "trace: {} {} --{}--> {}",
+                    step.machine, step.from, step.event, step.to
+                )
+            });
+            let key = (step.machine, step.instance.clone());
+            // A stream that closed is replaced by a new machine of the same name, which
+            // starts idle; anything else must continue where the last step ended.
+            let replaced =
+                step.from == "idle" && self.traced.get(&key).is_some_and(|l| l == "closed");
+            if let Some(last) = self.traced.get(&key).filter(|_| !replaced) {
+                assert_eq!(
+                    *last, step.from,
+                    "{} {:?} stepped from {} but its last step ended in {last}",
+                    step.machine, step.instance, step.from
+                );
+            }
+            self.traced.insert(key, step.to);
+            self.stats.trace_steps += 1;
+        }
+    }
+
     fn log_event(&mut self, line: LogEvent) {
         self.log(|| format!("engine: {line}"));
         match line {
