@@ -22,9 +22,14 @@ struct Proxy {
 
 impl Proxy {
     fn spawn(url: &str) -> Proxy {
+        Self::spawn_with(url, &[])
+    }
+
+    fn spawn_with(url: &str, extra: &[&str]) -> Proxy {
         let mut child = Command::new(PROXY)
             .arg(url)
             .arg("--silent")
+            .args(extra)
             .env(
                 "MCP_REMOTE_CONFIG_DIR",
                 std::env::temp_dir().join("mcp-remote-bench"),
@@ -70,6 +75,18 @@ impl Proxy {
             .parse()
             .ok()
     }
+
+    /// User + system CPU time so far, in clock ticks (`/proc/<pid>/stat`, fields 14 and 15).
+    fn cpu_ticks(&self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()?)).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+}
+
+/// Clock ticks per second of `/proc` CPU times: USER_HZ, 100 on Linux.
+fn clock_ticks() -> f64 {
+    100.0
 }
 
 fn init(id: u64) -> Value {
@@ -212,6 +229,38 @@ async fn main() {
     );
     let rss = p.peak_rss_kib();
 
+    // 5. The trace's cost: the same sequential round trips with `--trace FILE` and
+    // with `--trace FILE --trace-bodies`, beside a proxy without it (CPU from /proc).
+    let trace_file =
+        std::env::temp_dir().join(format!("mcp-remote-bench-{}.jsonl", std::process::id()));
+    let trace_arg = format!("--trace={}", trace_file.display());
+    let mut traced = Vec::new();
+    for extra in [
+        vec![],
+        vec![trace_arg.as_str()],
+        vec![trace_arg.as_str(), "--trace-bodies"],
+    ] {
+        let _ = std::fs::remove_file(&trace_file);
+        let mut t = Proxy::spawn_with(&url, &extra);
+        t.send(&init(0)).await;
+        t.recv().await;
+        let cpu_before = t.cpu_ticks();
+        let mut times = Vec::with_capacity(calls);
+        for id in 1..=calls as u64 {
+            let at = Instant::now();
+            t.send(&echo(id)).await;
+            t.recv().await;
+            times.push(at.elapsed());
+        }
+        let cpu = t.cpu_ticks().zip(cpu_before).map(|(a, b)| a - b);
+        drop(t.stdin);
+        let _ = t.child.wait().await;
+        let (median, _) = stats(times);
+        let bytes = std::fs::metadata(&trace_file).map_or(0, |m| m.len());
+        traced.push((extra.len(), median, cpu, bytes));
+    }
+    let _ = std::fs::remove_file(&trace_file);
+
     let (v_med, _) = stats(version);
     let (f_med, _) = stats(first_answer);
     let (p_med, p_p99) = stats(via_proxy);
@@ -258,6 +307,22 @@ async fn main() {
         mib(rss_small)
     );
     println!("  proxy peak RSS, after 1 MiB each way    {:>10}", mib(rss));
+    let ticks = clock_ticks();
+    for (n, median, cpu, bytes) in &traced {
+        let label = match n {
+            0 => "trace off",
+            1 => "--trace",
+            _ => "--trace --trace-bodies",
+        };
+        let cpu = cpu.map_or("n/a".to_owned(), |t| {
+            format!("{:.0} µs CPU/call", t as f64 * 1e6 / ticks / calls as f64)
+        });
+        println!(
+            "  round trip, {label:<24} median {:>10}  {cpu}, {:.0} trace bytes/call",
+            us(*median),
+            *bytes as f64 / calls as f64
+        );
+    }
     drop(p.stdin);
     let _ = p.child.wait().await;
     tb.shutdown();
