@@ -329,3 +329,84 @@ async fn client_lists_tools_resources_and_prompts() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not connect"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_calls_one_tool_and_speaks_json() {
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_mcp-remote-client"))
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    let url = tb.url();
+    // --call: the tool's text, exit 0.
+    let out = run(vec![
+        url.clone(),
+        "--call".into(),
+        "echo".into(),
+        "--args".into(),
+        r#"{"text":"called once"}"#.into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("called once"));
+    let calls = tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .count();
+    assert_eq!(calls, 1, "one tools/call, no listing");
+    // --json: one document with the server and the lists.
+    let out = run(vec![url.clone(), "--json".into()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["server"]["name"], "mcp-testbed");
+    assert_eq!(doc["server"]["protocolVersion"], "2025-11-25");
+    let tools: Vec<&str> = doc["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(tools.contains(&"echo"), "{tools:?}");
+    assert!(doc["resources"].as_array().is_some_and(|r| !r.is_empty()));
+    // --json --call of an unknown tool: the error, exit 1.
+    let out = run(vec![
+        url.clone(),
+        "--json".into(),
+        "--call".into(),
+        "nosuch".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["error"]["message"].as_str().unwrap().contains("nosuch"));
+    // Arguments that are not a JSON object: a usage error before any connection.
+    let out = run(vec![
+        url,
+        "--call".into(),
+        "echo".into(),
+        "--args".into(),
+        "[1]".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JSON object"));
+    // Nothing listening: {"error": …} and exit 1.
+    let out = run(vec!["http://127.0.0.1:9/mcp".into(), "--json".into()])
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("could not connect"));
+}

@@ -2,6 +2,8 @@
 //! the proxy, print its tools, resources and prompts, and exit — 0 when the
 //! server answered, 1 with the reason when it did not. A quick way to check a
 //! URL, headers and network before putting them in an MCP client's config.
+//! `--call TOOL --args JSON` calls one tool instead; `--json` prints one JSON
+//! document instead of text.
 
 use actix::{Actor, Context, Handler, Message, Recipient, System};
 use actors::messages::{ClientFrame, ServerFrame, Shutdown};
@@ -13,6 +15,15 @@ use mcp_remote::{logging, wiring};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+/// `println!` that never panics: a reader that went away (`| head`) must not
+/// leave the client hanging with a dead actor.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The exit code, set by the probe before it asks the session to stop.
 static EXIT_CODE: AtomicI32 = AtomicI32::new(1);
 
@@ -23,8 +34,47 @@ const STEPS: [(&str, &str); 3] = [
     ("prompts/list", "prompts"),
 ];
 
+/// `mcp-remote-client`'s own flags, beside every flag of `mcp-remote`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcp-remote-client",
+    version,
+    about = "Connect to a remote MCP server the way mcp-remote does, list its tools, resources and prompts (or call one tool), and exit: 0 when it answered, 1 with the reason.",
+    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl"
+)]
+struct ClientCli {
+    #[command(flatten)]
+    common: Cli,
+
+    /// Call this tool (after initialize) instead of listing; the exit code is 1
+    /// when the call fails or its result is an error.
+    #[arg(long, value_name = "TOOL", help_heading = "Client")]
+    call: Option<String>,
+
+    /// The tool's arguments for --call, as a JSON object (default {}).
+    #[arg(long, value_name = "JSON", requires = "call", help_heading = "Client")]
+    args: Option<String>,
+
+    /// Print one JSON document on stdout instead of text: the server, and the
+    /// lists (or the call's result); an error as {"error": …}.
+    #[arg(long, help_heading = "Client")]
+    json: bool,
+}
+
+/// What the probe does after `initialize`.
+enum Task {
+    /// List tools, resources and prompts.
+    List,
+    /// Call one tool with these arguments.
+    Call { tool: String, arguments: Value },
+}
+
 /// Plays the host: sends initialize and the list requests, prints the answers.
 struct Probe {
+    /// List, or call one tool.
+    task: Task,
+    /// `--json`: collect into one document, printed at the end.
+    json: Option<Value>,
     /// Where requests go.
     frames: Option<Recipient<ClientFrame>>,
     /// Who is told to stop.
@@ -44,19 +94,66 @@ impl Probe {
     }
 
     fn next_step(&mut self) {
+        if let Task::Call { tool, arguments } = &self.task {
+            if self.step == 0 {
+                let request = json!({"jsonrpc": "2.0", "id": CALL_ID, "method": "tools/call",
+                                     "params": {"name": tool, "arguments": arguments}});
+                self.step = STEPS.len();
+                self.send(request);
+                return;
+            }
+        }
         while self.step < STEPS.len() {
             let (method, capability) = STEPS[self.step];
             if self.capabilities.get(capability).is_some() {
                 self.send(json!({"jsonrpc": "2.0", "id": self.step + 1, "method": method}));
                 return;
             }
-            println!("\n{}: not offered by the server", title(method));
+            match &mut self.json {
+                Some(doc) => doc[capability] = Value::Null,
+                None => say!("\n{}: not offered by the server", title(method)),
+            }
             self.step += 1;
         }
         self.finish(0);
     }
 
+    /// The answer to `--call`.
+    fn call_answered(&mut self, message: &Value) {
+        let failed =
+            message.get("error").is_some() || message["result"]["isError"].as_bool() == Some(true);
+        match &mut self.json {
+            Some(doc) => match message.get("error") {
+                Some(error) => doc["error"] = error.clone(),
+                None => doc["result"] = message["result"].clone(),
+            },
+            None => match message.get("error") {
+                Some(error) => say!(
+                    "\nerror: {}",
+                    error["message"].as_str().unwrap_or("unknown error")
+                ),
+                None => {
+                    let result = &message["result"];
+                    say!("\nResult{}:", if failed { " (an error)" } else { "" });
+                    for item in result["content"].as_array().into_iter().flatten() {
+                        match item["text"].as_str() {
+                            Some(text) => say!("{text}"),
+                            None => say!("{item}"),
+                        }
+                    }
+                    if let Some(structured) = result.get("structuredContent") {
+                        say!("{structured}");
+                    }
+                }
+            },
+        }
+        self.finish(if failed { 1 } else { 0 });
+    }
+
     fn finish(&mut self, code: i32) {
+        if let Some(doc) = self.json.take() {
+            say!("{doc}");
+        }
         EXIT_CODE.store(code, Ordering::SeqCst);
         if let Some(session) = self.session.take() {
             session.do_send(Shutdown {
@@ -84,6 +181,9 @@ impl Probe {
         let Some(id) = message.get("id").and_then(Value::as_u64) else {
             return;
         };
+        if id == CALL_ID {
+            return self.call_answered(&message);
+        }
         if let Some(error) = message.get("error") {
             let text = error
                 .get("message")
@@ -91,23 +191,41 @@ impl Probe {
                 .unwrap_or("unknown error");
             if id == 0 {
                 eprintln!("mcp-remote-client: the server did not initialize: {text}");
+                if let Some(doc) = &mut self.json {
+                    doc["error"] = error.clone();
+                }
                 return self.finish(1);
             }
-            println!("\n{}: error: {text}", title(STEPS[self.step].0));
+            match &mut self.json {
+                Some(doc) => doc[STEPS[self.step].1] = json!({"error": error}),
+                None => say!("\n{}: error: {text}", title(STEPS[self.step].0)),
+            }
             self.step += 1;
             return self.next_step();
         }
         let result = message.get("result").cloned().unwrap_or(Value::Null);
         if id == 0 {
             let info = &result["serverInfo"];
-            println!(
-                "Connected to {} {} (protocol {})",
-                info["name"].as_str().unwrap_or("?"),
-                info["version"].as_str().unwrap_or("?"),
-                result["protocolVersion"].as_str().unwrap_or("?")
-            );
-            if let Some(instructions) = result["instructions"].as_str() {
-                println!("Instructions: {instructions}");
+            match &mut self.json {
+                Some(doc) => {
+                    doc["server"] = json!({
+                        "name": info["name"], "version": info["version"],
+                        "protocolVersion": result["protocolVersion"],
+                        "instructions": result["instructions"],
+                        "capabilities": result["capabilities"],
+                    })
+                }
+                None => {
+                    say!(
+                        "Connected to {} {} (protocol {})",
+                        info["name"].as_str().unwrap_or("?"),
+                        info["version"].as_str().unwrap_or("?"),
+                        result["protocolVersion"].as_str().unwrap_or("?")
+                    );
+                    if let Some(instructions) = result["instructions"].as_str() {
+                        say!("Instructions: {instructions}");
+                    }
+                }
             }
             self.capabilities = result["capabilities"].clone();
             self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
@@ -120,12 +238,17 @@ impl Probe {
             _ => ("prompts", "name"),
         };
         let items = result[field].as_array().cloned().unwrap_or_default();
-        println!("\n{} ({}):", title(method), items.len());
+        if let Some(doc) = &mut self.json {
+            doc[field] = Value::Array(items);
+            self.step += 1;
+            return self.next_step();
+        }
+        say!("\n{} ({}):", title(method), items.len());
         for item in items {
             let name = item[name_key].as_str().unwrap_or("?");
             match item["description"].as_str() {
-                Some(d) => println!("  {name} — {}", d.lines().next().unwrap_or("")),
-                None => println!("  {name}"),
+                Some(d) => say!("  {name} — {}", d.lines().next().unwrap_or("")),
+                None => say!("  {name}"),
             }
         }
         self.step += 1;
@@ -155,8 +278,27 @@ impl Handler<ServerFrame> for Probe {
     }
 }
 
+/// The id of the `--call` request.
+const CALL_ID: u64 = 100;
+
 fn main() {
-    let cli = Cli::parse();
+    let client = ClientCli::parse();
+    let cli = client.common;
+    let task = match client.call {
+        Some(tool) => {
+            let arguments = match client.args.as_deref().map(serde_json::from_str::<Value>) {
+                None => json!({}),
+                Some(Ok(v)) if v.is_object() => v,
+                Some(Ok(_)) | Some(Err(_)) => {
+                    eprintln!("mcp-remote-client: --args must be a JSON object, such as '{{\"text\": \"hi\"}}'");
+                    std::process::exit(2);
+                }
+            };
+            Task::Call { tool, arguments }
+        }
+        None => Task::List,
+    };
+    let json_output = client.json;
     let settings = match Settings::from_cli(&cli) {
         Ok(s) => s,
         Err(e) => {
@@ -168,6 +310,8 @@ fn main() {
     let system = System::new();
     let started = system.block_on(async {
         let probe = Probe {
+            task,
+            json: json_output.then(|| json!({})),
             frames: None,
             session: None,
             capabilities: Value::Null,
