@@ -3,6 +3,7 @@
 //! here: it is in the `machines` crate, performed by the `actors` crate.
 
 pub mod cli;
+pub mod doctor;
 pub mod logging;
 pub mod settings;
 pub mod wiring;

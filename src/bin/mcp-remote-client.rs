@@ -10,10 +10,12 @@ use actors::messages::{ClientFrame, ServerFrame, Shutdown};
 use clap::Parser;
 use machines::jsonrpc::{parse_incoming, Incoming};
 use mcp_remote::cli::Cli;
+use mcp_remote::doctor::{self, Check, Outcome};
 use mcp_remote::settings::Settings;
 use mcp_remote::{logging, wiring};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// `println!` that never panics: a reader that went away (`| head`) must not
 /// leave the client hanging with a dead actor.
@@ -59,6 +61,13 @@ struct ClientCli {
     /// lists (or the call's result); an error as {"error": …}.
     #[arg(long, help_heading = "Client")]
     json: bool,
+
+    /// Walk the path to the server step by step (URL and flags, DNS, TCP, proxy,
+    /// TLS, transport, discovery, registration, stored credentials, sign-in,
+    /// initialize, tools/list) and print each as passed or failed, with the reason
+    /// and the fix. Exit 0 only when every step passed.
+    #[arg(long, help_heading = "Client", conflicts_with = "call")]
+    doctor: bool,
 }
 
 /// What the probe does after `initialize`.
@@ -75,6 +84,8 @@ struct Probe {
     task: Task,
     /// `--json`: collect into one document, printed at the end.
     json: Option<Value>,
+    /// `--doctor`: the collected document goes here instead of stdout.
+    report: Option<Arc<Mutex<Option<Value>>>>,
     /// Where requests go.
     frames: Option<Recipient<ClientFrame>>,
     /// Who is told to stop.
@@ -152,7 +163,10 @@ impl Probe {
 
     fn finish(&mut self, code: i32) {
         if let Some(doc) = self.json.take() {
-            say!("{doc}");
+            match &self.report {
+                Some(report) => *report.lock().unwrap_or_else(|e| e.into_inner()) = Some(doc),
+                None => say!("{doc}"),
+            }
         }
         EXIT_CODE.store(code, Ordering::SeqCst);
         if let Some(session) = self.session.take() {
@@ -301,16 +315,29 @@ fn main() {
     let json_output = client.json;
     let settings = match Settings::from_cli(&cli) {
         Ok(s) => s,
+        Err(e) if client.doctor => {
+            let check = Check::failed(
+                "url",
+                e.to_string(),
+                "see mcp-remote-client --help for the flags and their values",
+            );
+            report(&[check], json_output);
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("mcp-remote-client: {e}");
             std::process::exit(1);
         }
     };
+    if client.doctor {
+        std::process::exit(run_doctor(&settings, json_output));
+    }
     let guard = logging::start("mcp-remote-client", &settings);
     let system = System::new();
     let started = system.block_on(async {
         let probe = Probe {
             task,
+            report: None,
             json: json_output.then(|| json!({})),
             frames: None,
             session: None,
@@ -337,6 +364,90 @@ fn main() {
     };
     drop(guard);
     std::process::exit(code);
+}
+
+/// Print the checks (text or one JSON document).
+fn report(checks: &[Check], json_output: bool) {
+    if json_output {
+        let passed = checks.iter().all(|c| c.outcome != Outcome::Failed);
+        let doc = json!({"passed": passed, "steps": checks.iter().map(Check::to_json).collect::<Vec<_>>()});
+        say!("{doc}");
+    } else {
+        for check in checks {
+            say!("{}", check.render());
+        }
+    }
+}
+
+/// `--doctor`: the network steps, then a real connection (sign-in, initialize,
+/// tools/list) whose sign-in steps are read from the trace's tap. Returns the exit code.
+fn run_doctor(settings: &Settings, json_output: bool) -> i32 {
+    let records: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = records.clone();
+    let tap: actors::trace::Tap = Box::new(move |record: &Value| {
+        let wanted = matches!(record["machine"].as_str(), Some("sign_in" | "grant"));
+        let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+        if wanted && kept.len() < 1000 {
+            kept.push(record.clone());
+        }
+    });
+    let guard = logging::start_with_tap("mcp-remote-client", settings, Some(tap));
+    let system = System::new();
+    let mut checks = system.block_on(doctor::network_steps(settings));
+    if !json_output {
+        report(&checks, false);
+    }
+    let mut code = if checks.iter().any(|c| c.outcome == Outcome::Failed) {
+        1
+    } else {
+        0
+    };
+    if code == 0 {
+        let result: Arc<Mutex<Option<Value>>> = Arc::default();
+        let started = system.block_on(async {
+            let probe = Probe {
+                task: Task::List,
+                report: Some(result.clone()),
+                json: Some(json!({})),
+                frames: None,
+                session: None,
+                capabilities: Value::Null,
+                step: 0,
+            }
+            .start();
+            let core =
+                wiring::start_core(settings, probe.clone().recipient(), None, wiring::seed())?;
+            wiring::watch_signals(core.session.clone().recipient());
+            let frames = core.session.clone().recipient();
+            let session = core.session.recipient();
+            probe.do_send(Start { frames, session });
+            Ok::<_, actors::http::HttpSetupError>(())
+        });
+        if started.is_ok() {
+            let _ = system.run_with_code();
+        }
+        let doc = result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or(Value::Null);
+        let records = records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let live = doctor::connection_steps(&records, &doc);
+        if !json_output {
+            report(&live, false);
+        }
+        if live.iter().any(|c| c.outcome == Outcome::Failed) {
+            code = 1;
+        }
+        checks.extend(live);
+    }
+    if json_output {
+        report(&checks, true);
+    } else if code == 0 {
+        say!("\nEvery step passed.");
+    }
+    drop(guard);
+    code
 }
 
 /// Hand the probe its peers and start.
