@@ -611,10 +611,35 @@ pub fn connection_steps(records: &[Value], doc: &Value) -> Vec<Check> {
             if detail == "tokens ready" {
                 checks.push(Check::new("sign-in", Outcome::Passed, "tokens obtained"));
             } else {
-                checks.push(
-                    Check::new("sign-in", Outcome::Failed, detail)
-                        .fix("run `mcp-remote-client <url> --clean` to forget stored credentials and sign in again; with --trace FILE the file shows every step"),
-                );
+                let lower = detail.to_ascii_lowercase();
+                let registered = checks.iter().any(|c| c.step == "registration");
+                let check = if lower.contains("regist") && !registered {
+                    Check::new("registration", Outcome::Failed, detail).fix(
+                        "this authorization server does not let clients register themselves: use a pre-registered client (--static-oauth-client-info) or a client metadata document (--client-metadata-url)",
+                    )
+                } else if lower.contains("metadata") || lower.contains("discover") {
+                    Check::new("discovery", Outcome::Failed, detail).fix(
+                        "the server does not say where to sign in: check the URL, or ask its operator for its OAuth metadata (RFC 9728)",
+                    )
+                } else {
+                    Check::new("sign-in", Outcome::Failed, detail).fix(
+                        "sign in again in the browser; if it keeps failing run `mcp-remote-client <url> --clean`; with --trace FILE the file shows every step",
+                    )
+                };
+                let step = check.step;
+                if checks
+                    .last()
+                    .is_some_and(|c| c.step == step && c.outcome == Outcome::Passed)
+                {
+                    checks.pop();
+                }
+                checks.push(check);
+                checks.push(Check::new(
+                    "initialize",
+                    Outcome::Skipped,
+                    format!("not reached: the {step} step failed"),
+                ));
+                return checks;
             }
         }
     }
