@@ -37,11 +37,11 @@ arguments, same environment variables, same config folder.",
 pub struct Cli {
     /// URL of the remote MCP server. Must be https://, except for loopback hosts
     /// (localhost, 127.0.0.1, [::1]) or with --allow-http.
-    #[arg(value_name = "SERVER_URL")]
+    #[arg(value_name = "SERVER_URL", index = 1)]
     pub server_url: String,
 
     /// Port of the local OAuth callback listener (used by sign-in).
-    #[arg(value_name = "CALLBACK_PORT")]
+    #[arg(value_name = "CALLBACK_PORT", index = 2)]
     pub callback_port: Option<u16>,
 
     /// Add a header to every request to the server, as "Name: value". Repeatable.

@@ -550,11 +550,52 @@ fn credentials_step(settings: &Settings) -> Check {
     }
 }
 
+/// What to do when a server publishes no OAuth metadata.
+const NO_METADATA_FIX: &str = "the server publishes no OAuth metadata (RFC 9728 protected resource metadata, RFC 8414 authorization server metadata): check the URL's path, or ask its operator to publish them; current MCP clients need them";
+
 /// The steps of the real connection, from the trace's sign-in records and the
 /// probe's document (`server`, `tools`, or `error`).
 pub fn connection_steps(records: &[Value], doc: &Value) -> Vec<Check> {
     let mut checks = Vec::new();
     let text = |r: &Value, k: &str| r[k].as_str().unwrap_or("").to_owned();
+    // A refresh of the stored tokens: what the grant machine decided.
+    let grant = |event: &str| {
+        records
+            .iter()
+            .find(|r| r["machine"] == "grant" && r["kind"] == "step" && r["event"] == event)
+    };
+    let browser = records
+        .iter()
+        .any(|r| r["kind"] == "effect" && r["effect"] == "AwaitCallback");
+    if grant("Refreshed").is_some() {
+        checks.push(Check::new(
+            "refresh",
+            Outcome::Passed,
+            "the stored refresh token was exchanged for a new access token",
+        ));
+    } else if grant("RefreshRejected").is_some() {
+        checks.push(
+            Check::new(
+                "refresh",
+                Outcome::Warning,
+                "the authorization server refused the stored refresh token (revoked, expired or already used), so it was forgotten and a browser sign-in followed",
+            )
+            .fix("nothing to do when the sign-in step passed; if this happens often, the server's refresh tokens are short-lived or revoked when another client signs in"),
+        );
+    } else if let Some(failed) = grant("RefreshFailed") {
+        checks.push(
+            Check::new(
+                "refresh",
+                Outcome::Warning,
+                format!(
+                    "the refresh did not get an answer ({}); the tokens were kept and it is retried",
+                    text(failed, "detail")
+                ),
+            )
+            .fix("check that the authorization server is reachable from this machine"),
+        );
+    }
+    let refreshed_only = checks.first().is_some_and(|c| c.outcome == Outcome::Passed) && !browser;
     let signed_in = records
         .iter()
         .any(|r| r["kind"] == "effect" && r["effect"] == "Finished");
@@ -577,15 +618,19 @@ pub fn connection_steps(records: &[Value], doc: &Value) -> Vec<Check> {
                     && r["to"] != "done"
                     && text(r, "detail").starts_with("a document")
             });
-            checks.push(Check::new(
-                "discovery",
-                if found {
-                    Outcome::Passed
-                } else {
-                    Outcome::Failed
-                },
-                tried.join("; "),
-            ));
+            checks.push(if found {
+                Check::new("discovery", Outcome::Passed, tried.join("; "))
+            } else {
+                Check::new(
+                    "discovery",
+                    Outcome::Warning,
+                    format!(
+                        "{}; so the MCP 2025-03-26 default endpoints at the server's origin were used (/authorize, /token, /register)",
+                        tried.join("; ")
+                    ),
+                )
+                .fix(NO_METADATA_FIX)
+            });
         }
         if let Some(registered) = records
             .iter()
@@ -609,7 +654,17 @@ pub fn connection_steps(records: &[Value], doc: &Value) -> Vec<Check> {
         {
             let detail = text(finished, "detail");
             if detail == "tokens ready" {
-                checks.push(Check::new("sign-in", Outcome::Passed, "tokens obtained"));
+                if !refreshed_only {
+                    checks.push(Check::new(
+                        "sign-in",
+                        Outcome::Passed,
+                        if browser {
+                            "signed in through the browser; tokens obtained and stored"
+                        } else {
+                            "tokens obtained without a browser"
+                        },
+                    ));
+                }
             } else {
                 let lower = detail.to_ascii_lowercase();
                 let registered = checks.iter().any(|c| c.step == "registration");
@@ -626,6 +681,14 @@ pub fn connection_steps(records: &[Value], doc: &Value) -> Vec<Check> {
                         "sign in again in the browser; if it keeps failing run `mcp-remote-client <url> --clean`; with --trace FILE the file shows every step",
                     )
                 };
+                // Nothing was discovered and the guessed endpoints failed: the
+                // missing metadata is the cause.
+                if let Some(discovery) = checks
+                    .iter_mut()
+                    .find(|c| c.step == "discovery" && c.outcome == Outcome::Warning)
+                {
+                    discovery.outcome = Outcome::Failed;
+                }
                 let step = check.step;
                 if checks
                     .last()

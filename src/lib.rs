@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod doctor;
 pub mod logging;
+pub mod servers;
 pub mod settings;
 pub mod wiring;

@@ -100,6 +100,21 @@ pub enum SettingsError {
     NoConfigDir,
 }
 
+/// `MCP_REMOTE_CONFIG_DIR`, else `~/.mcp-auth` (as mcp-remote 0.15).
+pub fn config_base() -> Result<PathBuf, SettingsError> {
+    match std::env::var_os("MCP_REMOTE_CONFIG_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(std::env::home_dir()
+            .ok_or(SettingsError::NoConfigDir)?
+            .join(".mcp-auth")),
+    }
+}
+
+/// The folder of credential files: `<config base>/mcp-remote-v1`.
+pub fn credentials_dir() -> Result<PathBuf, SettingsError> {
+    Ok(config_base()?.join("mcp-remote-v1"))
+}
+
 impl Settings {
     /// The file remembering which transport this server speaks.
     pub fn transport_memory(&self) -> PathBuf {
@@ -174,12 +189,7 @@ impl Settings {
             header_value.set_sensitive(true);
             headers.insert(header_name, header_value);
         }
-        let base = match std::env::var_os("MCP_REMOTE_CONFIG_DIR").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => std::env::home_dir()
-                .ok_or(SettingsError::NoConfigDir)?
-                .join(".mcp-auth"),
-        };
+        let base = config_base()?;
         let auth_flag =
             |flag: &'static str, reason: String| SettingsError::AuthFlag { flag, reason };
         let mut authorize_params = BTreeMap::new();

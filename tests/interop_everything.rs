@@ -160,4 +160,65 @@ mod everything {
     async fn one_mebibyte_each_way() {
         suite::one_mebibyte_each_way(target()).await
     }
+
+    /// `mcp-remote-client --doctor` against the reference server passes every step
+    /// and names it; `--call` runs one of its tools.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_doctor_passes_every_step_and_one_tool_is_called() {
+        let url = target().url.clone();
+        let dir = log_dir(LOGS).join("doctor-config");
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = |args: Vec<String>| {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_mcp-remote-client"))
+                    .args(&args)
+                    .env("MCP_REMOTE_CONFIG_DIR", &dir)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap()
+            })
+        };
+        let out = run(vec![url.clone(), "--doctor".into(), "--json".into()])
+            .await
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{doc:#}");
+        assert_eq!(doc["passed"], true);
+        let step = |name: &str| {
+            doc["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["step"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no {name} step: {doc:#}"))
+        };
+        for name in ["url", "tcp", "transport", "initialize", "tools/list"] {
+            assert_eq!(step(name)["outcome"], "passed", "{name}: {doc:#}");
+        }
+        assert!(step("initialize")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mcp-servers/everything"));
+        assert!(step("tools/list")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("echo"));
+
+        let out = run(vec![
+            url,
+            "--call".into(),
+            "echo".into(),
+            "--args".into(),
+            r#"{"message":"from the client"}"#.into(),
+            "--json".into(),
+        ])
+        .await
+        .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{doc:#}");
+        assert_eq!(doc["result"]["content"][0]["text"], "Echo: from the client");
+    }
 }

@@ -215,7 +215,7 @@ impl Session {
             }
             Event::RememberTransport(t) => {
                 if let Some(path) = &self.transport_memory {
-                    crate::store::write_transport(path, t);
+                    crate::store::write_transport(path, t, self.engine.url());
                 }
             }
             Event::ForgetTransport => {

@@ -35,13 +35,26 @@ pub fn read_transport(path: Option<&Path>) -> Option<Transport> {
     }
 }
 
-/// Remember `transport` for this server.
-pub fn write_transport(path: &Path, transport: Transport) {
+/// The server URL the transport file names (written redacted, for
+/// `mcp-remote-client --list-servers`), if any.
+pub fn read_server_url(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.get("server_url")?.as_str().map(str::to_owned)
+}
+
+/// Remember `transport` for this server, and the server's URL as a trace shows it
+/// (no user, password or secret query value), so a listing can name the server.
+pub fn write_transport(path: &Path, transport: Transport, server: &url::Url) {
     let name = match transport {
         Transport::Streamable => "streamable-http",
         Transport::Legacy => "sse",
     };
-    let body = serde_json::json!({ "transport": name }).to_string();
+    let body = serde_json::json!({
+        "transport": name,
+        "server_url": machines::trace::redact_url(server),
+    })
+    .to_string();
     if let Err(e) = write_private(path, body.as_bytes()) {
         tracing::warn!("cannot remember the transport in {}: {e}", path.display());
     } else {
@@ -204,8 +217,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mcp-remote-store-{}", std::process::id()));
         let path = dir.join("k_transport.json");
         assert_eq!(read_transport(Some(&path)), None);
-        write_transport(&path, Transport::Legacy);
+        let server = url::Url::parse("https://u:pw@example.com/mcp?api_key=k1&x=1").unwrap();
+        write_transport(&path, Transport::Legacy, &server);
         assert_eq!(read_transport(Some(&path)), Some(Transport::Legacy));
+        let shown = read_server_url(&path).unwrap();
+        assert!(shown.starts_with("https://example.com/mcp?"), "{shown}");
+        assert!(!shown.contains("k1") && !shown.contains("pw"), "{shown}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

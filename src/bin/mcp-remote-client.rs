@@ -12,10 +12,11 @@ use machines::jsonrpc::{parse_incoming, Incoming};
 use mcp_remote::cli::Cli;
 use mcp_remote::doctor::{self, Check, Outcome};
 use mcp_remote::settings::Settings;
-use mcp_remote::{logging, wiring};
+use mcp_remote::{logging, servers, wiring};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// `println!` that never panics: a reader that went away (`| head`) must not
 /// leave the client hanging with a dead actor.
@@ -42,6 +43,7 @@ const STEPS: [(&str, &str); 3] = [
     name = "mcp-remote-client",
     version,
     about = "Connect to a remote MCP server the way mcp-remote does, list its tools, resources and prompts (or call one tool), and exit: 0 when it answered, 1 with the reason.",
+    mut_arg("server_url", |a| a.required(false).required_unless_present("list_servers").default_value("")),
     after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl"
 )]
 struct ClientCli {
@@ -68,6 +70,11 @@ struct ClientCli {
     /// and the fix. Exit 0 only when every step passed.
     #[arg(long, help_heading = "Client", conflicts_with = "call")]
     doctor: bool,
+
+    /// List every server with stored credentials in the config folder: its URL
+    /// where known, key, token expiry, issuer and remembered transport. No URL needed.
+    #[arg(long, help_heading = "Client", conflicts_with_all = ["call", "doctor"])]
+    list_servers: bool,
 }
 
 /// What the probe does after `initialize`.
@@ -297,6 +304,16 @@ const CALL_ID: u64 = 100;
 
 fn main() {
     let client = ClientCli::parse();
+    if client.list_servers {
+        let code = match mcp_remote::settings::credentials_dir() {
+            Ok(dir) => servers::print_list(&dir, client.json),
+            Err(e) => {
+                eprintln!("mcp-remote-client: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = client.common;
     let task = match client.call {
         Some(tool) => {
@@ -332,6 +349,9 @@ fn main() {
     if client.doctor {
         std::process::exit(run_doctor(&settings, json_output));
     }
+    if settings.clean && matches!(task, Task::List) {
+        std::process::exit(run_clean(&settings, json_output));
+    }
     let guard = logging::start("mcp-remote-client", &settings);
     let system = System::new();
     let started = system.block_on(async {
@@ -364,6 +384,55 @@ fn main() {
     };
     drop(guard);
     std::process::exit(code);
+}
+
+/// `--clean URL` (without --call or --doctor): forget the server's stored
+/// credentials and remembered transport, and say what was removed. Returns the exit code.
+fn run_clean(settings: &Settings, json_output: bool) -> i32 {
+    let shown = machines::trace::redact_url(&settings.url);
+    let cleaned = servers::clean(
+        &settings.config_dir,
+        std::slice::from_ref(&settings.key),
+        &shown,
+        Duration::from_secs(10),
+    );
+    let code = if cleaned.failed.is_empty() && cleaned.busy.is_empty() {
+        0
+    } else {
+        1
+    };
+    if json_output {
+        let doc = json!({
+            "server": shown,
+            "removed": cleaned.removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "failed": cleaned.failed.iter().map(|(p, e)| json!({"file": p.display().to_string(), "reason": e})).collect::<Vec<_>>(),
+            "busy": cleaned.busy,
+        });
+        say!("{doc}");
+        return code;
+    }
+    if cleaned.removed.is_empty() && cleaned.failed.is_empty() && cleaned.busy.is_empty() {
+        say!(
+            "Nothing stored for {shown} in {} (see mcp-remote-client --list-servers).",
+            settings.config_dir.display()
+        );
+    } else if !cleaned.removed.is_empty() {
+        say!("Forgot {shown}:");
+        for path in &cleaned.removed {
+            say!("  removed {}", path.display());
+        }
+        say!("The next start signs in anew.");
+    }
+    for (path, reason) in &cleaned.failed {
+        eprintln!(
+            "mcp-remote-client: cannot remove {}: {reason}",
+            path.display()
+        );
+    }
+    for key in &cleaned.busy {
+        eprintln!("mcp-remote-client: another mcp-remote is signing in or refreshing for {key}; nothing of it was removed. Try again when it is done.");
+    }
+    code
 }
 
 /// Print the checks (text or one JSON document).

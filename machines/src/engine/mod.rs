@@ -277,6 +277,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The MCP endpoint this engine talks to.
+    pub fn url(&self) -> &Url {
+        &self.config.url
+    }
+
     /// An engine for one server, started at `now`.
     pub fn new(config: EngineConfig, now: Instant) -> Self {
         let link = Link::new(config.strategy, config.remembered)

@@ -181,6 +181,15 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Bod
             }
         }
     }
+    if let (Some(to), "/mcp") = (&config.gone, parts.uri.path()) {
+        let mut response = plain(StatusCode::GONE, "this endpoint is retired");
+        if let Ok(link) = HeaderValue::from_str(&format!("<{to}>; rel=\"successor-version\"")) {
+            if !to.is_empty() {
+                response.headers_mut().insert("link", link);
+            }
+        }
+        return response;
+    }
     match parts.uri.path() {
         "/mcp" if streamable => {}
         "/mcp" if legacy => return legacy::not_streamable(&config, &parts.method),
