@@ -26,7 +26,11 @@ impl Proxy {
     }
 
     fn spawn_with(url: &str, extra: &[&str]) -> Proxy {
-        let mut child = Command::new(PROXY)
+        Self::spawn_program(PROXY, url, extra)
+    }
+
+    fn spawn_program(program: &str, url: &str, extra: &[&str]) -> Proxy {
+        let mut child = Command::new(program)
             .arg(url)
             .arg("--silent")
             .args(extra)
@@ -231,33 +235,50 @@ async fn main() {
 
     // 5. The trace's cost: the same sequential round trips with `--trace FILE` and
     // with `--trace FILE --trace-bodies`, beside a proxy without it (CPU from /proc).
+    // `MCP_REMOTE_BENCH_BASELINE=<binary>` adds a build without the trace code (such
+    // as one built from the commit before it), to show what "off" costs; then each
+    // variant runs three times, interleaved, and the medians are kept.
     let trace_file =
         std::env::temp_dir().join(format!("mcp-remote-bench-{}.jsonl", std::process::id()));
     let trace_arg = format!("--trace={}", trace_file.display());
-    let mut traced = Vec::new();
-    for extra in [
-        vec![],
-        vec![trace_arg.as_str()],
-        vec![trace_arg.as_str(), "--trace-bodies"],
-    ] {
-        let _ = std::fs::remove_file(&trace_file);
-        let mut t = Proxy::spawn_with(&url, &extra);
-        t.send(&init(0)).await;
-        t.recv().await;
-        let cpu_before = t.cpu_ticks();
-        let mut times = Vec::with_capacity(calls);
-        for id in 1..=calls as u64 {
-            let at = Instant::now();
-            t.send(&echo(id)).await;
+    let baseline = std::env::var("MCP_REMOTE_BENCH_BASELINE").ok();
+    let mut variants: Vec<(&str, &str, Vec<&str>)> = vec![
+        ("trace off", PROXY, vec![]),
+        ("--trace", PROXY, vec![trace_arg.as_str()]),
+        (
+            "--trace --trace-bodies",
+            PROXY,
+            vec![trace_arg.as_str(), "--trace-bodies"],
+        ),
+    ];
+    if let Some(program) = baseline.as_deref() {
+        variants.insert(0, ("build without trace code", program, vec![]));
+    }
+    let rounds = if baseline.is_some() { 3 } else { 1 };
+    // Per variant: medians, CPU ticks, trace bytes of each round.
+    let mut traced: Vec<(Vec<Duration>, Vec<u64>, u64)> = vec![Default::default(); variants.len()];
+    for _ in 0..rounds {
+        for (i, (_, program, extra)) in variants.iter().enumerate() {
+            let _ = std::fs::remove_file(&trace_file);
+            let mut t = Proxy::spawn_program(program, &url, extra);
+            t.send(&init(0)).await;
             t.recv().await;
-            times.push(at.elapsed());
+            let cpu_before = t.cpu_ticks();
+            let mut times = Vec::with_capacity(calls);
+            for id in 1..=calls as u64 {
+                let at = Instant::now();
+                t.send(&echo(id)).await;
+                t.recv().await;
+                times.push(at.elapsed());
+            }
+            let cpu = t.cpu_ticks().zip(cpu_before).map(|(a, b)| a - b);
+            drop(t.stdin);
+            let _ = t.child.wait().await;
+            let (median, _) = stats(times);
+            traced[i].0.push(median);
+            traced[i].1.extend(cpu);
+            traced[i].2 = std::fs::metadata(&trace_file).map_or(0, |m| m.len());
         }
-        let cpu = t.cpu_ticks().zip(cpu_before).map(|(a, b)| a - b);
-        drop(t.stdin);
-        let _ = t.child.wait().await;
-        let (median, _) = stats(times);
-        let bytes = std::fs::metadata(&trace_file).map_or(0, |m| m.len());
-        traced.push((extra.len(), median, cpu, bytes));
     }
     let _ = std::fs::remove_file(&trace_file);
 
@@ -308,19 +329,20 @@ async fn main() {
     );
     println!("  proxy peak RSS, after 1 MiB each way    {:>10}", mib(rss));
     let ticks = clock_ticks();
-    for (n, median, cpu, bytes) in &traced {
-        let label = match n {
-            0 => "trace off",
-            1 => "--trace",
-            _ => "--trace --trace-bodies",
-        };
-        let cpu = cpu.map_or("n/a".to_owned(), |t| {
+    for ((label, _, _), (medians, cpu, bytes)) in variants.iter().zip(traced) {
+        let (median, _) = stats(medians);
+        let cpu = if cpu.is_empty() {
+            "n/a".to_owned()
+        } else {
+            let mut cpu = cpu;
+            cpu.sort_unstable();
+            let t = cpu[cpu.len() / 2];
             format!("{:.0} µs CPU/call", t as f64 * 1e6 / ticks / calls as f64)
-        });
+        };
         println!(
             "  round trip, {label:<24} median {:>10}  {cpu}, {:.0} trace bytes/call",
-            us(*median),
-            *bytes as f64 / calls as f64
+            us(median),
+            bytes as f64 / calls as f64
         );
     }
     drop(p.stdin);

@@ -10,7 +10,7 @@
 use crate::settings::Settings;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How a step went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +115,7 @@ pub async fn network_steps(settings: &Settings) -> Vec<Check> {
     if failed {
         return checks;
     }
-    let http = match actors::http::build_client(&settings.http) {
+    let http = match actors::http::build_diagnostic_client(&settings.http) {
         Ok(http) => http,
         Err(e) => {
             checks.push(
@@ -367,14 +367,17 @@ async fn transport_step(settings: &Settings, http: &reqwest::Client) -> (Option<
         }
     };
     let tls = https.then(|| {
-        Check::new(
-            "tls",
-            Outcome::Passed,
-            match &settings.http.extra_ca_certs {
-                Some(file) => format!("certificate verified (system store and {})", file.display()),
-                None => "certificate verified against the system store".to_owned(),
-            },
-        )
+        let verified = match &settings.http.extra_ca_certs {
+            Some(file) => format!("verified against the system store and {}", file.display()),
+            None => "verified against the system store".to_owned(),
+        };
+        let summary = response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .map(crate::x509::summarize)
+            .unwrap_or_default();
+        tls_check(&summary, &verified, SystemTime::now())
     });
     let remembered = actors::store::read_transport(Some(&settings.transport_memory()));
     let memory = match remembered {
@@ -469,6 +472,52 @@ async fn transport_step(settings: &Settings, http: &reqwest::Client) -> (Option<
 }
 
 /// A `410 Gone`: the server moved; its `Link` header may say where.
+/// How many days before expiry a certificate is worth a warning.
+const EXPIRY_WARNING_DAYS: u64 = 14;
+
+/// The TLS step after a verified handshake: who the certificate is for, who
+/// issued it, when it expires (a warning close to the end).
+fn tls_check(cert: &crate::x509::CertSummary, verified: &str, now: SystemTime) -> Check {
+    let mut parts = Vec::new();
+    let names: Vec<&str> = cert.names.iter().map(String::as_str).take(4).collect();
+    match (names.is_empty(), &cert.subject) {
+        (false, _) => parts.push(format!(
+            "certificate for {}{}",
+            names.join(", "),
+            if cert.names.len() > 4 {
+                format!(" and {} more", cert.names.len() - 4)
+            } else {
+                String::new()
+            }
+        )),
+        (true, Some(subject)) => parts.push(format!("certificate for {subject}")),
+        (true, None) => parts.push("certificate".to_owned()),
+    }
+    if let Some(issuer) = &cert.issuer {
+        parts.push(format!("issued by {issuer}"));
+    }
+    let mut days_left = None;
+    if let Some(end) = cert.not_after {
+        let days = end
+            .duration_since(now)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0);
+        days_left = Some(days);
+        parts.push(format!(
+            "valid until {} ({days} days)",
+            &actors::trace::rfc3339(end)[..10]
+        ));
+    }
+    let detail = format!("{}; {verified}", parts.join(", "));
+    match days_left {
+        Some(days) if days < EXPIRY_WARNING_DAYS => Check::new("tls", Outcome::Warning, detail)
+            .fix(format!(
+                "the certificate expires in {days} days: its operator should renew it soon"
+            )),
+        _ => Check::new("tls", Outcome::Passed, detail),
+    }
+}
+
 fn gone(response: &reqwest::Response, method: &str) -> Check {
     let link = response
         .headers()
@@ -764,4 +813,35 @@ pub fn connection_steps(records: &[Value], doc: &Value) -> Vec<Check> {
         ),
     }
     checks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x509::CertSummary;
+
+    #[test]
+    fn a_certificate_close_to_its_end_is_a_warning_with_the_days_left() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let cert = |days: u64| CertSummary {
+            subject: Some("mcp.example.com".into()),
+            issuer: Some("Example CA".into()),
+            names: vec!["mcp.example.com".into()],
+            not_after: Some(now + Duration::from_secs(days * 86_400 + 60)),
+        };
+        let soon = tls_check(&cert(3), "verified", now);
+        assert_eq!(soon.outcome, Outcome::Warning);
+        assert!(soon.to_json()["fix"].as_str().unwrap().contains("3 days"));
+        let fine = tls_check(&cert(90), "verified", now);
+        assert_eq!(fine.outcome, Outcome::Passed);
+        let detail = fine.to_json()["detail"].as_str().unwrap().to_owned();
+        assert!(
+            detail.starts_with(
+                "certificate for mcp.example.com, issued by Example CA, valid until 2027-"
+            ),
+            "{detail}"
+        );
+        let unknown = tls_check(&CertSummary::default(), "verified", now);
+        assert_eq!(unknown.outcome, Outcome::Passed);
+    }
 }

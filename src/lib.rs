@@ -8,3 +8,4 @@ pub mod logging;
 pub mod servers;
 pub mod settings;
 pub mod wiring;
+pub mod x509;

@@ -390,3 +390,55 @@ async fn stored_credentials_refreshed_refused_listed_and_forgotten() {
     assert_eq!(step(&steps, "registration")["outcome"], "passed");
     assert_eq!(step(&steps, "sign-in")["outcome"], "passed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_shows_who_the_certificate_is_for_and_names_an_expired_or_misnamed_one() {
+    let ca = ThrowawayCa::new("Doctor Inspecting CA").unwrap();
+    let ca_file =
+        std::env::temp_dir().join(format!("mcp-remote-doctor-ca-{}.pem", std::process::id()));
+    ca.write_ca_pem(&ca_file).unwrap();
+    let trusting = |url: String| vec![url, format!("--extra-ca-certs={}", ca_file.display())];
+
+    let good = Testbed::start_tls(
+        Config::default(),
+        &ca.issue(&["127.0.0.1", "localhost"]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (code, steps) = doctor("tls-good", trusting(good.url())).await;
+    assert_eq!(code, Some(0), "{steps:#?}");
+    let tls = step(&steps, "tls");
+    assert_eq!(tls["outcome"], "passed");
+    let detail = tls["detail"].as_str().unwrap();
+    for part in [
+        "127.0.0.1",
+        "localhost",
+        "issued by Doctor Inspecting CA",
+        "valid until",
+        "days",
+    ] {
+        assert!(detail.contains(part), "{part} in {detail}");
+    }
+
+    let expired = Testbed::start_tls(
+        Config::default(),
+        &ca.issue_expired(&["127.0.0.1"]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (code, steps) = doctor("tls-expired", trusting(expired.url())).await;
+    assert_eq!(code, Some(1));
+    let (name, detail, fix) = failed(&steps);
+    assert_eq!(name, "tls", "{detail}");
+    assert!(fix.contains("expired"), "{detail} / {fix}");
+
+    let misnamed = Testbed::start_tls(Config::default(), &ca.issue(&["mcp.example.com"]).unwrap())
+        .await
+        .unwrap();
+    let (code, steps) = doctor("tls-name", trusting(misnamed.url())).await;
+    assert_eq!(code, Some(1));
+    let (name, detail, fix) = failed(&steps);
+    assert_eq!(name, "tls", "{detail}");
+    assert!(fix.contains("another name"), "{detail} / {fix}");
+    let _ = std::fs::remove_file(&ca_file);
+}

@@ -94,6 +94,16 @@ fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpSetupE
 
 /// Build the client for the MCP server: redirects only within its origin.
 pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
+    finish(mcp_builder(options)?)
+}
+
+/// The MCP server's client that also keeps the server's certificate on each
+/// response (`reqwest::tls::TlsInfo`), for `mcp-remote-client --doctor`.
+pub fn build_diagnostic_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupError> {
+    finish(mcp_builder(options)?.tls_info(true))
+}
+
+fn mcp_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, HttpSetupError> {
     let mut builder = base_builder(options)?
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
             let same = attempt
@@ -112,7 +122,7 @@ pub fn build_client(options: &HttpOptions) -> Result<reqwest::Client, HttpSetupE
     if let Some(t) = options.read_timeout {
         builder = builder.read_timeout(t);
     }
-    finish(builder)
+    Ok(builder)
 }
 
 /// The client for OAuth requests: the same TLS, proxy and time-out settings, but

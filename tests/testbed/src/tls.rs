@@ -66,6 +66,16 @@ impl ThrowawayCa {
     /// becomes an IP address subject alternative name (`127.0.0.1`, `::1`), any other a DNS
     /// name (`localhost`). The certificate is for TLS server authentication only.
     pub fn issue(&self, names: &[&str]) -> io::Result<TlsIdentity> {
+        self.issue_with(names, false)
+    }
+
+    /// Like [`ThrowawayCa::issue`], for a certificate that expired years ago
+    /// (valid 2020-01-01 to 2021-01-01).
+    pub fn issue_expired(&self, names: &[&str]) -> io::Result<TlsIdentity> {
+        self.issue_with(names, true)
+    }
+
+    fn issue_with(&self, names: &[&str], expired: bool) -> io::Result<TlsIdentity> {
         let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
         let mut params =
             CertificateParams::new(names.clone()).map_err(|e| other("server names", e))?;
@@ -74,6 +84,10 @@ impl ThrowawayCa {
             DnType::CommonName,
             names.first().cloned().unwrap_or_default(),
         );
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
