@@ -239,7 +239,9 @@ async fn a_retired_endpoint_names_its_successor() {
     })
     .await
     .unwrap();
-    let (code, steps) = doctor("gone-no-link", vec![tb.url()]).await;
+    // A retired legacy HTTP+SSE URL, without a successor named.
+    let legacy_url = format!("{}/sse", tb.origin());
+    let (code, steps) = doctor("gone-no-link", vec![legacy_url]).await;
     assert_eq!(code, Some(1));
     let (name, _, fix) = failed(&steps);
     assert_eq!(name, "transport");

@@ -181,7 +181,7 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Bod
             }
         }
     }
-    if let (Some(to), "/mcp") = (&config.gone, parts.uri.path()) {
+    if let (Some(to), "/mcp" | "/sse" | "/messages") = (&config.gone, parts.uri.path()) {
         let mut response = plain(StatusCode::GONE, "this endpoint is retired");
         if let Ok(link) = HeaderValue::from_str(&format!("<{to}>; rel=\"successor-version\"")) {
             if !to.is_empty() {

@@ -166,7 +166,7 @@ pub struct Config {
     /// When set, every non-`initialize` request to `/mcp` is answered with this HTTP status
     /// and a JSON-RPC error body without `id` (checklist B6, B10). Legacy paths ignore it.
     pub fail_status: Option<u16>,
-    /// When set, every request to `/mcp` is answered `410 Gone`: the endpoint is
+    /// When set, every request to `/mcp`, `/sse` and `/messages` is answered `410 Gone`: the endpoint is
     /// retired. A non-empty value is the new URL, sent as `Link: <url>; rel="successor-version"`.
     pub gone: Option<String>,
     /// Which transports are served; the legacy one is for testing a client's HTTP+SSE mode
