@@ -43,8 +43,9 @@ const STEPS: [(&str, &str); 3] = [
     name = "mcp-remote-client",
     version,
     about = "Connect to a remote MCP server the way mcp-remote does, list its tools, resources and prompts (or call one tool), and exit: 0 when it answered, 1 with the reason.",
-    mut_arg("server_url", |a| a.required(false).required_unless_present("list_servers").default_value("")),
-    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl"
+    mut_arg("server_url", |a| a.required(false).required_unless_present("list_servers").default_value("").hide_default_value(true)),
+    mut_arg("clean", |a| a.help("Forget this server's stored tokens, client registration and remembered transport, print what was removed, and exit (with --call or --doctor: forget, then sign in anew)")),
+    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl\n  mcp-remote-client https://remote.example.com/mcp --doctor\n  mcp-remote-client --list-servers\n  mcp-remote-client https://remote.example.com/mcp --clean"
 )]
 struct ClientCli {
     #[command(flatten)]
