@@ -15,6 +15,7 @@
 //! - [`link`]: the session machine (initialize, session expiry, shutdown).
 //! - [`stream`]: the reconnect/resume machine of an SSE stream.
 //! - [`transport`]: what Streamable HTTP answers mean.
+//! - [`modern`]: the MCP 2026-07-28 wire (discovery, `_meta`, request headers).
 //! - [`backoff`]: seeded jittered exponential delays (backon).
 //! - [`cache_key`]: mcp-remote's per-server key for the config folder.
 //!
@@ -33,6 +34,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod jsonrpc;
 pub mod link;
+pub mod modern;
 pub mod sse;
 pub mod stream;
 pub mod trace;
