@@ -150,9 +150,12 @@ pub struct Cli {
     )]
     pub extra_ca_certs: Option<std::ffi::OsString>,
 
-    /// Protocol era: legacy (default) or auto (2026-07-28 bridging).
-    #[arg(long, value_name = "MODE", help_heading = "Not supported yet")]
-    pub protocol: Option<String>,
+    /// Protocol era. auto (default): ask the server with server/discover whether it
+    /// speaks MCP 2026-07-28 and bridge the host's older revision to it, else
+    /// initialize as before; the answer is remembered with the transport. legacy:
+    /// never ask (MCP 2025-11-25 and older only). modern: 2026-07-28 only.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ProtocolArg::Auto)]
+    pub protocol: ProtocolArg,
 
     /// Send a keep-alive ping every 30 s (or --ping-interval): keeps idle
     /// connections from being reaped, and an unanswered ping declares the
@@ -241,6 +244,17 @@ pub struct Cli {
     pub clean: bool,
 }
 
+/// `--protocol`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolArg {
+    /// Probe for MCP 2026-07-28, fall back to initialize.
+    Auto,
+    /// MCP 2025-11-25 and older only.
+    Legacy,
+    /// MCP 2026-07-28 only.
+    Modern,
+}
+
 /// `--transport`.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportStrategy {
@@ -263,11 +277,6 @@ impl Cli {
                 out.push((flag, feature));
             }
         };
-        check(
-            self.protocol.as_deref().is_some_and(|p| p != "legacy"),
-            "--protocol",
-            "2026-07-28 era bridging",
-        );
         check(self.disable_cookies, "--disable-cookies", "the cookie jar");
         check(
             self.auth_success_url.is_some(),

@@ -28,6 +28,8 @@ pub struct Settings {
     pub http: HttpOptions,
     /// The host side's options (request time-out, ignored tools, client tag).
     pub host: HostConfig,
+    /// `--protocol`.
+    pub protocol: machines::engine::ProtocolMode,
     /// Wait for response headers.
     pub headers_timeout: Option<Duration>,
     /// Largest message either way.
@@ -328,6 +330,11 @@ impl Settings {
                     .clone()
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from),
+            },
+            protocol: match cli.protocol {
+                crate::cli::ProtocolArg::Auto => machines::engine::ProtocolMode::Auto,
+                crate::cli::ProtocolArg::Legacy => machines::engine::ProtocolMode::Legacy,
+                crate::cli::ProtocolArg::Modern => machines::engine::ProtocolMode::Modern,
             },
             host: HostConfig {
                 request_timeout: seconds(cli.request_timeout),

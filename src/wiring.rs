@@ -59,6 +59,7 @@ pub fn start_core(
             transport_memory: Some(settings.transport_memory()),
             ping_interval: settings.ping_interval,
             host: settings.host.clone(),
+            protocol: settings.protocol,
         },
         http,
         host,

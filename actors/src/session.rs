@@ -69,6 +69,8 @@ pub struct SessionConfig {
     pub ping_interval: Option<Duration>,
     /// The host side: `--request-timeout`, `--ignore-tool`, the client tag.
     pub host: HostConfig,
+    /// `--protocol`: probe for MCP 2026-07-28, or speak one era only.
+    pub protocol: machines::engine::ProtocolMode,
 }
 
 /// What one exchange reports, in order: a head (or an end without one), chunks, an end.
@@ -116,6 +118,7 @@ impl Session {
         flush: Option<Recipient<Flush>>,
     ) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
+        let remembered_era = crate::store::read_era(config.transport_memory.as_deref());
         let tracing = crate::trace::get().map(Tracing::new);
         let engine = Engine::new(
             EngineConfig {
@@ -128,6 +131,8 @@ impl Session {
                 headers_timeout: config.headers_timeout,
                 host: config.host,
                 trace: tracing.is_some(),
+                protocol: config.protocol,
+                remembered_era,
             },
             Instant::now(),
         );
@@ -215,7 +220,7 @@ impl Session {
             }
             Event::RememberTransport(t) => {
                 if let Some(path) = &self.transport_memory {
-                    crate::store::write_transport(path, t, self.engine.url());
+                    crate::store::write_transport(path, t, self.engine.url(), self.engine.era());
                 }
             }
             Event::ForgetTransport => {

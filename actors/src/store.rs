@@ -3,6 +3,7 @@
 //! to it. Writes are atomic (temporary file, then rename), the folder is 0700 and
 //! the file 0600; a file that cannot be read or parsed is reported and ignored.
 
+use machines::engine::Era;
 use machines::link::Transport;
 use std::io::Write;
 use std::path::Path;
@@ -35,6 +36,18 @@ pub fn read_transport(path: Option<&Path>) -> Option<Transport> {
     }
 }
 
+/// The protocol era the transport file remembers (`"era"`: `"legacy"` or
+/// `"2026-07-28"`), if any.
+pub fn read_era(path: Option<&Path>) -> Option<Era> {
+    let text = std::fs::read_to_string(path?).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match value.get("era")?.as_str()? {
+        "legacy" => Some(Era::Legacy),
+        machines::modern::MODERN_VERSION => Some(Era::Modern),
+        _ => None,
+    }
+}
+
 /// The server URL the transport file names (written redacted, for
 /// `mcp-remote-client --list-servers`), if any.
 pub fn read_server_url(path: &Path) -> Option<String> {
@@ -45,16 +58,23 @@ pub fn read_server_url(path: &Path) -> Option<String> {
 
 /// Remember `transport` for this server, and the server's URL as a trace shows it
 /// (no user, password or secret query value), so a listing can name the server.
-pub fn write_transport(path: &Path, transport: Transport, server: &url::Url) {
+pub fn write_transport(path: &Path, transport: Transport, server: &url::Url, era: Option<Era>) {
     let name = match transport {
         Transport::Streamable => "streamable-http",
         Transport::Legacy => "sse",
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "transport": name,
         "server_url": machines::trace::redact_url(server),
-    })
-    .to_string();
+    });
+    if let Some(era) = era {
+        body["era"] = match era {
+            Era::Legacy => "legacy",
+            Era::Modern => machines::modern::MODERN_VERSION,
+        }
+        .into();
+    }
+    let body = body.to_string();
     if let Err(e) = write_private(path, body.as_bytes()) {
         tracing::warn!("cannot remember the transport in {}: {e}", path.display());
     } else {
@@ -218,7 +238,8 @@ mod tests {
         let path = dir.join("k_transport.json");
         assert_eq!(read_transport(Some(&path)), None);
         let server = url::Url::parse("https://u:pw@example.com/mcp?api_key=k1&x=1").unwrap();
-        write_transport(&path, Transport::Legacy, &server);
+        write_transport(&path, Transport::Legacy, &server, Some(Era::Modern));
+        assert_eq!(read_era(Some(&path)), Some(Era::Modern));
         assert_eq!(read_transport(Some(&path)), Some(Transport::Legacy));
         let shown = read_server_url(&path).unwrap();
         assert!(shown.starts_with("https://example.com/mcp?"), "{shown}");

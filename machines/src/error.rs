@@ -112,6 +112,12 @@ pub enum RequestError {
     Auth(AuthError),
 
     // ---- the host ----
+    /// The server and the proxy share no protocol revision (or era).
+    #[error("{0}")]
+    ProtocolMismatch(String),
+    /// The message could not be prepared for the server (not a JSON object).
+    #[error("the message could not be prepared for the server")]
+    NotSent,
     /// A session must be re-established and the host never sent `initialize`.
     #[error("the host never sent initialize")]
     NotInitialized,

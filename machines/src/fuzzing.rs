@@ -115,6 +115,8 @@ pub fn router(start: std::time::Instant, data: &[u8]) {
             ..Default::default()
         },
         trace: true,
+        protocol: crate::engine::ProtocolMode::Legacy,
+        remembered_era: None,
     };
     let mut now = start;
     let mut engine = Engine::new(config, now);

@@ -454,6 +454,16 @@ impl Engine {
         let Phase::ErrorBody { status, body } = ex.phase else {
             return;
         };
+        if let Role::Post { seq } = ex.role {
+            if self.probe_error_body(seq, &body) {
+                let ending = Ending::Refused {
+                    status,
+                    reason: reason_of(status),
+                };
+                self.ended(ex.role, ending, now);
+                return;
+            }
+        }
         let answers_request = self.is_answer_to(ex.role, &body);
         // Servers built on the TypeScript SDK (server-everything among them) answer 400
         // `No valid session ID provided` where the spec says 404 (transports §Session

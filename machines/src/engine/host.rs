@@ -147,6 +147,9 @@ impl Engine {
     }
 
     fn host_message(&mut self, message: Message, now: Instant) {
+        if self.modern_host_message(&message, now) {
+            return;
+        }
         match message.kind {
             Kind::Request => self.host_request(message, now),
             Kind::Notification => {
@@ -346,6 +349,8 @@ mod tests {
                 headers_timeout: None,
                 host,
                 trace: false,
+                protocol: crate::engine::ProtocolMode::Legacy,
+                remembered_era: None,
             },
             now,
         )

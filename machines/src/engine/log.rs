@@ -47,6 +47,10 @@ impl fmt::Display for Suspicion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LogEvent {
+    /// The server answered `server/discover`: it speaks MCP 2026-07-28.
+    ModernServer,
+    /// The server did not answer `server/discover`: the host's `initialize` goes as it is.
+    LegacyServer,
     /// The session expired; the host's `initialize` is replayed.
     Reinitializing,
     /// The server could not be reached; the next attempt is after this delay.
@@ -136,6 +140,8 @@ impl LogEvent {
             | GetStreamLost | InitializedFailed(_) | StillSilent(_) | KeepAliveUnanswered
             | NotJsonRpc(_) => Level::Warn,
             Reinitializing
+            | ModernServer
+            | LegacyServer
             | RetryingIn(_)
             | OpeningLegacyStream
             | LegacyStreamReady
@@ -166,6 +172,8 @@ impl fmt::Display for LogEvent {
         use LogEvent::*;
         match self {
             Reinitializing => f.write_str("re-initializing the session with the host's initialize"),
+            ModernServer => f.write_str("the server speaks MCP 2026-07-28: answering the host's initialize from server/discover and bridging every request"),
+            LegacyServer => f.write_str("the server does not speak MCP 2026-07-28: sending the host's initialize"),
             RetryingIn(d) => write!(
                 f,
                 "the server is unreachable; trying again in {:.1} s",

@@ -26,6 +26,7 @@
 //! give the same outputs — the simulations in `machines/tests/` drive this very
 //! engine on a simulated clock and network.
 
+mod era;
 mod exchange;
 mod host;
 mod io;
@@ -33,6 +34,7 @@ mod liveness;
 mod log;
 
 pub use crate::error::{NetworkError, RequestError};
+pub use era::{Era, ProtocolMode};
 pub use host::{HostConfig, HostLine, Origin, DRAIN_AFTER_EOF};
 pub use io::{
     Event, Exchange, ExchangeId, ExchangeResult, Method, Purpose, ResponseHead, TokenOutcome,
@@ -94,6 +96,10 @@ pub struct EngineConfig {
     /// `--trace` or `-v`: report every machine step and timer as [`Event::Trace`]
     /// (off: none is built, the message path costs nothing more).
     pub trace: bool,
+    /// `--protocol`: probe for MCP 2026-07-28 (auto), or speak only one era.
+    pub protocol: ProtocolMode,
+    /// The era this server turned out to speak last time, if remembered.
+    pub remembered_era: Option<Era>,
 }
 
 /// Where a host message is.
@@ -274,6 +280,10 @@ pub struct Engine {
     transmits: VecDeque<Transmit>,
     /// What to tell the driver, in order.
     events: VecDeque<Event>,
+    /// The server's protocol era, and the probe that finds it out.
+    era: era::EraState,
+    /// Who the client is, for every request to a 2026-07-28 server.
+    modern_meta: Option<crate::modern::ClientMeta>,
 }
 
 impl Engine {
@@ -287,7 +297,10 @@ impl Engine {
         let link = Link::new(config.strategy, config.remembered)
             .with_seed(config.seed)
             .state_machine();
+        let era = era::EraState::new(config.protocol, config.remembered_era);
         let mut engine = Self {
+            era,
+            modern_meta: None,
             config,
             link,
             messages: BTreeMap::new(),
@@ -712,9 +725,18 @@ impl Engine {
             return;
         }
         entry.retried = retry;
-        let bytes = entry.bytes.clone();
+        let Some(out) = self.outgoing(seq) else {
+            self.fail_seq(seq, RequestError::NotSent);
+            return;
+        };
         let connection = self.live_connection.unwrap_or(0);
-        let id = self.post(bytes, true, Role::Post { seq }, now);
+        let id = self.post_with(
+            out.bytes,
+            out.with_session,
+            out.headers,
+            Role::Post { seq },
+            now,
+        );
         if let Some(entry) = self.messages.get_mut(&seq) {
             entry.stage = Stage::Posted {
                 exchange: id,
@@ -756,6 +778,18 @@ impl Engine {
     /// Start a POST of `body` on the current transport; with `with_session`, the
     /// Streamable HTTP session headers are added.
     fn post(&mut self, body: Bytes, with_session: bool, role: Role, now: Instant) -> ExchangeId {
+        self.post_with(body, with_session, Vec::new(), role, now)
+    }
+
+    /// [`Engine::post`] with `extra` headers.
+    fn post_with(
+        &mut self,
+        body: Bytes,
+        with_session: bool,
+        extra: Vec<(&'static str, String)>,
+        role: Role,
+        now: Instant,
+    ) -> ExchangeId {
         let legacy = self.is_legacy();
         let url = match self.link.endpoint().filter(|_| legacy) {
             Some(endpoint) => Url::parse(endpoint).unwrap_or_else(|_| self.config.url.clone()),
@@ -770,6 +804,7 @@ impl Engine {
         if with_session && !legacy {
             sent_session = self.session_headers(&mut headers);
         }
+        headers.extend(extra);
         self.start(
             Method::Post,
             url,
@@ -914,6 +949,11 @@ impl Engine {
 
     /// A message from the server (on any exchange).
     fn on_server_message(&mut self, message: Message, session_id: Option<&str>, now: Instant) {
+        let Some(message) = self.probe_answer(message) else {
+            return;
+        };
+        // 2026-07-28 has no sessions: an id a modern server sends is not used.
+        let session_id = session_id.filter(|_| !self.modern());
         if message.kind == Kind::Response {
             if let Some(key) = message.id_key.clone() {
                 if key.is_reserved() {
@@ -1166,6 +1206,9 @@ impl Engine {
         self.learn_from_post(at, connection, id_key.as_ref(), &ending, now);
         if !matches!(ending, Ending::Failed(_)) {
             self.dispatch(LinkEvent::Reachable, now);
+        }
+        if self.probe_ended(seq, &ending, now) {
+            return;
         }
         let back_to_held = |engine: &mut Self| {
             if let Some(entry) = engine.messages.get_mut(&seq) {

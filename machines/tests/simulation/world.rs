@@ -270,6 +270,8 @@ impl World {
                     ..Default::default()
                 },
                 trace: seed.is_multiple_of(2),
+                protocol: machines::engine::ProtocolMode::Legacy,
+                remembered_era: None,
             },
             t0,
         );

@@ -190,6 +190,9 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Bod
         }
         return response;
     }
+    if config.modern && parts.uri.path() == "/mcp" {
+        return crate::modern::route(shared, &config, parts, &body).await;
+    }
     match parts.uri.path() {
         "/mcp" if streamable => {}
         "/mcp" if legacy => return legacy::not_streamable(&config, &parts.method),

@@ -72,6 +72,7 @@ mod forward_proxy;
 mod http;
 mod legacy;
 mod mcp;
+pub mod modern;
 mod record;
 pub mod relay;
 mod resource;
@@ -169,6 +170,11 @@ pub struct Config {
     /// When set, every request to `/mcp`, `/sse` and `/messages` is answered `410 Gone`: the endpoint is
     /// retired. A non-empty value is the new URL, sent as `Link: <url>; rel="successor-version"`.
     pub gone: Option<String>,
+    /// Serve MCP 2026-07-28 only at `/mcp` (see [`modern`]): `server/discover`, `_meta`
+    /// and header checks, no `initialize`, no sessions, GET and DELETE `405`.
+    pub modern: bool,
+    /// With [`Config::modern`]: refuse the very first POST with `-32022`, whatever it says.
+    pub modern_refuse_first: bool,
     /// Which transports are served; the legacy one is for testing a client's HTTP+SSE mode
     /// and its fallback to it.
     pub transport: Transport,
@@ -216,6 +222,8 @@ impl Default for Config {
             redirect_mcp: false,
             fail_status: None,
             gone: None,
+            modern: false,
+            modern_refuse_first: false,
             transport: Transport::Streamable,
             legacy_post_status: 404,
             legacy_endpoint_override: None,
@@ -370,6 +378,18 @@ impl Testbed {
     /// The origin of the second listener, the target of every redirect.
     pub fn elsewhere_origin(&self) -> String {
         self.shared.elsewhere_origin.clone()
+    }
+
+    /// The requests a [`Config::modern`] server answered with a result, in order.
+    pub fn modern_calls(&self) -> Vec<serde_json::Value> {
+        state::lock(&self.shared.modern_calls).clone()
+    }
+
+    /// How many `slow` calls of a [`Config::modern`] server lost their client before the answer.
+    pub fn modern_cancelled(&self) -> u64 {
+        self.shared
+            .modern_cancelled
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every HTTP request the main server received, in arrival order.

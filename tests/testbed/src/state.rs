@@ -62,6 +62,10 @@ pub(crate) struct Shared {
     /// How many times the `count` tool ran for each nonce, so a test can tell a tool call
     /// executed twice (a retry that reached the server twice) from one executed once.
     pub(crate) executions: Mutex<HashMap<String, u64>>,
+    /// The requests a modern server answered with a result.
+    pub(crate) modern_calls: Mutex<Vec<Value>>,
+    /// `slow` calls of a modern server whose client went away first.
+    pub(crate) modern_cancelled: AtomicU64,
     /// Flips to `true` on shutdown; every long wait and every stream watches it.
     pub(crate) shutdown: watch::Sender<bool>,
     /// `http://127.0.0.1:PORT` of the main listener.
@@ -88,6 +92,8 @@ impl Shared {
             answers_made: AtomicU64::new(0),
             server_requests_made: AtomicU64::new(0),
             executions: Mutex::new(HashMap::new()),
+            modern_calls: Mutex::new(Vec::new()),
+            modern_cancelled: AtomicU64::new(0),
             shutdown: watch::Sender::new(false),
             origin,
             elsewhere_origin,

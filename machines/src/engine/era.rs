@@ -1,0 +1,378 @@
+//! The protocol era of the server: MCP 2026-07-28 ("modern": no `initialize`, no
+//! sessions, `_meta` and standard headers on every request) or older ("legacy").
+//!
+//! Era detection (`basic/versioning.mdx` §Backward Compatibility): the host's
+//! `initialize` is turned into a `server/discover` probe under the host's own id.
+//! A discover result, or a recognised modern error (`-32022` with
+//! `data.supported`), means modern: the host's `initialize` is answered from the
+//! discover result and the server never sees an `initialize`. Anything else (an
+//! unrecognised 4xx, an error of another code) means legacy: the host's
+//! `initialize` goes as it is, and the transport fallback rules follow as before.
+//! A legacy era remembered from an earlier start skips the probe; an `initialize`
+//! refused there with a modern error probes after all (C8: no fallback then).
+//!
+//! Once modern, every host request is posted with the `_meta` of
+//! [`crate::modern::ClientMeta`] merged in and `MCP-Protocol-Version`,
+//! `Mcp-Method` and `Mcp-Name` headers; what 2026-07-28 removed is answered here
+//! (`ping`, `logging/setLevel`, `resources/(un)subscribe`) or not sent
+//! (`notifications/initialized`, other notifications); `notifications/cancelled`
+//! closes the request's exchange (2026-07-28 §Cancellation).
+
+use super::{Engine, Ending, Event, LinkEvent, Stage};
+use crate::error::RequestError;
+use crate::jsonrpc::{IdKey, Kind, Message};
+use crate::modern::{self, ClientMeta, Probe, MODERN_VERSION};
+use bytes::Bytes;
+use serde_json::Value;
+use std::time::Instant;
+
+/// `--protocol`: which eras to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolMode {
+    /// Probe with `server/discover`, fall back to `initialize` (the default).
+    #[default]
+    Auto,
+    /// Only `initialize` (MCP 2025-11-25 and older); no probe.
+    Legacy,
+    /// Only MCP 2026-07-28: a server that does not speak it is an error.
+    Modern,
+}
+
+/// What a server turned out to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// MCP 2025-11-25 and older (`initialize`, sessions).
+    Legacy,
+    /// MCP 2026-07-28.
+    Modern,
+}
+
+/// How many times a probe refused with "unsupported version" (naming ours) is re-sent.
+const PROBE_RETRIES: u8 = 2;
+
+/// What is known of the era.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum EraState {
+    /// Nothing yet: the host's `initialize` probes.
+    Unknown,
+    /// The probe is on its way; `verdict` once its answer was read.
+    Probing {
+        /// Re-sends so far.
+        retries: u8,
+        /// What the answer said (a modern answer is acted on at once).
+        verdict: Option<Probe>,
+    },
+    /// Legacy: the host's messages go as they are.
+    Legacy,
+    /// Modern: stamped, with headers.
+    Modern,
+}
+
+impl EraState {
+    /// The state at start.
+    pub(super) fn new(mode: ProtocolMode, remembered: Option<Era>) -> Self {
+        match (mode, remembered) {
+            (ProtocolMode::Legacy, _) | (ProtocolMode::Auto, Some(Era::Legacy)) => EraState::Legacy,
+            _ => EraState::Unknown,
+        }
+    }
+}
+
+/// How a host message goes out.
+pub(super) struct Outgoing {
+    /// The body.
+    pub(super) bytes: Bytes,
+    /// Headers beyond Accept and Content-Type.
+    pub(super) headers: Vec<(&'static str, String)>,
+    /// Whether the session headers go too (legacy only).
+    pub(super) with_session: bool,
+}
+
+impl Engine {
+    /// The era, once known.
+    pub fn era(&self) -> Option<Era> {
+        match self.era {
+            EraState::Legacy => Some(Era::Legacy),
+            EraState::Modern => Some(Era::Modern),
+            _ => None,
+        }
+    }
+
+    /// Whether the server speaks 2026-07-28.
+    pub(super) fn modern(&self) -> bool {
+        self.era == EraState::Modern
+    }
+
+    /// The message `seq` is the host's `initialize`.
+    fn is_host_initialize(&self, seq: u64) -> bool {
+        self.host_initialize.is_some()
+            && self
+                .messages
+                .get(&seq)
+                .is_some_and(|e| e.id_key == self.host_initialize && e.hook == super::Hook::Initialize)
+    }
+
+    /// What goes out for the host's message `seq`: the probe in its place, the
+    /// message stamped for a modern server, or the message as it is.
+    pub(super) fn outgoing(&mut self, seq: u64) -> Option<Outgoing> {
+        let entry = self.messages.get(&seq)?;
+        let bytes = entry.bytes.clone();
+        let streamable = self.link.transport() == Some(crate::link::Transport::Streamable);
+        if streamable && self.is_host_initialize(seq) {
+            if let EraState::Unknown | EraState::Probing { .. } = self.era {
+                let message = Message::parse(bytes.to_vec()).ok()?;
+                let meta = ClientMeta::from_initialize(message.params().as_ref());
+                let id = message.id.clone()?;
+                let probe = modern::discover_request(&id, &meta);
+                self.modern_meta = Some(meta);
+                if self.era == EraState::Unknown {
+                    self.era = EraState::Probing {
+                        retries: 0,
+                        verdict: None,
+                    };
+                }
+                return Some(Outgoing {
+                    bytes: Bytes::from(probe),
+                    headers: vec![
+                        (crate::transport::VERSION_HEADER, MODERN_VERSION.to_owned()),
+                        ("mcp-method", "server/discover".to_owned()),
+                    ],
+                    with_session: false,
+                });
+            }
+        }
+        if self.modern() {
+            let meta = self.modern_meta.as_ref()?;
+            let value: Value = serde_json::from_slice(&bytes).ok()?;
+            let method = value.get("method").and_then(Value::as_str).unwrap_or("");
+            let mut headers = vec![(crate::transport::VERSION_HEADER, meta.version.clone())];
+            headers.extend(modern::request_headers(method, value.get("params")));
+            let stamped = modern::stamp(&bytes, meta)?;
+            return Some(Outgoing {
+                bytes: Bytes::from(stamped),
+                headers,
+                with_session: false,
+            });
+        }
+        Some(Outgoing {
+            bytes,
+            headers: Vec::new(),
+            with_session: true,
+        })
+    }
+
+    /// A server message answering the probe: a modern answer becomes the host's
+    /// `initialize` result; any other verdict is kept for the exchange's end.
+    /// Returns the message to go on with, or `None` when it was taken here.
+    pub(super) fn probe_answer(&mut self, message: Message) -> Option<Message> {
+        let probing = matches!(self.era, EraState::Probing { .. });
+        if !probing
+            || message.kind != Kind::Response
+            || message.id_key.is_none()
+            || message.id_key != self.host_initialize
+        {
+            return Some(message);
+        }
+        let body: Option<Value> = serde_json::from_slice(&message.bytes).ok();
+        match modern::classify_probe(body.as_ref(), MODERN_VERSION) {
+            Probe::Modern(result) => {
+                self.era = EraState::Modern;
+                let host_version = self
+                    .initialize
+                    .as_ref()
+                    .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                    .and_then(|v| {
+                        v.pointer("/params/protocolVersion")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    });
+                let answer = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "result": modern::initialize_result(&result, host_version.as_deref()),
+                });
+                let mut text = serde_json::to_string(&answer).unwrap_or_default();
+                let id = message.id.clone().unwrap_or_else(|| "null".to_owned());
+                text.insert_str(1, &format!("\"id\":{id},"));
+                self.log(super::LogEvent::ModernServer);
+                Message::parse(text.into_bytes()).ok()
+            }
+            verdict => {
+                if let EraState::Probing { verdict: v, .. } = &mut self.era {
+                    *v = Some(verdict);
+                }
+                None
+            }
+        }
+    }
+
+    /// The error body of the POST of message `seq` was read: when it answers the
+    /// probe, or refuses a legacy `initialize` in a modern way, it is kept as the
+    /// verdict rather than passed to the host. Returns whether it was taken.
+    pub(super) fn probe_error_body(&mut self, seq: u64, body: &[u8]) -> bool {
+        if !self.is_host_initialize(seq) {
+            return false;
+        }
+        let value: Option<Value> = serde_json::from_slice(body).ok();
+        let verdict = modern::classify_probe(value.as_ref(), MODERN_VERSION);
+        match &mut self.era {
+            EraState::Probing { verdict: v, .. } => {
+                *v = Some(verdict);
+                true
+            }
+            // A server remembered as legacy now refuses `initialize` the modern way:
+            // probe after all (and never fall back to HTTP+SSE on this answer).
+            EraState::Legacy
+                if self.config.protocol == ProtocolMode::Auto
+                    && !matches!(verdict, Probe::Legacy) =>
+            {
+                self.era = EraState::Probing {
+                    retries: 0,
+                    verdict: Some(Probe::Retry(MODERN_VERSION.to_owned())),
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The probe's exchange ended: act on its verdict. Returns whether the ending
+    /// was handled here (otherwise it is an ordinary ending: sign-in, a retry, a
+    /// network failure, and the probe goes again when the message is re-sent).
+    pub(super) fn probe_ended(&mut self, seq: u64, ending: &Ending, now: Instant) -> bool {
+        if !self.is_host_initialize(seq) {
+            return false;
+        }
+        let EraState::Probing { retries, verdict } = &mut self.era else {
+            return false;
+        };
+        let retries = *retries;
+        let verdict = match (verdict.take(), ending) {
+            (Some(v), _) => v,
+            // No JSON-RPC answer: a 4xx without a modern body, a 202, an empty stream.
+            (None, Ending::Refused { .. } | Ending::Accepted | Ending::Done { .. }) => {
+                Probe::Legacy
+            }
+            (None, _) => return false,
+        };
+        let resend = |engine: &mut Self| {
+            if let Some(entry) = engine.messages.get_mut(&seq) {
+                entry.stage = Stage::Held;
+            }
+            engine.post_message(seq, false, now);
+        };
+        match verdict {
+            Probe::Modern(_) => false,
+            Probe::Retry(_) if retries < PROBE_RETRIES => {
+                self.era = EraState::Probing {
+                    retries: retries + 1,
+                    verdict: None,
+                };
+                resend(self);
+                true
+            }
+            Probe::Retry(_) => {
+                self.probe_failed(
+                    seq,
+                    "the server keeps refusing protocol version 2026-07-28 although it names it"
+                        .to_owned(),
+                    now,
+                );
+                true
+            }
+            Probe::Incompatible(why) => {
+                self.probe_failed(seq, why, now);
+                true
+            }
+            Probe::Legacy if self.config.protocol == ProtocolMode::Modern => {
+                self.probe_failed(
+                    seq,
+                    "the server does not speak MCP 2026-07-28 (--protocol modern); leave --protocol out to reach older servers".to_owned(),
+                    now,
+                );
+                true
+            }
+            Probe::Legacy => {
+                self.era = EraState::Legacy;
+                self.log(super::LogEvent::LegacyServer);
+                resend(self);
+                true
+            }
+        }
+    }
+
+    fn probe_failed(&mut self, seq: u64, why: String, now: Instant) {
+        self.era = EraState::Unknown;
+        self.fail_seq(seq, RequestError::ProtocolMismatch(why));
+        self.host_initialize = None;
+        self.dispatch(LinkEvent::InitializeFailed, now);
+    }
+
+    /// A host message to a modern server that 2026-07-28 has no place for: answered
+    /// here, or dropped. Returns whether it was taken.
+    pub(super) fn modern_host_message(&mut self, message: &Message, now: Instant) -> bool {
+        if !self.modern() {
+            return false;
+        }
+        let method = message.method.as_deref().unwrap_or_default();
+        match message.kind {
+            Kind::Request => {
+                let answer = match method {
+                    "ping" | "resources/subscribe" | "resources/unsubscribe" => "{}",
+                    "logging/setLevel" => {
+                        let level = message
+                            .params()
+                            .and_then(|p| p.get("level").and_then(Value::as_str).map(str::to_owned));
+                        if let Some(meta) = self.modern_meta.as_mut() {
+                            meta.log_level = level;
+                        }
+                        "{}"
+                    }
+                    _ => return false,
+                };
+                if let (Some(id), Some(key)) = (&message.id, &message.id_key) {
+                    self.answer_locally(id, key.clone(), answer);
+                }
+                true
+            }
+            Kind::Notification => {
+                if method == "notifications/cancelled" {
+                    if let Some(key) = super::host::cancelled_request(message) {
+                        self.close_request(&key, now);
+                    }
+                }
+                // 2026-07-28 defines no client notification over HTTP.
+                true
+            }
+            // No server→client requests in 2026-07-28: nothing to answer.
+            Kind::Response => true,
+        }
+    }
+
+    /// 2026-07-28 §Cancellation: a request is cancelled by closing its stream.
+    fn close_request(&mut self, key: &IdKey, _now: Instant) {
+        let Some(seq) = self
+            .messages
+            .iter()
+            .find(|(_, e)| e.id_key.as_ref() == Some(key))
+            .map(|(seq, _)| *seq)
+        else {
+            return;
+        };
+        if let Some(Stage::Posted { exchange, .. }) = self.messages.get(&seq).map(|e| e.stage) {
+            self.abort(exchange);
+            self.messages.remove(&seq);
+        }
+    }
+
+    /// Answer the host's request with `result` (JSON text) from the proxy.
+    fn answer_locally(&mut self, id: &str, key: IdKey, result: &str) {
+        let bytes = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}").into_bytes();
+        self.events.push_back(Event::ToHost(super::HostLine {
+            bytes,
+            kind: Kind::Response,
+            method: None,
+            id: Some(key),
+            origin: super::Origin::Proxy,
+        }));
+    }
+}

@@ -1,0 +1,200 @@
+//! MCP 2026-07-28 servers reached from a host that speaks 2025-11-25, with
+//! default flags: the testbed in its modern mode (`Config::modern`), which checks
+//! every header and `_meta` the revision requires and refuses `initialize`.
+
+mod common;
+
+use common::{call, text, Proxy};
+use serde_json::{json, Value};
+use std::time::Duration;
+use testbed::{Config, Testbed};
+
+async fn modern(config: Config) -> Testbed {
+    Testbed::start(Config {
+        modern: true,
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_initializes_and_calls_a_modern_server_with_default_flags() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    let init = p.initialize("2025-11-25").await;
+    let result = &init["result"];
+    assert_eq!(result["protocolVersion"], "2025-11-25", "{init}");
+    assert_eq!(result["serverInfo"]["name"], "mcp-testbed-modern");
+    assert_eq!(result["instructions"], "A 2026-07-28 test server.");
+    assert!(result["capabilities"]["tools"].is_object());
+
+    // What 2026-07-28 removed is answered by the proxy.
+    p.send(json!({"jsonrpc":"2.0","id":"p","method":"ping"})).await;
+    let (pong, _) = p.recv_response(&json!("p")).await;
+    assert_eq!(pong["result"], json!({}));
+    p.send(json!({"jsonrpc":"2.0","id":"lv","method":"logging/setLevel","params":{"level":"debug"}}))
+        .await;
+    let (level, _) = p.recv_response(&json!("lv")).await;
+    assert_eq!(level["result"], json!({}));
+
+    p.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).await;
+    let (tools, _) = p.recv_response(&json!(1)).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo"), "{tools}");
+
+    p.send(call(2, "echo", json!({"text": "héllo\nworld"}))).await;
+    let (echo, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(text(&echo), "héllo\nworld");
+    p.send(json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"test://a b"}}))
+        .await;
+    let (read, _) = p.recv_response(&json!(3)).await;
+    assert_eq!(read["result"]["contents"][0]["text"], "contents", "{read}");
+    let (code, stderr) = p.close().await;
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let requests = tb.requests();
+    assert!(
+        requests.iter().all(|r| r.method == "POST"),
+        "no GET stream and no DELETE: {:?}",
+        requests.iter().map(|r| &r.method).collect::<Vec<_>>()
+    );
+    let methods: Vec<String> = requests.iter().filter_map(|r| r.rpc_method()).collect();
+    assert_eq!(
+        methods,
+        ["server/discover", "tools/list", "tools/call", "resources/read"],
+        "initialize, initialized, ping and setLevel never reach a 2026-07-28 server"
+    );
+    for r in &requests {
+        assert_eq!(r.header("mcp-protocol-version"), Some("2026-07-28"));
+        assert!(r.header("mcp-session-id").is_none());
+        assert_eq!(r.header("mcp-method"), r.rpc_method().as_deref());
+        let body = r.json().unwrap();
+        let meta = &body["params"]["_meta"];
+        assert_eq!(meta[META_VERSION], "2026-07-28", "{body}");
+        assert_eq!(
+            meta["io.modelcontextprotocol/clientCapabilities"],
+            json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}})
+        );
+        assert!(meta["io.modelcontextprotocol/clientInfo"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("test-host"));
+    }
+    let after_level = &requests[1].json().unwrap()["params"]["_meta"];
+    assert_eq!(after_level["io.modelcontextprotocol/logLevel"], "debug");
+    assert_eq!(requests[2].header("mcp-name"), Some("echo"));
+    assert_eq!(requests[3].header("mcp-name"), Some("test://a b"));
+    // Every answer was a result: the server found nothing to refuse.
+    assert!(requests.iter().all(|r| r.status == Some(200)), "{requests:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_the_first_request_whatever_it_says_is_asked_again() {
+    let tb = modern(Config {
+        modern_refuse_first: true,
+        ..Config::default()
+    })
+    .await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    let init = p.initialize("2025-06-18").await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    p.send(call(1, "add", json!({"a": 2, "b": 3}))).await;
+    let (sum, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&sum), "5");
+    p.close().await;
+    let statuses: Vec<Option<u16>> = tb.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(400), Some(200), Some(200)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_server_is_probed_once_then_remembered_and_a_modern_one_answers_its_errors() {
+    // Legacy: the probe costs one request on the first start only.
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let config = std::env::temp_dir().join(format!("mcp-remote-era-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&config);
+    let env = [("MCP_REMOTE_CONFIG_DIR", config.to_str().unwrap())];
+    for start in 0..2 {
+        tb.clear_requests();
+        let mut p = Proxy::spawn_with_env(&[&tb.url()], &env);
+        p.initialize("2025-11-25").await;
+        p.send(call(1, "echo", json!({"text": "x"}))).await;
+        let (echo, _) = p.recv_response(&json!(1)).await;
+        assert_eq!(text(&echo), "x");
+        p.close().await;
+        let posted: Vec<String> = tb.requests().iter().filter_map(|r| r.rpc_method()).collect();
+        let probes = posted.iter().filter(|m| *m == "server/discover").count();
+        assert_eq!(probes, if start == 0 { 1 } else { 0 }, "start {start}: {posted:?}");
+        assert_eq!(posted.iter().filter(|m| *m == "initialize").count(), 1);
+    }
+    let remembered: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::fs::read_dir(config.join("mcp-remote-v1"))
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with("_transport.json"))
+                .unwrap()
+                .path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(remembered["era"], "legacy");
+    let _ = std::fs::remove_dir_all(&config);
+
+    // Modern: a tool the server does not know is the server's own error.
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(call(5, "nope", json!({}))).await;
+    let (unknown, _) = p.recv_response(&json!(5)).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    p.send(json!({"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{}}))
+        .await;
+    let (missing, _) = p.recv_response(&json!(6)).await;
+    assert_eq!(missing["error"]["code"], -32601, "{missing}");
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_request_closes_its_stream_and_posts_nothing() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(call(9, "slow", json!({"ms": 20_000}))).await;
+    assert!(
+        tb.wait_for(
+            |r| r.iter().any(|r| r.rpc_method().as_deref() == Some("tools/call")),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9,"reason":"user"}}))
+        .await;
+    let mut cancelled = false;
+    for _ in 0..50 {
+        if tb.modern_cancelled() == 1 {
+            cancelled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cancelled, "the server saw the request's connection close");
+    p.assert_quiet(Duration::from_millis(300)).await;
+    p.send(call(10, "echo", json!({"text": "after"}))).await;
+    let (after, _) = p.recv_response(&json!(10)).await;
+    assert_eq!(text(&after), "after");
+    p.close().await;
+    let methods: Vec<String> = tb.requests().iter().filter_map(|r| r.rpc_method()).collect();
+    assert!(
+        !methods.iter().any(|m| m.starts_with("notifications/")),
+        "{methods:?}"
+    );
+}
