@@ -99,19 +99,19 @@ async fn http_first_falls_back_and_remembers() {
     assert_eq!(text(&r), "3");
     p.close().await;
     let reqs = tb.requests();
+    // C7: Streamable HTTP first — the 2026-07-28 probe, then the host's initialize
+    // (2026-07-28 §Backward Compatibility), each refused — then the GET.
+    let seen: Vec<(&str, &str, Option<u16>, Option<String>)> = reqs[..3]
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.status, r.rpc_method()))
+        .collect();
     assert_eq!(
-        (
-            reqs[0].method.as_str(),
-            reqs[0].path.as_str(),
-            reqs[0].status
-        ),
-        ("POST", "/sse", Some(404)),
-        "C7: Streamable first"
-    );
-    assert_eq!(
-        (reqs[1].method.as_str(), reqs[1].path.as_str()),
-        ("GET", "/sse"),
-        "then the GET"
+        seen,
+        [
+            ("POST", "/sse", Some(404), Some("server/discover".to_owned())),
+            ("POST", "/sse", Some(404), Some("initialize".to_owned())),
+            ("GET", "/sse", Some(200), None),
+        ]
     );
     assert_eq!(remembered(&dir).as_deref(), Some("sse"));
 
@@ -199,7 +199,8 @@ async fn sse_first_against_a_streamable_server_falls_back_to_http() {
         "{:?}",
         reqs[0].status
     );
-    assert_eq!(reqs[1].rpc_method().as_deref(), Some("initialize"));
+    assert_eq!(reqs[1].rpc_method().as_deref(), Some("server/discover"));
+    assert_eq!(reqs[2].rpc_method().as_deref(), Some("initialize"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
