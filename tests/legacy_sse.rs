@@ -108,7 +108,12 @@ async fn http_first_falls_back_and_remembers() {
     assert_eq!(
         seen,
         [
-            ("POST", "/sse", Some(404), Some("server/discover".to_owned())),
+            (
+                "POST",
+                "/sse",
+                Some(404),
+                Some("server/discover".to_owned())
+            ),
             ("POST", "/sse", Some(404), Some("initialize".to_owned())),
             ("GET", "/sse", Some(200), None),
         ]

@@ -32,15 +32,19 @@ async fn the_host_initializes_and_calls_a_modern_server_with_default_flags() {
     assert!(result["capabilities"]["tools"].is_object());
 
     // What 2026-07-28 removed is answered by the proxy.
-    p.send(json!({"jsonrpc":"2.0","id":"p","method":"ping"})).await;
+    p.send(json!({"jsonrpc":"2.0","id":"p","method":"ping"}))
+        .await;
     let (pong, _) = p.recv_response(&json!("p")).await;
     assert_eq!(pong["result"], json!({}));
-    p.send(json!({"jsonrpc":"2.0","id":"lv","method":"logging/setLevel","params":{"level":"debug"}}))
-        .await;
+    p.send(
+        json!({"jsonrpc":"2.0","id":"lv","method":"logging/setLevel","params":{"level":"debug"}}),
+    )
+    .await;
     let (level, _) = p.recv_response(&json!("lv")).await;
     assert_eq!(level["result"], json!({}));
 
-    p.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).await;
+    p.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
     let (tools, _) = p.recv_response(&json!(1)).await;
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
@@ -50,7 +54,8 @@ async fn the_host_initializes_and_calls_a_modern_server_with_default_flags() {
         .collect();
     assert!(names.contains(&"echo"), "{tools}");
 
-    p.send(call(2, "echo", json!({"text": "héllo\nworld"}))).await;
+    p.send(call(2, "echo", json!({"text": "héllo\nworld"})))
+        .await;
     let (echo, _) = p.recv_response(&json!(2)).await;
     assert_eq!(text(&echo), "héllo\nworld");
     p.send(json!({"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"test://a b"}}))
@@ -69,7 +74,12 @@ async fn the_host_initializes_and_calls_a_modern_server_with_default_flags() {
     let methods: Vec<String> = requests.iter().filter_map(|r| r.rpc_method()).collect();
     assert_eq!(
         methods,
-        ["server/discover", "tools/list", "tools/call", "resources/read"],
+        [
+            "server/discover",
+            "tools/list",
+            "tools/call",
+            "resources/read"
+        ],
         "initialize, initialized, ping and setLevel never reach a 2026-07-28 server"
     );
     for r in &requests {
@@ -93,7 +103,10 @@ async fn the_host_initializes_and_calls_a_modern_server_with_default_flags() {
     assert_eq!(requests[2].header("mcp-name"), Some("echo"));
     assert_eq!(requests[3].header("mcp-name"), Some("test://a b"));
     // Every answer was a result: the server found nothing to refuse.
-    assert!(requests.iter().all(|r| r.status == Some(200)), "{requests:#?}");
+    assert!(
+        requests.iter().all(|r| r.status == Some(200)),
+        "{requests:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,9 +142,17 @@ async fn a_legacy_server_is_probed_once_then_remembered_and_a_modern_one_answers
         let (echo, _) = p.recv_response(&json!(1)).await;
         assert_eq!(text(&echo), "x");
         p.close().await;
-        let posted: Vec<String> = tb.requests().iter().filter_map(|r| r.rpc_method()).collect();
+        let posted: Vec<String> = tb
+            .requests()
+            .iter()
+            .filter_map(|r| r.rpc_method())
+            .collect();
         let probes = posted.iter().filter(|m| *m == "server/discover").count();
-        assert_eq!(probes, if start == 0 { 1 } else { 0 }, "start {start}: {posted:?}");
+        assert_eq!(
+            probes,
+            if start == 0 { 1 } else { 0 },
+            "start {start}: {posted:?}"
+        );
         assert_eq!(posted.iter().filter(|m| *m == "initialize").count(), 1);
     }
     let remembered: Value = serde_json::from_slice(
@@ -171,7 +192,9 @@ async fn cancelling_a_request_closes_its_stream_and_posts_nothing() {
     p.send(call(9, "slow", json!({"ms": 20_000}))).await;
     assert!(
         tb.wait_for(
-            |r| r.iter().any(|r| r.rpc_method().as_deref() == Some("tools/call")),
+            |r| r
+                .iter()
+                .any(|r| r.rpc_method().as_deref() == Some("tools/call")),
             Duration::from_secs(5)
         )
         .await
@@ -192,9 +215,87 @@ async fn cancelling_a_request_closes_its_stream_and_posts_nothing() {
     let (after, _) = p.recv_response(&json!(10)).await;
     assert_eq!(text(&after), "after");
     p.close().await;
-    let methods: Vec<String> = tb.requests().iter().filter_map(|r| r.rpc_method()).collect();
+    let methods: Vec<String> = tb
+        .requests()
+        .iter()
+        .filter_map(|r| r.rpc_method())
+        .collect();
     assert!(
         !methods.iter().any(|m| m.starts_with("notifications/")),
         "{methods:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotated_arguments_go_as_headers_and_tools_with_invalid_annotations_are_left_out() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    let (tools, _) = p.recv_response(&json!(1)).await;
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"regional"), "{names:?}");
+    assert!(
+        !names.contains(&"bad_header"),
+        "an x-mcp-header on a number makes the tool invalid: {names:?}"
+    );
+    // The schema the host sees is the server's, annotations included.
+    let regional = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "regional")
+        .unwrap();
+    assert_eq!(
+        regional["inputSchema"]["properties"]["region"]["x-mcp-header"],
+        "Region"
+    );
+
+    let args = json!({"region": " eu west ", "priority": 7, "verbose": false, "note": "n"});
+    p.send(call(2, "regional", args)).await;
+    let (seen, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(
+        text(&seen),
+        "mcp-param-priority=7;mcp-param-region==?base64?IGV1IHdlc3Qg?=;mcp-param-verbose=false",
+        "{seen}"
+    );
+    p.send(call(3, "regional", json!({"region": null, "priority": 1})))
+        .await;
+    let (seen, _) = p.recv_response(&json!(3)).await;
+    assert_eq!(
+        text(&seen),
+        "mcp-param-priority=1",
+        "a null argument sends no header"
+    );
+
+    p.send(call(4, "bad_header", json!({"ratio": 0.5}))).await;
+    let (refused, _) = p.recv_response(&json!(4)).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("x-mcp-header"));
+    let (_, stderr) = p.close().await;
+    assert!(
+        stderr.contains("bad_header"),
+        "the log names the tool left out"
+    );
+    let calls: Vec<String> = tb
+        .requests()
+        .iter()
+        .filter_map(|r| r.json())
+        .filter(|b| b["method"] == "tools/call")
+        .map(|b| b["params"]["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        calls,
+        ["regional", "regional"],
+        "the invalid tool never reached the server"
     );
 }

@@ -294,7 +294,7 @@ impl Session {
         request = request.headers(self.headers.clone());
         for (name, value) in headers {
             if let Ok(value) = HeaderValue::try_from(value) {
-                request = request.header(name, value);
+                request = request.header(name.as_ref(), value);
             }
         }
         if let Some(body) = body {

@@ -21,6 +21,8 @@ use std::fmt;
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC 2.0 §5.1: the JSON sent is not a valid Request object.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC 2.0 §5.1: invalid method parameters (MCP: an unknown tool).
+pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC 2.0 §5.1: internal JSON-RPC error (mcp-remote uses it for ignored tools).
 pub const INTERNAL_ERROR: i64 = -32603;
 /// The proxy could not get an answer from the server (mcp-remote's code for

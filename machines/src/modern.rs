@@ -135,10 +135,10 @@ pub fn stamp(bytes: &[u8], meta: &ClientMeta) -> Option<Vec<u8>> {
 /// control character), no leading or trailing space, and not itself shaped like
 /// the base64 marker.
 fn header_safe(value: &str) -> bool {
-    value.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !value.starts_with(' ')
-        && !value.ends_with(' ')
-        && !(value.starts_with("=?base64?") && value.ends_with("?="))
+    let printable = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let marker = value.starts_with("=?base64?") && value.ends_with("?=");
+    printable && !padded && !marker
 }
 
 /// A header value as 2026-07-28 §Value Encoding writes it: as is when safe,
@@ -189,6 +189,172 @@ pub fn request_headers(method: &str, params: Option<&Value>) -> Vec<(&'static st
     headers
 }
 
+/// Where a tool's `x-mcp-header` annotations point: header name (as annotated)
+/// and the property path in `arguments` (`transports/streamable-http.mdx`
+/// §Custom Headers from Tool Parameters).
+pub type ToolHeaders = Vec<(String, Vec<String>)>;
+
+/// The largest integer a header may carry (±(2^53−1)).
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// An RFC 9110 token (`1*tchar`).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The annotations of one tool's `inputSchema`, or why they are invalid. An
+/// annotation is valid on a property reached from the root through `properties`
+/// alone, whose `type` is `string`, `integer` or `boolean`, with a token for a
+/// name that no other annotation of the schema repeats (case-insensitively).
+pub fn tool_headers(input_schema: &Value) -> Result<ToolHeaders, String> {
+    let mut found = ToolHeaders::new();
+    walk(input_schema, &mut Vec::new(), true, &mut found)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in &found {
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(format!("x-mcp-header {name:?} is used twice"));
+        }
+    }
+    Ok(found)
+}
+
+fn walk(
+    schema: &Value,
+    path: &mut Vec<String>,
+    reachable: bool,
+    found: &mut ToolHeaders,
+) -> Result<(), String> {
+    let Some(object) = schema.as_object() else {
+        return Ok(());
+    };
+    if let Some(annotation) = object.get("x-mcp-header") {
+        let name = annotation.as_str().unwrap_or_default();
+        if !reachable || path.is_empty() {
+            return Err(format!(
+                "x-mcp-header {name:?} is not on a property reached through properties alone"
+            ));
+        }
+        if name.is_empty() {
+            return Err("an x-mcp-header is empty".into());
+        }
+        if !is_token(name) {
+            return Err(format!("x-mcp-header {name:?} is not a valid header name"));
+        }
+        match object.get("type").and_then(Value::as_str) {
+            Some("string" | "integer" | "boolean") => {}
+            other => return Err(format!(
+                "x-mcp-header {name:?} is on a property of type {}, not string, integer or boolean",
+                other.unwrap_or("unknown")
+            )),
+        }
+        found.push((name.to_owned(), path.clone()));
+    }
+    for (key, child) in object {
+        match key.as_str() {
+            "properties" => {
+                if let Some(properties) = child.as_object() {
+                    for (property, sub) in properties {
+                        path.push(property.clone());
+                        let result = walk(sub, path, reachable, found);
+                        path.pop();
+                        result?;
+                    }
+                }
+            }
+            "x-mcp-header" | "type" | "const" | "default" | "enum" | "examples" => {}
+            // Anything else that holds schemas reaches properties conditionally.
+            _ => match child {
+                Value::Object(_) => walk(child, path, false, found)?,
+                Value::Array(items) => {
+                    for item in items {
+                        walk(item, path, false, found)?;
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The `Mcp-Param-*` headers of a `tools/call` with `arguments`: each annotated
+/// argument that is present and not null, encoded as §Value Encoding says.
+pub fn param_headers(
+    annotations: &ToolHeaders,
+    arguments: Option<&Value>,
+) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    for (name, path) in annotations {
+        let mut value = arguments;
+        for key in path {
+            value = value.and_then(|v| v.get(key));
+        }
+        let text = match value {
+            Some(Value::String(s)) => header_value(s),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(i) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&i) => i.to_string(),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        headers.push((format!("mcp-param-{}", name.to_ascii_lowercase()), text));
+    }
+    headers
+}
+
+/// A `tools/list` result without the tools whose annotations are invalid, and
+/// the annotations of the others, by tool name; the tools left out with why.
+#[derive(Debug, Default)]
+pub struct ToolScan {
+    /// Annotations of the valid tools that have any.
+    pub headers: std::collections::BTreeMap<String, ToolHeaders>,
+    /// Tools left out of the host's list: name and reason.
+    pub invalid: Vec<(String, String)>,
+}
+
+/// Read a `tools/list` response (`bytes`): the annotations, and the response
+/// rewritten without the invalid tools (`None` when none was invalid, so the
+/// bytes go as they came).
+pub fn scan_tools(bytes: &[u8]) -> (ToolScan, Option<Vec<u8>>) {
+    let mut scan = ToolScan::default();
+    let Ok(mut response) = serde_json::from_slice::<Value>(bytes) else {
+        return (scan, None);
+    };
+    let Some(tools) = response
+        .pointer_mut("/result/tools")
+        .and_then(Value::as_array_mut)
+    else {
+        return (scan, None);
+    };
+    tools.retain(|tool| {
+        let name = tool
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        match tool.get("inputSchema").map(tool_headers) {
+            Some(Err(why)) => {
+                scan.invalid.push((name, why));
+                false
+            }
+            Some(Ok(found)) if !found.is_empty() => {
+                scan.headers.insert(name, found);
+                true
+            }
+            _ => true,
+        }
+    });
+    if scan.invalid.is_empty() {
+        return (scan, None);
+    }
+    let rewritten = serde_json::to_vec(&response).ok();
+    (scan, rewritten)
+}
+
 /// What the answer to the `server/discover` probe says about the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
@@ -212,9 +378,15 @@ pub fn classify_probe(body: Option<&Value>, tried: &str) -> Probe {
         return Probe::Legacy;
     };
     if let Some(result) = body.get("result") {
-        return match result.get("supportedVersions") {
-            Some(Value::Array(_)) | None if result.is_object() => Probe::Modern(result.clone()),
-            _ => Probe::Legacy,
+        // A discover result names the versions; any other result (a server that
+        // answers every method alike) says nothing about the era.
+        let ours = result
+            .get("supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|v| v.as_str() == Some(MODERN_VERSION)));
+        return match ours {
+            true => Probe::Modern(result.clone()),
+            false => Probe::Legacy,
         };
     }
     let Some(error) = body.get("error") else {
@@ -367,6 +539,8 @@ mod tests {
             json!({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"Bad Request: No valid session ID provided"}}),
             json!({"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}),
             json!({"jsonrpc":"2.0","id":1,"result":{"supportedVersions":"x"}}),
+            json!({"jsonrpc":"2.0","id":1,"result":{}}),
+            json!({"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2025-11-25"]}}),
         ] {
             assert_eq!(
                 classify_probe(Some(&legacy), MODERN_VERSION),
@@ -397,6 +571,49 @@ mod tests {
         assert_eq!(r["serverInfo"]["name"], "old");
         let r = initialize_result(&json!({}), None);
         assert_eq!(r["serverInfo"]["name"], "mcp-server");
+    }
+
+    #[test]
+    fn annotations_are_read_and_invalid_ones_named() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {"n": {"type": "integer", "x-mcp-header": "N"}}},
+            "plain": {"type": "string"}}});
+        let found = tool_headers(&schema).unwrap();
+        assert_eq!(found.len(), 2);
+        let args = json!({"region": "Hello, 世界", "opts": {"n": 42}});
+        let headers = param_headers(&found, Some(&args));
+        assert!(headers.contains(&(
+            "mcp-param-region".into(),
+            "=?base64?SGVsbG8sIOS4lueVjA==?=".into()
+        )));
+        assert!(headers.contains(&("mcp-param-n".into(), "42".into())));
+        assert!(param_headers(&found, Some(&json!({"region": null}))).is_empty());
+        let empty = param_headers(&found, Some(&json!({"region": ""})));
+        assert_eq!(empty, vec![("mcp-param-region".to_owned(), String::new())]);
+        for bad in [
+            json!({"properties": {"x": {"type": "number", "x-mcp-header": "X"}}}),
+            json!({"properties": {"x": {"type": "string", "x-mcp-header": ""}}}),
+            json!({"properties": {"x": {"type": "string", "x-mcp-header": "My Region"}}}),
+            json!({"properties": {"x": {"type": "string", "x-mcp-header": "Région"}}}),
+            json!({"properties": {"x": {"type": "string", "x-mcp-header": "A"}, "y": {"type": "string", "x-mcp-header": "a"}}}),
+            json!({"properties": {"x": {"type": "array", "items": {"type": "string", "x-mcp-header": "I"}}}}),
+            json!({"properties": {"x": {"type": "object", "x-mcp-header": "O"}}}),
+        ] {
+            assert!(tool_headers(&bad).is_err(), "{bad}");
+        }
+        let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+            {"name": "ok", "inputSchema": schema},
+            {"name": "bad", "inputSchema": {"properties": {"r": {"type": "number", "x-mcp-header": "R"}}}},
+            {"name": "plain", "inputSchema": {"type": "object"}}]}});
+        let (scan, rewritten) = scan_tools(&serde_json::to_vec(&list).unwrap());
+        assert_eq!(scan.invalid.len(), 1);
+        assert_eq!(scan.invalid[0].0, "bad");
+        assert!(scan.headers.contains_key("ok"));
+        let rewritten: Value = serde_json::from_slice(&rewritten.unwrap()).unwrap();
+        assert_eq!(rewritten["result"]["tools"].as_array().unwrap().len(), 2);
+        let fine = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "plain", "inputSchema": {}}]}});
+        assert!(scan_tools(&serde_json::to_vec(&fine).unwrap()).1.is_none());
     }
 
     #[test]

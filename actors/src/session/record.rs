@@ -91,7 +91,7 @@ impl Tracing {
         let mut request_headers: Vec<String> = exchange
             .headers
             .iter()
-            .map(|(name, _)| (*name).to_owned())
+            .map(|(name, _)| name.to_string())
             .collect();
         request_headers.extend(configured.keys().map(|name| name.as_str().to_owned()));
         if authorization {

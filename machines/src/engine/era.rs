@@ -18,7 +18,7 @@
 //! (`notifications/initialized`, other notifications); `notifications/cancelled`
 //! closes the request's exchange (2026-07-28 §Cancellation).
 
-use super::{Engine, Ending, Event, LinkEvent, Stage};
+use super::{Ending, Engine, Event, LinkEvent, Stage};
 use crate::error::RequestError;
 use crate::jsonrpc::{IdKey, Kind, Message};
 use crate::modern::{self, ClientMeta, Probe, MODERN_VERSION};
@@ -46,6 +46,9 @@ pub enum Era {
     /// MCP 2026-07-28.
     Modern,
 }
+
+/// `MCP-Protocol-Version`.
+const VERSION: &str = crate::transport::VERSION_HEADER;
 
 /// How many times a probe refused with "unsupported version" (naming ours) is re-sent.
 const PROBE_RETRIES: u8 = 2;
@@ -83,7 +86,7 @@ pub(super) struct Outgoing {
     /// The body.
     pub(super) bytes: Bytes,
     /// Headers beyond Accept and Content-Type.
-    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) headers: Vec<(super::HeaderName, String)>,
     /// Whether the session headers go too (legacy only).
     pub(super) with_session: bool,
 }
@@ -106,10 +109,9 @@ impl Engine {
     /// The message `seq` is the host's `initialize`.
     fn is_host_initialize(&self, seq: u64) -> bool {
         self.host_initialize.is_some()
-            && self
-                .messages
-                .get(&seq)
-                .is_some_and(|e| e.id_key == self.host_initialize && e.hook == super::Hook::Initialize)
+            && self.messages.get(&seq).is_some_and(|e| {
+                e.id_key == self.host_initialize && e.hook == super::Hook::Initialize
+            })
     }
 
     /// What goes out for the host's message `seq`: the probe in its place, the
@@ -134,8 +136,8 @@ impl Engine {
                 return Some(Outgoing {
                     bytes: Bytes::from(probe),
                     headers: vec![
-                        (crate::transport::VERSION_HEADER, MODERN_VERSION.to_owned()),
-                        ("mcp-method", "server/discover".to_owned()),
+                        (VERSION.into(), MODERN_VERSION.to_owned()),
+                        ("mcp-method".into(), "server/discover".to_owned()),
                     ],
                     with_session: false,
                 });
@@ -145,8 +147,24 @@ impl Engine {
             let meta = self.modern_meta.as_ref()?;
             let value: Value = serde_json::from_slice(&bytes).ok()?;
             let method = value.get("method").and_then(Value::as_str).unwrap_or("");
-            let mut headers = vec![(crate::transport::VERSION_HEADER, meta.version.clone())];
-            headers.extend(modern::request_headers(method, value.get("params")));
+            let params = value.get("params");
+            let mut headers = vec![(VERSION.into(), meta.version.clone())];
+            headers.extend(
+                modern::request_headers(method, params)
+                    .into_iter()
+                    .map(|(name, value)| (name.into(), value)),
+            );
+            if method == "tools/call" {
+                let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+                if let Some(annotations) = tool.and_then(|t| self.tool_headers.get(t)) {
+                    let arguments = params.and_then(|p| p.get("arguments"));
+                    headers.extend(
+                        modern::param_headers(annotations, arguments)
+                            .into_iter()
+                            .map(|(name, value)| (name.into(), value)),
+                    );
+                }
+            }
             let stamped = modern::stamp(&bytes, meta)?;
             return Some(Outgoing {
                 bytes: Bytes::from(stamped),
@@ -307,6 +325,30 @@ impl Engine {
         self.dispatch(LinkEvent::InitializeFailed, now);
     }
 
+    /// A `tools/list` answer of a modern server: remember the tools' `x-mcp-header`
+    /// annotations; tools whose annotations are invalid are left out (and named in
+    /// the log). The rewritten answer, if any tool was left out.
+    pub(super) fn scan_modern_tools(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let (scan, rewritten) = modern::scan_tools(bytes);
+        self.tool_headers.extend(scan.headers);
+        for (tool, why) in scan.invalid {
+            self.tool_headers.remove(&tool);
+            self.log(super::LogEvent::ToolExcluded {
+                tool: tool.clone(),
+                why: why.clone(),
+            });
+            self.excluded_tools.insert(tool, why);
+        }
+        rewritten
+    }
+
+    /// Why the host may not call `tool` (left out of its list), if so.
+    pub(super) fn excluded_tool(&self, tool: &str) -> Option<String> {
+        self.excluded_tools.get(tool).map(|why| {
+            format!("Tool \"{tool}\" is not available: {why} (MCP 2026-07-28 requires valid x-mcp-header annotations)")
+        })
+    }
+
     /// A host message to a modern server that 2026-07-28 has no place for: answered
     /// here, or dropped. Returns whether it was taken.
     pub(super) fn modern_host_message(&mut self, message: &Message, now: Instant) -> bool {
@@ -319,9 +361,9 @@ impl Engine {
                 let answer = match method {
                     "ping" | "resources/subscribe" | "resources/unsubscribe" => "{}",
                     "logging/setLevel" => {
-                        let level = message
-                            .params()
-                            .and_then(|p| p.get("level").and_then(Value::as_str).map(str::to_owned));
+                        let level = message.params().and_then(|p| {
+                            p.get("level").and_then(Value::as_str).map(str::to_owned)
+                        });
                         if let Some(meta) = self.modern_meta.as_mut() {
                             meta.log_level = level;
                         }

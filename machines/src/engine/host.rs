@@ -180,6 +180,12 @@ impl Engine {
             return;
         }
         let method = message.method.as_deref().unwrap_or_default();
+        if method == "tools/call" && self.modern() {
+            if let Some(why) = jsonrpc::tool_name(&message).and_then(|n| self.excluded_tool(&n)) {
+                self.refuse(id, Some(key), jsonrpc::INVALID_PARAMS, &why);
+                return;
+            }
+        }
         if method == "tools/call" && !self.config.host.ignore_tools.is_empty() {
             if let Some(name) = jsonrpc::tool_name(&message) {
                 let ignored = self
@@ -286,6 +292,11 @@ impl Engine {
         mut message: Message,
         answering: Option<(String, Hook)>,
     ) {
+        if matches!(answering, Some((_, Hook::ToolsList))) && self.modern() {
+            if let Some(filtered) = self.scan_modern_tools(&message.bytes) {
+                message.bytes = filtered;
+            }
+        }
         let (bytes, rewritten) = match &answering {
             Some((_, Hook::ToolsList)) if !self.config.host.ignore_tools.is_empty() => {
                 match jsonrpc::filter_tools(&message, &self.config.host.ignore_tools) {

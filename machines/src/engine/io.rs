@@ -58,6 +58,9 @@ pub enum Purpose {
     EndSession,
 }
 
+/// A header's name: most are fixed, `Mcp-Param-*` are made from a tool's schema.
+pub type HeaderName = std::borrow::Cow<'static, str>;
+
 /// One HTTP exchange to perform. The driver adds the `--header` values and the
 /// `Authorization` header (the engine never holds a secret) and reports the
 /// exchange's progress with [`super::Engine::handle_head`],
@@ -71,8 +74,9 @@ pub struct Exchange {
     /// Where.
     pub url: Url,
     /// The protocol's headers (`Accept`, `Content-Type`, `Mcp-Session-Id`,
-    /// `MCP-Protocol-Version`, `Last-Event-ID`); values are valid header values.
-    pub headers: Vec<(&'static str, String)>,
+    /// `MCP-Protocol-Version`, `Last-Event-ID`, and for MCP 2026-07-28 `Mcp-Method`,
+    /// `Mcp-Name`, `Mcp-Param-*`); names are lowercase, values valid header values.
+    pub headers: Vec<(HeaderName, String)>,
     /// The body of a POST, shared with the engine's table (a re-send costs no copy).
     pub body: Option<Bytes>,
     /// Why.

@@ -49,6 +49,13 @@ impl fmt::Display for Suspicion {
 pub enum LogEvent {
     /// The server answered `server/discover`: it speaks MCP 2026-07-28.
     ModernServer,
+    /// A tool of a 2026-07-28 server was left out of the host's list.
+    ToolExcluded {
+        /// Its name (the server's text).
+        tool: String,
+        /// Why its `x-mcp-header` annotations are invalid.
+        why: String,
+    },
     /// The server did not answer `server/discover`: the host's `initialize` goes as it is.
     LegacyServer,
     /// The session expired; the host's `initialize` is replayed.
@@ -136,9 +143,16 @@ impl LogEvent {
     pub fn level(&self) -> Level {
         use LogEvent::*;
         match self {
-            Abandoned(_) | RequestFailed(..) | MessageLost(_) | EndpointRejected(_)
-            | GetStreamLost | InitializedFailed(_) | StillSilent(_) | KeepAliveUnanswered
-            | NotJsonRpc(_) => Level::Warn,
+            Abandoned(_)
+            | RequestFailed(..)
+            | MessageLost(_)
+            | EndpointRejected(_)
+            | GetStreamLost
+            | InitializedFailed(_)
+            | StillSilent(_)
+            | KeepAliveUnanswered
+            | NotJsonRpc(_)
+            | ToolExcluded { .. } => Level::Warn,
             Reinitializing
             | ModernServer
             | LegacyServer
@@ -172,6 +186,11 @@ impl fmt::Display for LogEvent {
         use LogEvent::*;
         match self {
             Reinitializing => f.write_str("re-initializing the session with the host's initialize"),
+            ToolExcluded { tool, why } => write!(
+                f,
+                "the server's tool {:?} is left out of the host's list: {why}",
+                tool
+            ),
             ModernServer => f.write_str("the server speaks MCP 2026-07-28: answering the host's initialize from server/discover and bridging every request"),
             LegacyServer => f.write_str("the server does not speak MCP 2026-07-28: sending the host's initialize"),
             RetryingIn(d) => write!(

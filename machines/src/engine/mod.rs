@@ -37,8 +37,8 @@ pub use crate::error::{NetworkError, RequestError};
 pub use era::{Era, ProtocolMode};
 pub use host::{HostConfig, HostLine, Origin, DRAIN_AFTER_EOF};
 pub use io::{
-    Event, Exchange, ExchangeId, ExchangeResult, Method, Purpose, ResponseHead, TokenOutcome,
-    Transmit,
+    Event, Exchange, ExchangeId, ExchangeResult, HeaderName, Method, Purpose, ResponseHead,
+    TokenOutcome, Transmit,
 };
 pub use log::{Level, LogEvent, Suspicion};
 
@@ -61,6 +61,14 @@ use statig::blocking::{IntoStateMachineExt, StateMachine};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use url::Url;
+
+/// Fixed header names as [`HeaderName`]s.
+fn named(headers: Vec<(&'static str, String)>) -> Vec<(HeaderName, String)> {
+    headers
+        .into_iter()
+        .map(|(name, value)| (HeaderName::Borrowed(name), value))
+        .collect()
+}
 
 /// How long a GET for an event stream may wait for its response headers.
 pub const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,6 +292,10 @@ pub struct Engine {
     era: era::EraState,
     /// Who the client is, for every request to a 2026-07-28 server.
     modern_meta: Option<crate::modern::ClientMeta>,
+    /// `x-mcp-header` annotations of the tools last listed (2026-07-28), by tool.
+    tool_headers: BTreeMap<String, crate::modern::ToolHeaders>,
+    /// Tools left out of the host's list for invalid annotations, with why.
+    excluded_tools: BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -301,6 +313,8 @@ impl Engine {
         let mut engine = Self {
             era,
             modern_meta: None,
+            tool_headers: BTreeMap::new(),
+            excluded_tools: BTreeMap::new(),
             config,
             link,
             messages: BTreeMap::new(),
@@ -786,7 +800,7 @@ impl Engine {
         &mut self,
         body: Bytes,
         with_session: bool,
-        extra: Vec<(&'static str, String)>,
+        extra: Vec<(HeaderName, String)>,
         role: Role,
         now: Instant,
     ) -> ExchangeId {
@@ -804,8 +818,9 @@ impl Engine {
         if with_session && !legacy {
             sent_session = self.session_headers(&mut headers);
         }
+        let mut headers = named(headers);
         headers.extend(extra);
-        self.start(
+        self.start_named(
             Method::Post,
             url,
             headers,
@@ -835,6 +850,21 @@ impl Engine {
         method: Method,
         url: Url,
         headers: Vec<(&'static str, String)>,
+        body: Option<Bytes>,
+        role: Role,
+        sent_session: bool,
+        now: Instant,
+    ) -> ExchangeId {
+        self.start_named(method, url, named(headers), body, role, sent_session, now)
+    }
+
+    /// [`Engine::start`] with headers whose names may be made at run time.
+    #[allow(clippy::too_many_arguments)]
+    fn start_named(
+        &mut self,
+        method: Method,
+        url: Url,
+        headers: Vec<(HeaderName, String)>,
         body: Option<Bytes>,
         role: Role,
         sent_session: bool,

@@ -620,7 +620,7 @@ impl World {
         if exchange.purpose == Purpose::HostMessage && self.mode == Mode::Streamable {
             let body = exchange.body.as_deref().unwrap_or_default();
             let m = Message::parse(body.to_vec()).unwrap();
-            let has_session = exchange.headers.iter().any(|(n, _)| *n == "mcp-session-id");
+            let has_session = exchange.headers.iter().any(|(n, _)| n == "mcp-session-id");
             let established = self.answers.contains_key(&0) && self.initialized_ok;
             if m.method.as_deref() != Some("initialize") && !has_session && established {
                 self.flag(NO_SESSION);
@@ -662,7 +662,7 @@ impl World {
         flow.exchange
             .headers
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 

@@ -44,7 +44,12 @@ const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
 
 /// `/mcp` of a modern server.
-pub(crate) async fn route(shared: &Arc<Shared>, config: &Config, parts: &Parts, body: &[u8]) -> Response<Body> {
+pub(crate) async fn route(
+    shared: &Arc<Shared>,
+    config: &Config,
+    parts: &Parts,
+    body: &[u8],
+) -> Response<Body> {
     if parts.method != Method::POST {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "MCP 2026-07-28: POST only");
         response
@@ -56,7 +61,13 @@ pub(crate) async fn route(shared: &Arc<Shared>, config: &Config, parts: &Parts, 
     post(shared, config, &parts.headers, body, first).await
 }
 
-fn failure(status: StatusCode, id: &Value, code: i64, message: &str, data: Option<Value>) -> Response<Body> {
+fn failure(
+    status: StatusCode,
+    id: &Value,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> Response<Body> {
     let mut error = json!({"code": code, "message": message});
     if let Some(data) = data {
         error["data"] = data;
@@ -146,37 +157,89 @@ pub fn tools() -> Value {
 /// The annotated arguments of a tool: header name → property.
 fn annotations(tool: &str) -> Vec<(&'static str, &'static str)> {
     match tool {
-        "regional" => vec![("Region", "region"), ("Priority", "priority"), ("Verbose", "verbose")],
+        "regional" => vec![
+            ("Region", "region"),
+            ("Priority", "priority"),
+            ("Verbose", "verbose"),
+        ],
         _ => Vec::new(),
     }
 }
 
-async fn post(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap, body: &[u8], first: bool) -> Response<Body> {
+async fn post(
+    shared: &Arc<Shared>,
+    config: &Config,
+    headers: &HeaderMap,
+    body: &[u8],
+    first: bool,
+) -> Response<Body> {
     if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
-        return failure(StatusCode::NOT_ACCEPTABLE, &Value::Null, -32000, "Accept must list application/json and text/event-stream", None);
+        return failure(
+            StatusCode::NOT_ACCEPTABLE,
+            &Value::Null,
+            -32000,
+            "Accept must list application/json and text/event-stream",
+            None,
+        );
     }
     if media_type(headers.get(CONTENT_TYPE)).as_deref() != Some("application/json") {
-        return failure(StatusCode::UNSUPPORTED_MEDIA_TYPE, &Value::Null, -32000, "Content-Type must be application/json", None);
+        return failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &Value::Null,
+            -32000,
+            "Content-Type must be application/json",
+            None,
+        );
     }
     let Ok(message) = serde_json::from_slice::<Value>(body) else {
-        return failure(StatusCode::BAD_REQUEST, &Value::Null, -32700, "Parse error", None);
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            -32700,
+            "Parse error",
+            None,
+        );
     };
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = message.get("method").and_then(Value::as_str) else {
-        return failure(StatusCode::BAD_REQUEST, &id, INVALID_REQUEST, "a client must not send responses or batches in 2026-07-28", None);
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            INVALID_REQUEST,
+            "a client must not send responses or batches in 2026-07-28",
+            None,
+        );
     };
     let requested = header(headers, "mcp-protocol-version").map(str::to_owned);
     let supported = json!([MODERN_VERSION]);
     if first && config.modern_refuse_first {
         let data = json!({"supported": supported, "requested": requested});
-        return failure(StatusCode::BAD_REQUEST, &id, UNSUPPORTED_VERSION, "Unsupported protocol version", Some(data));
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            Some(data),
+        );
     }
     if method == "initialize" {
         let data = json!({"supported": supported, "requested": message.pointer("/params/protocolVersion")});
-        return failure(StatusCode::BAD_REQUEST, &id, UNSUPPORTED_VERSION, "This server speaks MCP 2026-07-28 only: use server/discover", Some(data));
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            UNSUPPORTED_VERSION,
+            "This server speaks MCP 2026-07-28 only: use server/discover",
+            Some(data),
+        );
     }
     let Some(requested) = requested else {
-        return failure(StatusCode::BAD_REQUEST, &id, HEADER_MISMATCH, "Missing MCP-Protocol-Version header", None);
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            HEADER_MISMATCH,
+            "Missing MCP-Protocol-Version header",
+            None,
+        );
     };
     let meta = message.pointer("/params/_meta");
     let meta_version = meta
@@ -184,17 +247,41 @@ async fn post(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap, body: 
         .and_then(Value::as_str);
     let capabilities = meta.and_then(|m| m.get("io.modelcontextprotocol/clientCapabilities"));
     let (Some(meta_version), Some(_)) = (meta_version, capabilities) else {
-        return failure(StatusCode::BAD_REQUEST, &id, INVALID_PARAMS, "params._meta must carry the protocol version and the client capabilities", None);
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            INVALID_PARAMS,
+            "params._meta must carry the protocol version and the client capabilities",
+            None,
+        );
     };
     if meta_version != requested {
-        return failure(StatusCode::BAD_REQUEST, &id, HEADER_MISMATCH, "MCP-Protocol-Version does not match _meta", None);
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            HEADER_MISMATCH,
+            "MCP-Protocol-Version does not match _meta",
+            None,
+        );
     }
     if requested != MODERN_VERSION {
         let data = json!({"supported": supported, "requested": requested});
-        return failure(StatusCode::BAD_REQUEST, &id, UNSUPPORTED_VERSION, "Unsupported protocol version", Some(data));
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            Some(data),
+        );
     }
     if header(headers, "mcp-method") != Some(method) {
-        return failure(StatusCode::BAD_REQUEST, &id, HEADER_MISMATCH, "Mcp-Method does not match the method", None);
+        return failure(
+            StatusCode::BAD_REQUEST,
+            &id,
+            HEADER_MISMATCH,
+            "Mcp-Method does not match the method",
+            None,
+        );
     }
     let params = message.get("params").cloned().unwrap_or(Value::Null);
     let name_field = match method {
@@ -205,7 +292,13 @@ async fn post(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap, body: 
     if let Some(field) = name_field {
         let sent = header(headers, "mcp-name").and_then(decode_header_value);
         if sent.as_deref() != params.get(field).and_then(Value::as_str) {
-            return failure(StatusCode::BAD_REQUEST, &id, HEADER_MISMATCH, "Mcp-Name does not match the body", None);
+            return failure(
+                StatusCode::BAD_REQUEST,
+                &id,
+                HEADER_MISMATCH,
+                "Mcp-Name does not match the body",
+                None,
+            );
         }
     }
     if message.get("id").is_none() {
@@ -225,7 +318,11 @@ async fn post(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap, body: 
         "resources/list" => Ok(json!({"resources": [{"uri": "test://a b", "name": "a b"}]})),
         "resources/read" => Ok(json!({"contents": [{"uri": params["uri"], "text": "contents"}]})),
         "prompts/list" => Ok(json!({"prompts": []})),
-        _ => Err((StatusCode::NOT_FOUND, METHOD_NOT_FOUND, format!("Method not found: {method}"))),
+        _ => Err((
+            StatusCode::NOT_FOUND,
+            METHOD_NOT_FOUND,
+            format!("Method not found: {method}"),
+        )),
     };
     match result {
         Ok(mut result) => {
@@ -233,7 +330,10 @@ async fn post(shared: &Arc<Shared>, config: &Config, headers: &HeaderMap, body: 
                 result["resultType"] = "complete".into();
             }
             lock(&shared.modern_calls).push(message.clone());
-            json_body(StatusCode::OK, &json!({"jsonrpc": "2.0", "id": id, "result": result}))
+            json_body(
+                StatusCode::OK,
+                &json!({"jsonrpc": "2.0", "id": id, "result": result}),
+            )
         }
         Err((status, code, text)) => failure(status, &id, code, &text, None),
     }
@@ -245,18 +345,26 @@ async fn call(shared: &Arc<Shared>, headers: &HeaderMap, params: &Value) -> Call
     let name = params["name"].as_str().unwrap_or("");
     let args = &params["arguments"];
     for (header_name, property) in annotations(name) {
-        let sent = header(headers, &format!("mcp-param-{}", header_name.to_ascii_lowercase()))
-            .and_then(decode_header_value);
+        let sent = header(
+            headers,
+            &format!("mcp-param-{}", header_name.to_ascii_lowercase()),
+        )
+        .and_then(decode_header_value);
         let expected = match &args[property] {
             Value::Null => None,
             Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),
         };
         if sent != expected {
-            return Err((StatusCode::BAD_REQUEST, HEADER_MISMATCH, format!("Mcp-Param-{header_name} does not match the argument {property}")));
+            return Err((
+                StatusCode::BAD_REQUEST,
+                HEADER_MISMATCH,
+                format!("Mcp-Param-{header_name} does not match the argument {property}"),
+            ));
         }
     }
-    let text = |t: String| json!({"content": [{"type": "text", "text": t}], "resultType": "complete"});
+    let text =
+        |t: String| json!({"content": [{"type": "text", "text": t}], "resultType": "complete"});
     match name {
         "echo" => Ok(text(args["text"].as_str().unwrap_or("").to_owned())),
         "add" => {
@@ -279,22 +387,34 @@ async fn call(shared: &Arc<Shared>, headers: &HeaderMap, params: &Value) -> Call
             std::mem::forget(guard);
             Ok(text(format!("slept {ms} ms")))
         }
-        "confirm" => Ok(match (params.get("inputResponses"), params.get("requestState")) {
-            (None, _) => json!({
-                "resultType": "input_required",
-                "inputRequests": {"ok": {"method": "elicitation/create", "params": {
-                    "mode": "form", "message": "Go ahead?",
-                    "requestedSchema": {"type": "object", "properties": {"confirmed": {"type": "boolean"}}}}}},
-                "requestState": "state-1"
-            }),
-            (Some(responses), Some(Value::String(state))) if state == "state-1" => {
-                let action = responses["ok"]["action"].as_str().unwrap_or("none");
-                let confirmed = responses["ok"]["content"]["confirmed"].as_bool();
-                text(format!("action={action} confirmed={confirmed:?}"))
-            }
-            _ => return Err((StatusCode::BAD_REQUEST, INVALID_PARAMS, "requestState missing or wrong".into())),
-        }),
-        _ => Err((StatusCode::OK, INVALID_PARAMS, format!("Unknown tool: {name}"))),
+        "confirm" => Ok(
+            match (params.get("inputResponses"), params.get("requestState")) {
+                (None, _) => json!({
+                    "resultType": "input_required",
+                    "inputRequests": {"ok": {"method": "elicitation/create", "params": {
+                        "mode": "form", "message": "Go ahead?",
+                        "requestedSchema": {"type": "object", "properties": {"confirmed": {"type": "boolean"}}}}}},
+                    "requestState": "state-1"
+                }),
+                (Some(responses), Some(Value::String(state))) if state == "state-1" => {
+                    let action = responses["ok"]["action"].as_str().unwrap_or("none");
+                    let confirmed = responses["ok"]["content"]["confirmed"].as_bool();
+                    text(format!("action={action} confirmed={confirmed:?}"))
+                }
+                _ => {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        INVALID_PARAMS,
+                        "requestState missing or wrong".into(),
+                    ))
+                }
+            },
+        ),
+        _ => Err((
+            StatusCode::OK,
+            INVALID_PARAMS,
+            format!("Unknown tool: {name}"),
+        )),
     }
 }
 
