@@ -299,3 +299,82 @@ async fn annotated_arguments_go_as_headers_and_tools_with_invalid_annotations_ar
         "the invalid tool never reached the server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_required_result_becomes_a_real_elicitation_and_the_request_goes_again() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(call(7, "confirm", json!({}))).await;
+    // The host is asked, as a 2025-11-25 server would ask it.
+    let ask = p.recv().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    assert_eq!(ask["params"]["message"], "Go ahead?");
+    let ask_id = ask["id"].clone();
+    p.send(json!({"jsonrpc":"2.0","id":ask_id,"result":{"action":"accept","content":{"confirmed":true}}}))
+        .await;
+    let (done, others) = p.recv_response(&json!(7)).await;
+    assert!(others.is_empty(), "{others:?}");
+    assert_eq!(text(&done), "action=accept confirmed=Some(true)", "{done}");
+    p.close().await;
+
+    let rounds: Vec<Value> = tb
+        .requests()
+        .iter()
+        .filter_map(|r| r.json())
+        .filter(|b| b["method"] == "tools/call")
+        .collect();
+    assert_eq!(rounds.len(), 2, "{rounds:#?}");
+    assert_ne!(
+        rounds[0]["id"], rounds[1]["id"],
+        "a new id for the new round"
+    );
+    assert!(rounds[0]["params"].get("inputResponses").is_none());
+    assert_eq!(rounds[1]["params"]["requestState"], "state-1");
+    assert_eq!(
+        rounds[1]["params"]["inputResponses"]["ok"],
+        json!({"action":"accept","content":{"confirmed":true}})
+    );
+    assert_eq!(rounds[1]["params"]["name"], "confirm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_elicitation_declines_and_a_cancelled_round_is_forgotten() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.send(
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},
+        "clientInfo":{"name":"bare-host","version":"1"}}}),
+    )
+    .await;
+    p.recv_response(&json!(0)).await;
+    p.send(call(1, "confirm", json!({}))).await;
+    let (done, others) = p.recv_response(&json!(1)).await;
+    assert!(
+        others.is_empty(),
+        "nothing is asked of a host that cannot answer: {others:?}"
+    );
+    assert_eq!(text(&done), "action=decline confirmed=None");
+    p.close().await;
+
+    // A host that cancels while it is being asked gets no answer, and nothing goes on.
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    tb.clear_requests();
+    p.send(call(2, "confirm", json!({}))).await;
+    let ask = p.recv().await;
+    assert_eq!(ask["method"], "elicitation/create");
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}))
+        .await;
+    p.send(json!({"jsonrpc":"2.0","id":ask["id"],"result":{"action":"accept","content":{"confirmed":true}}}))
+        .await;
+    p.assert_quiet(Duration::from_millis(500)).await;
+    p.close().await;
+    let calls = tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
+        .count();
+    assert_eq!(calls, 1, "the cancelled request is not sent again");
+}

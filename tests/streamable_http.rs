@@ -52,7 +52,12 @@ async fn one_post_per_message_with_both_accept_types_and_session_headers() {
     let session = tb.session_ids().pop().expect("a session was created");
     let (code, stderr) = p.close().await;
     assert_eq!(code, Some(0));
-    let posts = posts(&tb);
+    let mut posts = posts(&tb);
+    // The 2026-07-28 probe first (B29), refused as a legacy server refuses it.
+    let probe = posts.remove(0);
+    assert_eq!(probe.rpc_method().as_deref(), Some("server/discover"));
+    assert!(probe.header("mcp-session-id").is_none());
+    assert_eq!(probe.status, Some(400));
     // initialize, initialized, 4 calls (B1).
     assert_eq!(
         posts.len(),

@@ -112,6 +112,21 @@ pub enum RequestError {
     Auth(AuthError),
 
     // ---- the host ----
+    /// A 2026-07-28 server asked for input more than this many rounds.
+    #[error("the server asked for input more than {0} times for one request")]
+    InputRounds(u32),
+    /// A 2026-07-28 server asked too many questions in one round.
+    #[error("the server asked {0} questions at once (at most {1} are relayed)")]
+    InputQuestions(usize, usize),
+    /// A 2026-07-28 server asked for input the host cannot give.
+    #[error("the server asked for {0}, which the host does not offer")]
+    InputUnknown(String),
+    /// The host answered the server's question with an error.
+    #[error("the host refused the server's question: {0}")]
+    InputRefused(String),
+    /// The host did not answer the server's question in time.
+    #[error("the host did not answer the server's question within {} s", .0.as_secs())]
+    InputTimedOut(Duration),
     /// The server and the proxy share no protocol revision (or era).
     #[error("{0}")]
     ProtocolMismatch(String),

@@ -245,10 +245,12 @@ fn walk(
         }
         match object.get("type").and_then(Value::as_str) {
             Some("string" | "integer" | "boolean") => {}
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "x-mcp-header {name:?} is on a property of type {}, not string, integer or boolean",
                 other.unwrap_or("unknown")
-            )),
+            ))
+            }
         }
         found.push((name.to_owned(), path.clone()));
     }

@@ -145,13 +145,50 @@ try {
   log(`initialized in ${Date.now() - t0} ms; server`, JSON.stringify(client.getServerVersion()));
   const { tools } = await client.listTools();
   log("tools:", tools.map((t) => t.name).join(", ") || "(none)");
-  const pick = tools.find((t) => t.name === "add_numbers") ?? tools[0];
-  if (pick) {
-    const args = pick.name === "add_numbers" ? { a: 2, b: 3 } : {};
+  const call = async (name, args, { allowError = false } = {}) => {
     const t1 = Date.now();
-    const res = await client.callTool({ name: pick.name, arguments: args });
-    log(`tools/call ${pick.name} -> ${JSON.stringify(res).slice(0, 300)} (${Date.now() - t1} ms)`);
-    if (res.isError) throw new Error(`tool ${pick.name} returned isError`);
+    const res = await client.callTool({ name, arguments: args ?? {} });
+    log(`tools/call ${name} -> ${JSON.stringify(res).slice(0, 300)} (${Date.now() - t1} ms)`);
+    if (res.isError && !allowError) throw new Error(`tool ${name} returned isError`);
+    return res;
+  };
+  let context = {};
+  try {
+    context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || "{}");
+  } catch {}
+  // What each scenario wants the host to do (the checks look for these calls).
+  switch (scenario) {
+    case "http-standard-headers": {
+      for (const t of tools) await call(t.name, {}, { allowError: true });
+      const { resources } = await client.listResources();
+      for (const r of resources) await client.readResource({ uri: r.uri });
+      const { prompts } = await client.listPrompts();
+      for (const p of prompts) await client.getPrompt({ name: p.name });
+      break;
+    }
+    case "http-custom-headers":
+      for (const c of context.toolCalls ?? []) await call(c.name, c.arguments ?? c.args, { allowError: true });
+      break;
+    case "http-invalid-tool-headers":
+      // The proxy leaves the invalid tools out: whatever is listed may be called.
+      for (const t of tools) await call(t.name, t.name === "valid_tool" ? { region: "us-west1" } : {}, { allowError: true });
+      break;
+    case "json-schema-ref-no-deref":
+      break; // listing is the test; its tool has no handler
+    case "json-schema-2020-12-preservation": {
+      const focal = tools.find((t) => t.name === "json_schema_2020_12_tool");
+      await call("json_schema_echo", { schema: focal?.inputSchema ?? {} });
+      break;
+    }
+    case "sep-2322-client-request-state":
+      for (const name of ["test_mrtr_echo_state", "test_mrtr_unrelated", "test_mrtr_no_state", "test_mrtr_no_result_type"]) {
+        if (tools.some((t) => t.name === name)) await call(name, {}, { allowError: true });
+      }
+      break;
+    default: {
+      const pick = tools.find((t) => t.name === "add_numbers") ?? tools[0];
+      if (pick) await call(pick.name, pick.name === "add_numbers" ? { a: 2, b: 3 } : {});
+    }
   }
   exitCode = 0;
 } catch (e) {

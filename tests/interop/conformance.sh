@@ -11,6 +11,8 @@
 #   CONFORMANCE_TIMEOUT_MS  per-scenario client timeout given to the runner (default 30000)
 #   CONFORMANCE_LABEL  prefix of the final total line (default "conformance";
 #                      conformance-auth.sh sets "conformance-auth")
+#   CONFORMANCE_SPEC   run every scenario with the next conformance line
+#                      (0.2.0-alpha) at this revision, e.g. 2026-07-28
 #
 # auth/* scenarios: the driver gives the proxy the flags and environment they
 # need (see conformance-driver.mjs and AUTH-SCENARIOS.md), with BROWSER set to
@@ -83,6 +85,10 @@ for s in "${SCENARIOS[@]}"; do
     auth/authorization-server-migration)
       runner=("$CONFORMANCE_NEXT_JS") pinned=(--spec-version 2025-11-25 --force) ;;
   esac
+  # CONFORMANCE_SPEC=2026-07-28: the next conformance line, every scenario at that revision.
+  if [[ -n "${CONFORMANCE_SPEC:-}" ]]; then
+    runner=("$CONFORMANCE_NEXT_JS") pinned=(--spec-version "$CONFORMANCE_SPEC" --force)
+  fi
   timeout --kill-after=5 $(( TIMEOUT_MS / 1000 + 60 )) \
     "$NODE22" -r "$HERE/loopback-only.cjs" "${runner[@]}" client \
       --command "$CLIENT_CMD" --scenario "$s" --timeout "$TIMEOUT_MS" -o "$sdir" "${pinned[@]}" \

@@ -385,8 +385,12 @@ impl Engine {
                 // 2026-07-28 defines no client notification over HTTP.
                 true
             }
-            // No server→client requests in 2026-07-28: nothing to answer.
-            Kind::Response => true,
+            // The host's answers to the proxy's questions (MRTR); 2026-07-28 has no
+            // other server→client request.
+            Kind::Response => {
+                self.input_answered(message, now);
+                true
+            }
         }
     }
 
@@ -397,12 +401,24 @@ impl Engine {
             .iter()
             .find(|(_, e)| e.id_key.as_ref() == Some(key))
             .map(|(seq, _)| *seq)
+            .or_else(|| self.round_of(key))
         else {
             return;
         };
-        if let Some(Stage::Posted { exchange, .. }) = self.messages.get(&seq).map(|e| e.stage) {
-            self.abort(exchange);
-            self.messages.remove(&seq);
+        // The host will ignore a late answer: none is owed any more.
+        if let Some(current) = self.messages.get(&seq).and_then(|e| e.id_key.clone()) {
+            self.unowe(&current);
+        }
+        self.forget_rounds(seq);
+        match self.messages.get(&seq).map(|e| e.stage) {
+            Some(Stage::Posted { exchange, .. }) => {
+                self.abort(exchange);
+                self.messages.remove(&seq);
+            }
+            Some(Stage::Held) => {
+                self.messages.remove(&seq);
+            }
+            _ => {}
         }
     }
 

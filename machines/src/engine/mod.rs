@@ -32,6 +32,7 @@ mod host;
 mod io;
 mod liveness;
 mod log;
+mod mrtr;
 
 pub use crate::error::{NetworkError, RequestError};
 pub use era::{Era, ProtocolMode};
@@ -41,6 +42,7 @@ pub use io::{
     TokenOutcome, Transmit,
 };
 pub use log::{Level, LogEvent, Suspicion};
+pub use mrtr::{LEG_TIMEOUT, MAX_QUESTIONS, MAX_ROUNDS};
 
 use crate::auth::challenge::BearerChallenge;
 use crate::auth::grant::Need;
@@ -208,6 +210,10 @@ enum Timer {
     ResumeBudget(u64),
     /// After an outage, the exchange has had its time to show a sign of life since `since`.
     Probation(ExchangeId, Instant),
+    /// The host has had its time to answer round `.1` of request `.0` (2026-07-28 MRTR).
+    InputLeg(u64, u32),
+    /// Request `.0` may go on to its next round (2026-07-28 MRTR).
+    InputRound(u64),
 }
 
 /// The connection engine. See the module docs for how to drive it.
@@ -296,6 +302,12 @@ pub struct Engine {
     tool_headers: BTreeMap<String, crate::modern::ToolHeaders>,
     /// Tools left out of the host's list for invalid annotations, with why.
     excluded_tools: BTreeMap<String, String>,
+    /// Host requests in multi-round-trip rounds (2026-07-28), by arrival number.
+    rounds: BTreeMap<u64, mrtr::Rounds>,
+    /// The proxy's questions to the host awaiting answers: request and input key.
+    questions: BTreeMap<String, (u64, String)>,
+    /// Questions asked so far (unique ids).
+    questions_asked: u64,
 }
 
 impl Engine {
@@ -315,6 +327,9 @@ impl Engine {
             modern_meta: None,
             tool_headers: BTreeMap::new(),
             excluded_tools: BTreeMap::new(),
+            rounds: BTreeMap::new(),
+            questions: BTreeMap::new(),
+            questions_asked: 0,
             config,
             link,
             messages: BTreeMap::new(),
@@ -539,6 +554,8 @@ impl Engine {
             Timer::Head(id) => self.head_due(id, now),
             Timer::Silence(id) => self.silence_due(id, now),
             Timer::ResumeBudget(seq) => self.resume_due(seq, now),
+            Timer::InputLeg(seq, round) => self.input_leg_due(seq, round),
+            Timer::InputRound(seq) => self.maybe_next_round(seq, now),
             Timer::Probation(id, since) => {
                 if self
                     .exchanges
@@ -986,7 +1003,7 @@ impl Engine {
         let session_id = session_id.filter(|_| !self.modern());
         if message.kind == Kind::Response {
             if let Some(key) = message.id_key.clone() {
-                if key.is_reserved() {
+                if key.is_reserved() && !self.owed.contains_key(&key) {
                     self.reserved_answer(&key, &message, session_id, now);
                     return; // the proxy's own request: never shown to the host
                 }
@@ -1001,6 +1018,9 @@ impl Engine {
                         }
                     };
                     self.dispatch(event, now);
+                }
+                if self.input_required(&key, &message, now) {
+                    return; // the server asks the host first; the request goes again
                 }
                 // An answer to nothing owed is the answer to a request the proxy already
                 // answered (time-out, failure), to a cancelled request, or a server's
@@ -1020,6 +1040,7 @@ impl Engine {
     /// request was not owed an answer.
     fn answered(&mut self, key: &IdKey, now: Instant) -> Option<(String, Hook)> {
         let seq = self.unowe(key)?;
+        self.forget_rounds(seq);
         let entry = self.messages.get_mut(&seq)?;
         let answering = (
             entry.host_id.take().unwrap_or_else(|| host::id_text(key)),
