@@ -53,7 +53,8 @@ TIMEOUT_MS="${CONFORMANCE_TIMEOUT_MS:-30000}"
 
 export MCP_REMOTE_BIN="$PROXY" NODE="$NODE22" INTEROP_PREFIX
 
-echo "conformance $("$NODE22" "$CONFORMANCE_JS" --version) on node $("$NODE22" --version); proxy: $PROXY; results: $OUT"
+SUITE_JS="$CONFORMANCE_JS"; [[ -n "${CONFORMANCE_SPEC:-}" ]] && SUITE_JS="$CONFORMANCE_NEXT_JS"
+echo "conformance $("$NODE22" "$SUITE_JS" --version)${CONFORMANCE_SPEC:+ at $CONFORMANCE_SPEC} on node $("$NODE22" --version); proxy: $PROXY; results: $OUT"
 
 # Summarise one scenario's checks.json: prints "success fail warn info total" then
 # one line per FAILURE/WARNING check.
