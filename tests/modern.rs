@@ -71,6 +71,11 @@ async fn the_host_initializes_and_calls_a_modern_server_with_default_flags() {
         "no GET stream and no DELETE: {:?}",
         requests.iter().map(|r| &r.method).collect::<Vec<_>>()
     );
+    // The listen stream (the server says its tool list may change) goes on the side.
+    let requests: Vec<_> = requests
+        .into_iter()
+        .filter(|r| r.rpc_method().as_deref() != Some("subscriptions/listen"))
+        .collect();
     let methods: Vec<String> = requests.iter().filter_map(|r| r.rpc_method()).collect();
     assert_eq!(
         methods,
@@ -123,7 +128,12 @@ async fn a_server_that_refuses_the_first_request_whatever_it_says_is_asked_again
     let (sum, _) = p.recv_response(&json!(1)).await;
     assert_eq!(text(&sum), "5");
     p.close().await;
-    let statuses: Vec<Option<u16>> = tb.requests().iter().map(|r| r.status).collect();
+    let statuses: Vec<Option<u16>> = tb
+        .requests()
+        .iter()
+        .filter(|r| r.rpc_method().as_deref() != Some("subscriptions/listen"))
+        .map(|r| r.status)
+        .collect();
     assert_eq!(statuses, [Some(400), Some(200), Some(200)]);
 }
 
@@ -377,4 +387,127 @@ async fn a_host_without_elicitation_declines_and_a_cancelled_round_is_forgotten(
         .filter(|r| r.rpc_method().as_deref() == Some("tools/call"))
         .count();
     assert_eq!(calls, 1, "the cancelled request is not sent again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_sse_url_is_followed_to_its_successor_once_and_the_user_is_told() {
+    for modern_server in [false, true] {
+        let tb = Testbed::start(Config {
+            retired_sse: true,
+            modern: modern_server,
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+        let old = tb.sse_url();
+        let mut p = Proxy::spawn(&[&old]);
+        let init = p.initialize("2025-11-25").await;
+        assert!(init.get("result").is_some(), "{init}");
+        p.send(call(1, "echo", json!({"text": "moved"}))).await;
+        let (echo, _) = p.recv_response(&json!(1)).await;
+        assert_eq!(text(&echo), "moved");
+        let (code, stderr) = p.close().await;
+        assert_eq!(code, Some(0));
+        assert!(
+            stderr.contains(&format!("put {} in your MCP client's config", tb.url())),
+            "{stderr}"
+        );
+        let gone = tb
+            .requests()
+            .iter()
+            .filter(|r| r.status == Some(410))
+            .count();
+        assert_eq!(gone, 1, "the retired URL is asked once");
+    }
+
+    // A successor on another origin is not followed: the error names it.
+    let tb = Testbed::start(Config {
+        gone: Some("https://new.example.com/mcp".into()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.send(
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"h","version":"1"}}}),
+    )
+    .await;
+    let (refused, _) = p.recv_response(&json!(0)).await;
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("410 Gone") && message.contains("https://new.example.com/mcp"),
+        "{refused}"
+    );
+    p.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_notifications_come_through_subscriptions_listen() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    assert!(
+        tb.wait_for(
+            |r| r
+                .iter()
+                .any(|r| r.rpc_method().as_deref() == Some("subscriptions/listen")),
+            Duration::from_secs(5)
+        )
+        .await,
+        "the proxy listens once the host is initialized"
+    );
+    p.send(call(1, "change", json!({}))).await;
+    let (told, notes) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&told), "told 1", "one listener, for tools");
+    let mut seen = notes;
+    if !seen
+        .iter()
+        .any(|n| n["method"] == "notifications/tools/list_changed")
+    {
+        seen.push(p.recv().await);
+    }
+    assert!(
+        seen.iter()
+            .any(|n| n["method"] == "notifications/tools/list_changed"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|n| n["method"] != "notifications/subscriptions/acknowledged"),
+        "the acknowledgement is the proxy's"
+    );
+
+    // A resource subscription re-opens the stream with the new filter.
+    p.send(json!({"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"test://a b"}}))
+        .await;
+    let (sub, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(sub["result"], json!({}));
+    let mut filters = Vec::new();
+    for _ in 0..50 {
+        filters = tb.listening();
+        if filters.len() == 1 && filters[0]["resourceSubscriptions"] == json!(["test://a b"]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(filters.len(), 1, "the old stream is closed: {filters:?}");
+    assert_eq!(filters[0]["resourceSubscriptions"], json!(["test://a b"]));
+    assert_eq!(filters[0]["toolsListChanged"], true);
+    p.send(call(3, "change", json!({"uri": "test://a b"})))
+        .await;
+    let (told, mut notes) = p.recv_response(&json!(3)).await;
+    assert_eq!(text(&told), "told 2");
+    for _ in 0..2 {
+        if notes.len() < 2 {
+            notes.push(p.recv().await);
+        }
+    }
+    let updated = notes
+        .iter()
+        .find(|n| n["method"] == "notifications/resources/updated")
+        .unwrap_or_else(|| panic!("{notes:?}"));
+    assert_eq!(updated["params"]["uri"], "test://a b");
+    let (code, _) = p.close().await;
+    assert_eq!(code, Some(0));
 }

@@ -400,6 +400,10 @@ fn head_of(response: &reqwest::Response) -> ResponseHead {
             429 | 503 => text("retry-after"),
             _ => None,
         },
+        link: match status {
+            410 => text("link"),
+            _ => None,
+        },
     }
 }
 

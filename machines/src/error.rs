@@ -112,6 +112,9 @@ pub enum RequestError {
     Auth(AuthError),
 
     // ---- the host ----
+    /// The server retired this URL (HTTP 410 Gone), naming the successor if it did.
+    #[error("the server retired this URL (HTTP 410 Gone){}", gone_suffix(.0))]
+    Gone(Option<String>),
     /// A 2026-07-28 server asked for input more than this many rounds.
     #[error("the server asked for input more than {0} times for one request")]
     InputRounds(u32),
@@ -155,6 +158,13 @@ fn cause_text(error: &RequestError) -> String {
     match error {
         RequestError::Network(e) => e.to_string(),
         other => other.to_string(),
+    }
+}
+
+fn gone_suffix(to: &Option<String>) -> String {
+    match to {
+        Some(to) => format!("; it names {to}: put that URL in your MCP client's config"),
+        None => "; ask the server's operator for its new URL".to_owned(),
     }
 }
 

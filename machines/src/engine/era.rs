@@ -24,6 +24,7 @@ use crate::jsonrpc::{IdKey, Kind, Message};
 use crate::modern::{self, ClientMeta, Probe, MODERN_VERSION};
 use bytes::Bytes;
 use serde_json::Value;
+use statig::blocking::IntoStateMachineExt;
 use std::time::Instant;
 
 /// `--protocol`: which eras to speak.
@@ -106,8 +107,15 @@ impl Engine {
         self.era == EraState::Modern
     }
 
+    /// The server moved: its era is found out again at the new URL.
+    pub(super) fn restart_probe(&mut self) {
+        if let EraState::Probing { .. } = self.era {
+            self.era = EraState::Unknown;
+        }
+    }
+
     /// The message `seq` is the host's `initialize`.
-    fn is_host_initialize(&self, seq: u64) -> bool {
+    pub(super) fn is_host_initialize(&self, seq: u64) -> bool {
         self.host_initialize.is_some()
             && self.messages.get(&seq).is_some_and(|e| {
                 e.id_key == self.host_initialize && e.hook == super::Hook::Initialize
@@ -195,6 +203,7 @@ impl Engine {
         match modern::classify_probe(body.as_ref(), MODERN_VERSION) {
             Probe::Modern(result) => {
                 self.era = EraState::Modern;
+                self.server_capabilities = result.get("capabilities").cloned();
                 let host_version = self
                     .initialize
                     .as_ref()
@@ -349,6 +358,107 @@ impl Engine {
         })
     }
 
+    /// What the `subscriptions/listen` stream asks for, from the server's
+    /// capabilities and the host's resource subscriptions; `None` when nothing.
+    fn listen_filter(&self) -> Option<Value> {
+        let caps = self.server_capabilities.as_ref()?;
+        let flag = |ptr: &str| caps.pointer(ptr).and_then(Value::as_bool) == Some(true);
+        let tools = flag("/tools/listChanged");
+        let prompts = flag("/prompts/listChanged");
+        let resources = flag("/resources/listChanged");
+        let subscribe = flag("/resources/subscribe") && !self.subscriptions.is_empty();
+        if !(tools || prompts || resources || subscribe) {
+            return None;
+        }
+        let mut filter = serde_json::Map::new();
+        if tools {
+            filter.insert("toolsListChanged".into(), Value::Bool(true));
+        }
+        if prompts {
+            filter.insert("promptsListChanged".into(), Value::Bool(true));
+        }
+        if resources {
+            filter.insert("resourcesListChanged".into(), Value::Bool(true));
+        }
+        if subscribe {
+            let uris = self
+                .subscriptions
+                .iter()
+                .cloned()
+                .map(Value::String)
+                .collect();
+            filter.insert("resourceSubscriptions".into(), Value::Array(uris));
+        }
+        Some(Value::Object(filter))
+    }
+
+    /// (Re)open the `subscriptions/listen` stream with the current filter, or close
+    /// it when there is nothing to listen for (2026-07-28 `patterns/subscriptions.mdx`:
+    /// the filter is per request, so a change means a new stream).
+    pub(super) fn relisten(&mut self, now: Instant) {
+        use super::{Stream, StreamEvent, StreamRef};
+        if self.streams.contains_key(&StreamRef::Listen) {
+            self.drive_stream(StreamRef::Listen, StreamEvent::Closed, now);
+            self.streams.remove(&StreamRef::Listen);
+        }
+        if self.exiting || self.listen_filter().is_none() {
+            return;
+        }
+        let machine = crate::stream::StreamLink::new(
+            crate::backoff::BackoffPolicy::STREAM,
+            self.config.seed.wrapping_add(7),
+        )
+        .state_machine();
+        self.streams.insert(
+            StreamRef::Listen,
+            Stream {
+                machine,
+                exchange: None,
+                broken_at: None,
+            },
+        );
+        self.drive_stream(StreamRef::Listen, StreamEvent::Started, now);
+    }
+
+    /// The POST of `subscriptions/listen` (its event stream stays open).
+    pub(super) fn open_listen_exchange(&mut self, now: Instant) -> super::ExchangeId {
+        self.listens += 1;
+        let id = format!(
+            "{}listen-{}",
+            crate::jsonrpc::RESERVED_ID_PREFIX,
+            self.listens
+        );
+        let filter = self
+            .listen_filter()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let request = serde_json::json!({"jsonrpc": "2.0", "id": id,
+            "method": "subscriptions/listen", "params": {"notifications": filter}});
+        let bytes = serde_json::to_vec(&request).unwrap_or_default();
+        let (body, mut headers) = match self.modern_meta.as_ref() {
+            Some(meta) => (
+                modern::stamp(&bytes, meta).unwrap_or(bytes),
+                vec![(VERSION.into(), meta.version.clone())],
+            ),
+            None => (bytes, Vec::new()),
+        };
+        headers.push(("mcp-method".into(), "subscriptions/listen".to_owned()));
+        let mut all = super::named(vec![
+            ("accept", crate::transport::POST_ACCEPT.to_owned()),
+            ("content-type", "application/json".to_owned()),
+        ]);
+        all.extend(headers);
+        let url = self.config.url.clone();
+        self.start_named(
+            super::Method::Post,
+            url,
+            all,
+            Some(Bytes::from(body)),
+            super::Role::Stream(super::StreamRef::Listen),
+            false,
+            now,
+        )
+    }
+
     /// A host message to a modern server that 2026-07-28 has no place for: answered
     /// here, or dropped. Returns whether it was taken.
     pub(super) fn modern_host_message(&mut self, message: &Message, now: Instant) -> bool {
@@ -359,7 +469,22 @@ impl Engine {
         match message.kind {
             Kind::Request => {
                 let answer = match method {
-                    "ping" | "resources/subscribe" | "resources/unsubscribe" => "{}",
+                    "ping" => "{}",
+                    "resources/subscribe" | "resources/unsubscribe" => {
+                        let uri = message
+                            .params()
+                            .and_then(|p| p.get("uri").and_then(Value::as_str).map(str::to_owned));
+                        if let Some(uri) = uri {
+                            let changed = match method {
+                                "resources/subscribe" => self.subscriptions.insert(uri),
+                                _ => self.subscriptions.remove(&uri),
+                            };
+                            if changed {
+                                self.relisten(now);
+                            }
+                        }
+                        "{}"
+                    }
                     "logging/setLevel" => {
                         let level = message.params().and_then(|p| {
                             p.get("level").and_then(Value::as_str).map(str::to_owned)
@@ -377,6 +502,10 @@ impl Engine {
                 true
             }
             Kind::Notification => {
+                if method == "notifications/initialized" {
+                    // The host is ready for notifications: listen for the server's.
+                    self.relisten(now);
+                }
                 if method == "notifications/cancelled" {
                     if let Some(key) = super::host::cancelled_request(message) {
                         self.close_request(&key, now);

@@ -58,6 +58,7 @@ impl Role {
             Role::Stream(StreamRef::Get) => Purpose::GetStream,
             Role::Stream(StreamRef::Legacy) => Purpose::LegacyStream,
             Role::Stream(StreamRef::Resume(_)) => Purpose::Resume,
+            Role::Stream(StreamRef::Listen) => Purpose::Listen,
             Role::Delete => Purpose::EndSession,
         }
     }
@@ -228,15 +229,81 @@ fn retry_after(value: Option<&str>) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(120)))
 }
 
+/// The URL of a `Link` header value (`<url>; rel="…"`, the first one).
+fn link_target(value: &str) -> Option<String> {
+    let start = value.find('<')? + 1;
+    let end = start + value[start..].find('>')?;
+    let target = value[start..end].trim();
+    (!target.is_empty()).then(|| target.to_owned())
+}
+
 fn challenge_of(head: &ResponseHead) -> BearerChallenge {
     let values: Vec<&str> = head.www_authenticate.iter().map(String::as_str).collect();
     challenge::bearer(&values).unwrap_or_default()
 }
 
 impl Engine {
+    /// A `410 Gone` before the session is established: the server retired this URL.
+    /// A `Link` to another path of the same origin is followed, once: the host's
+    /// `initialize` (or its probe) goes there, or the legacy stream's refusal sends
+    /// the Link to Streamable HTTP there. Returns whether it was followed; if not,
+    /// the successor named (another origin) is kept for the error.
+    fn moved_on(&mut self, id: ExchangeId, link: Option<&str>, now: Instant) -> bool {
+        if self.moved || self.link.established() {
+            return false;
+        }
+        let Some(role) = self.exchanges.get(&id).map(|ex| ex.role) else {
+            return false;
+        };
+        let successor = link
+            .and_then(link_target)
+            .and_then(|target| self.config.url.join(&target).ok());
+        let Some(to) = successor
+            .clone()
+            .filter(|to| transport::same_origin(to, &self.config.url) && *to != self.config.url)
+        else {
+            self.gone_to = successor.map(|u| crate::trace::redact_url(&u));
+            return false;
+        };
+        let initialize = match role {
+            Role::Post { seq } if self.is_host_initialize(seq) => Some(seq),
+            Role::Stream(StreamRef::Legacy) => None,
+            _ => return false,
+        };
+        self.moved = true;
+        self.log(LogEvent::Moved {
+            from: crate::trace::redact_url(&self.config.url),
+            to: crate::trace::redact_url(&to),
+        });
+        self.config.url = to;
+        match initialize {
+            Some(seq) => {
+                self.abort(id);
+                self.restart_probe();
+                if let Some(entry) = self.messages.get_mut(&seq) {
+                    entry.stage = super::Stage::Held;
+                }
+                self.post_message(seq, false, now);
+            }
+            // The stream is refused here; the Link tries Streamable HTTP at the new URL.
+            None => self.abort_with(
+                id,
+                Ending::Refused {
+                    status: 404,
+                    reason: Some("Not Found"),
+                },
+                now,
+            ),
+        }
+        true
+    }
+
     /// An exchange's response head arrived.
     pub(super) fn on_head(&mut self, id: ExchangeId, head: ResponseHead, now: Instant) {
         let legacy = self.is_legacy();
+        if head.status == 410 && self.moved_on(id, head.link.as_deref(), now) {
+            return;
+        }
         let Some(ex) = self.exchanges.get_mut(&id) else {
             return;
         };
@@ -295,9 +362,11 @@ impl Engine {
             PostOutcome::Json => ex.phase = Phase::Json(Vec::new()),
             PostOutcome::EventStream => {
                 ex.phase = Phase::Sse(Box::new(SseParser::new(self.config.max_message_bytes)));
-                if matches!(ex.role, Role::Post { .. }) {
+                match ex.role {
                     // This server streams its answers: it sends the head at once.
-                    self.streams_answers = true;
+                    Role::Post { .. } => self.streams_answers = true,
+                    Role::Stream(StreamRef::Listen) => self.stream_opened(StreamRef::Listen, now),
+                    _ => {}
                 }
             }
             PostOutcome::SessionExpired => self.abort_with(id, Ending::Expired, now),

@@ -54,6 +54,8 @@ pub enum Purpose {
     Resume,
     /// The legacy transport's event stream.
     LegacyStream,
+    /// The `subscriptions/listen` stream of a 2026-07-28 server.
+    Listen,
     /// The DELETE that ends the session at shutdown.
     EndSession,
 }
@@ -98,6 +100,8 @@ pub struct ResponseHead {
     pub www_authenticate: Vec<String>,
     /// `Retry-After` (503 and 429 answers).
     pub retry_after: Option<String>,
+    /// `Link` (410 answers: where a retired endpoint moved).
+    pub link: Option<String>,
 }
 
 /// How an exchange's network side ended.

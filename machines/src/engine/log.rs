@@ -49,6 +49,20 @@ impl fmt::Display for Suspicion {
 pub enum LogEvent {
     /// The server answered `server/discover`: it speaks MCP 2026-07-28.
     ModernServer,
+    /// The server's URL answered 410 Gone and named a successor on the same origin,
+    /// which this start uses.
+    Moved {
+        /// The URL configured (redacted).
+        from: String,
+        /// The successor (redacted).
+        to: String,
+    },
+    /// The `subscriptions/listen` stream of a 2026-07-28 server is given up
+    /// (`refused`: the server does not offer it); change notifications stop.
+    ListenLost {
+        /// The server refused it rather than failing.
+        refused: bool,
+    },
     /// A tool of a 2026-07-28 server was left out of the host's list.
     ToolExcluded {
         /// Its name (the server's text).
@@ -152,7 +166,9 @@ impl LogEvent {
             | StillSilent(_)
             | KeepAliveUnanswered
             | NotJsonRpc(_)
-            | ToolExcluded { .. } => Level::Warn,
+            | ToolExcluded { .. }
+            | Moved { .. }
+            | ListenLost { refused: false } => Level::Warn,
             Reinitializing
             | ModernServer
             | LegacyServer
@@ -166,6 +182,7 @@ impl LogEvent {
             | ServerBusy(_)
             | InitializeRefused(_)
             | CheckStarted(_)
+            | ListenLost { refused: true }
             | StreamDead(_) => Level::Info,
             OpeningGetStream { .. }
             | StreamRetryIn(_)
@@ -186,6 +203,16 @@ impl fmt::Display for LogEvent {
         use LogEvent::*;
         match self {
             Reinitializing => f.write_str("re-initializing the session with the host's initialize"),
+            ListenLost { refused: true } => f.write_str(
+                "the server does not offer subscriptions/listen: the host gets no change notifications",
+            ),
+            ListenLost { refused: false } => f.write_str(
+                "the subscriptions/listen stream could not be kept open: the host gets no change notifications",
+            ),
+            Moved { from, to } => write!(
+                f,
+                "{from} answered 410 Gone: the server moved to {to}, which this start uses; put {to} in your MCP client's config"
+            ),
             ToolExcluded { tool, why } => write!(
                 f,
                 "the server's tool {:?} is left out of the host's list: {why}",

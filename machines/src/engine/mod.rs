@@ -170,6 +170,8 @@ enum StreamRef {
     Legacy,
     /// The resumption of the response stream of the message with this number.
     Resume(u64),
+    /// The `subscriptions/listen` stream (2026-07-28: a POST whose event stream stays open).
+    Listen,
 }
 
 /// An event stream kept open or resumed.
@@ -308,6 +310,16 @@ pub struct Engine {
     questions: BTreeMap<String, (u64, String)>,
     /// Questions asked so far (unique ids).
     questions_asked: u64,
+    /// The server's URL was retired (410 Gone) and its successor is in use.
+    moved: bool,
+    /// A 410 named a successor that was not followed (another origin), for the error.
+    gone_to: Option<String>,
+    /// A 2026-07-28 server's capabilities (from `server/discover`).
+    server_capabilities: Option<serde_json::Value>,
+    /// The resources the host subscribed to (2026-07-28: carried by `subscriptions/listen`).
+    subscriptions: BTreeSet<String>,
+    /// `subscriptions/listen` requests made (unique ids).
+    listens: u64,
 }
 
 impl Engine {
@@ -330,6 +342,11 @@ impl Engine {
             rounds: BTreeMap::new(),
             questions: BTreeMap::new(),
             questions_asked: 0,
+            moved: false,
+            gone_to: None,
+            server_capabilities: None,
+            subscriptions: BTreeSet::new(),
+            listens: 0,
             config,
             link,
             messages: BTreeMap::new(),
@@ -507,6 +524,10 @@ impl Engine {
             return;
         }
         self.exiting = true;
+        if self.streams.contains_key(&StreamRef::Listen) {
+            self.drive_stream(StreamRef::Listen, StreamEvent::Closed, now);
+            self.streams.remove(&StreamRef::Listen);
+        }
         let had_session = self.link.session_id().is_some();
         self.dispatch(LinkEvent::ShutdownRequested, now);
         if !had_session {
@@ -999,6 +1020,10 @@ impl Engine {
         let Some(message) = self.probe_answer(message) else {
             return;
         };
+        // The listen stream's acknowledgement is for the proxy.
+        if message.method.as_deref() == Some("notifications/subscriptions/acknowledged") {
+            return;
+        }
         // 2026-07-28 has no sessions: an id a modern server sends is not used.
         let session_id = session_id.filter(|_| !self.modern());
         if message.kind == Kind::Response {
@@ -1115,6 +1140,7 @@ impl Engine {
                 StreamRef::Get => "get".to_owned(),
                 StreamRef::Legacy => "legacy".to_owned(),
                 StreamRef::Resume(seq) => format!("resume-{seq}"),
+                StreamRef::Listen => "listen".to_owned(),
             };
             self.events
                 .push_back(Event::Trace(TraceRecord::Step(step.of(instance))));
@@ -1146,6 +1172,7 @@ impl Engine {
                             self.log(LogEvent::NoGetStream);
                         }
                         StreamRef::Get => self.log(LogEvent::GetStreamLost),
+                        StreamRef::Listen => self.log(LogEvent::ListenLost { refused }),
                         StreamRef::Resume(seq) => {
                             if let Some(key) =
                                 self.messages.get(&seq).and_then(|e| e.id_key.clone())
@@ -1166,6 +1193,9 @@ impl Engine {
         now: Instant,
     ) -> ExchangeId {
         let mut headers = vec![("accept", transport::GET_ACCEPT.to_owned())];
+        if which == StreamRef::Listen {
+            return self.open_listen_exchange(now);
+        }
         if which == StreamRef::Legacy {
             // MCP 2024-11-05 §HTTP with SSE: GET the server URL for the event stream.
             self.legacy_open_started(now);
@@ -1285,7 +1315,7 @@ impl Engine {
                 // The Link decides: fall back to the other transport, or fail.
                 self.log(LogEvent::InitializeRefused(status));
                 back_to_held(self);
-                let error = RequestError::Refused { status, reason };
+                let error = self.refusal(status, reason);
                 self.dispatch(LinkEvent::InitializeRefused { seq, status, error }, now);
             }
             Ending::Failed(NetworkError::Connect(_))
@@ -1301,7 +1331,8 @@ impl Engine {
                 self.dispatch(event, now);
             }
             Ending::Refused { status, reason } => {
-                self.fail_seq(seq, RequestError::Refused { status, reason });
+                let error = self.refusal(status, reason);
+                self.fail_seq(seq, error);
                 if is_initialize {
                     self.host_initialize = None;
                     self.dispatch(LinkEvent::InitializeFailed, now);
@@ -1359,6 +1390,14 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// The error for a refusal: a retired URL says where to go.
+    fn refusal(&self, status: u16, reason: Option<&'static str>) -> RequestError {
+        match status {
+            410 => RequestError::Gone(self.gone_to.clone()),
+            _ => RequestError::Refused { status, reason },
         }
     }
 
@@ -1557,7 +1596,7 @@ impl Engine {
             Ending::Refused { status, reason } => (
                 LinkEvent::LegacyRefused {
                     status,
-                    error: RequestError::Refused { status, reason },
+                    error: self.refusal(status, reason),
                 },
                 StreamEvent::Refused { status },
             ),

@@ -190,6 +190,20 @@ async fn route(shared: &Arc<Shared>, parts: &Parts, body: Bytes) -> Response<Bod
         }
         return response;
     }
+    if config.retired_sse && matches!(parts.uri.path(), "/sse" | "/messages") {
+        let problem = json!({"type": "about:blank", "title": "Gone", "status": 410,
+            "detail": "The HTTP+SSE endpoint is retired; use Streamable HTTP at /mcp."});
+        let mut response = json_response(StatusCode::GONE, &problem);
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response.headers_mut().insert(
+            "link",
+            HeaderValue::from_static("</mcp>; rel=\"successor-version\""),
+        );
+        return response;
+    }
     if config.modern && parts.uri.path() == "/mcp" {
         return crate::modern::route(shared, &config, parts, &body).await;
     }

@@ -170,6 +170,10 @@ pub struct Config {
     /// When set, every request to `/mcp`, `/sse` and `/messages` is answered `410 Gone`: the endpoint is
     /// retired. A non-empty value is the new URL, sent as `Link: <url>; rel="successor-version"`.
     pub gone: Option<String>,
+    /// The legacy HTTP+SSE paths (`/sse`, `/messages`) are retired: `410 Gone` with an
+    /// RFC 9457 problem body and `Link: </mcp>; rel="successor-version"`, while `/mcp`
+    /// serves as configured (a hosted server that moved to Streamable HTTP).
+    pub retired_sse: bool,
     /// Serve MCP 2026-07-28 only at `/mcp` (see [`modern`]): `server/discover`, `_meta`
     /// and header checks, no `initialize`, no sessions, GET and DELETE `405`.
     pub modern: bool,
@@ -223,6 +227,7 @@ impl Default for Config {
             fail_status: None,
             gone: None,
             modern: false,
+            retired_sse: false,
             modern_refuse_first: false,
             transport: Transport::Streamable,
             legacy_post_status: 404,
@@ -383,6 +388,17 @@ impl Testbed {
     /// The requests a [`Config::modern`] server answered with a result, in order.
     pub fn modern_calls(&self) -> Vec<serde_json::Value> {
         state::lock(&self.shared.modern_calls).clone()
+    }
+
+    /// The filters of the `subscriptions/listen` streams of a [`Config::modern`] server
+    /// still open.
+    pub fn listening(&self) -> Vec<serde_json::Value> {
+        let mut listeners = state::lock(&self.shared.listeners);
+        listeners.retain(|(_, _, tx)| !tx.is_closed());
+        listeners
+            .iter()
+            .map(|(_, filter, _)| filter.clone())
+            .collect()
     }
 
     /// How many `slow` calls of a [`Config::modern`] server lost their client before the answer.

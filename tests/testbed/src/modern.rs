@@ -150,7 +150,9 @@ pub fn tools() -> Value {
         {"name": "slow", "description": "Answers after ms milliseconds.",
          "inputSchema": {"type": "object", "properties": {"ms": {"type": "integer"}}}},
         {"name": "confirm", "description": "Asks the user to confirm (MRTR elicitation).",
-         "inputSchema": {"type": "object", "properties": {}}}
+         "inputSchema": {"type": "object", "properties": {}}},
+        {"name": "change", "description": "Tells listeners the tool list changed, and that uri was updated.",
+         "inputSchema": {"type": "object", "properties": {"uri": {"type": "string"}}}}
     ])
 }
 
@@ -305,10 +307,15 @@ async fn post(
         // A notification: nothing in 2026-07-28 is expected, but it is accepted.
         return with_status(StatusCode::ACCEPTED, Full::new(Bytes::new()).boxed_unsync());
     }
+    if method == "subscriptions/listen" {
+        lock(&shared.modern_calls).push(message.clone());
+        let filter = params.get("notifications").cloned().unwrap_or(Value::Null);
+        return listen(shared, id, filter);
+    }
     let result = match method {
         "server/discover" => Ok(json!({
             "supportedVersions": [MODERN_VERSION],
-            "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
+            "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}, "prompts": {}},
             "instructions": "A 2026-07-28 test server.",
             "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "mcp-testbed-modern", "version": "0.1.0"}},
             "ttlMs": 0, "cacheScope": "private"
@@ -387,6 +394,25 @@ async fn call(shared: &Arc<Shared>, headers: &HeaderMap, params: &Value) -> Call
             std::mem::forget(guard);
             Ok(text(format!("slept {ms} ms")))
         }
+        "change" => {
+            let uri = args["uri"].as_str().map(str::to_owned);
+            let mut told = 0;
+            for (listen_id, filter, tx) in lock(&shared.listeners).iter() {
+                let meta = json!({"io.modelcontextprotocol/subscriptionId": listen_id});
+                if filter["toolsListChanged"] == true {
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed", "params": {"_meta": meta}});
+                    told += u32::from(send(tx, &note));
+                }
+                let subscribed = filter["resourceSubscriptions"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|u| u.as_str() == uri.as_deref()));
+                if subscribed {
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri, "_meta": meta}});
+                    told += u32::from(send(tx, &note));
+                }
+            }
+            Ok(text(format!("told {told}")))
+        }
         "confirm" => Ok(
             match (params.get("inputResponses"), params.get("requestState")) {
                 (None, _) => json!({
@@ -416,6 +442,25 @@ async fn call(shared: &Arc<Shared>, headers: &HeaderMap, params: &Value) -> Call
             format!("Unknown tool: {name}"),
         )),
     }
+}
+
+/// An SSE event with one message, to an open listen stream; whether it could go.
+fn send(tx: &tokio::sync::mpsc::UnboundedSender<Bytes>, message: &Value) -> bool {
+    tx.send(Bytes::from(format!("event: message\ndata: {message}\n\n")))
+        .is_ok()
+}
+
+/// `subscriptions/listen`: an event stream that stays open, acknowledged first.
+fn listen(shared: &Arc<Shared>, id: Value, filter: Value) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+        "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": id}, "notifications": filter}});
+    send(&tx, &ack);
+    let mut listeners = lock(&shared.listeners);
+    listeners.retain(|(_, _, tx)| !tx.is_closed());
+    listeners.push((id, filter, tx));
+    drop(listeners);
+    crate::http::sse_response(shared, rx)
 }
 
 /// Counts a `slow` call whose client went away before the answer (the cancellation

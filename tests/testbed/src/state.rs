@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     pub(crate) modern_calls: Mutex<Vec<Value>>,
     /// `slow` calls of a modern server whose client went away first.
     pub(crate) modern_cancelled: AtomicU64,
+    /// Open `subscriptions/listen` streams of a modern server: the request's id,
+    /// its filter, and where its events go.
+    pub(crate) listeners: Mutex<Vec<(Value, Value, mpsc::UnboundedSender<Bytes>)>>,
     /// Flips to `true` on shutdown; every long wait and every stream watches it.
     pub(crate) shutdown: watch::Sender<bool>,
     /// `http://127.0.0.1:PORT` of the main listener.
@@ -94,6 +97,7 @@ impl Shared {
             executions: Mutex::new(HashMap::new()),
             modern_calls: Mutex::new(Vec::new()),
             modern_cancelled: AtomicU64::new(0),
+            listeners: Mutex::new(Vec::new()),
             shutdown: watch::Sender::new(false),
             origin,
             elsewhere_origin,
