@@ -511,3 +511,44 @@ async fn change_notifications_come_through_subscriptions_listen() {
     let (code, _) = p.close().await;
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_stream_is_sent_again_when_it_only_reads_and_errored_when_it_may_have_acted() {
+    let tb = modern(Config {
+        modern_break_first_list: true,
+        ..Config::default()
+    })
+    .await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(json!({"jsonrpc":"2.0","id":"list","method":"tools/list"}))
+        .await;
+    let (tools, others) = p.recv_response(&json!("list")).await;
+    assert!(tools["result"]["tools"].is_array(), "{tools}");
+    assert!(others.is_empty(), "one answer: {others:?}");
+    let lists: Vec<Value> = tb
+        .requests()
+        .iter()
+        .filter_map(|r| r.json())
+        .filter(|b| b["method"] == "tools/list")
+        .collect();
+    assert_eq!(lists.len(), 2, "sent again once");
+    assert_ne!(lists[0]["id"], lists[1]["id"], "as a new request");
+
+    p.send(call(5, "cut", json!({}))).await;
+    let (broken, _) = p.recv_response(&json!(5)).await;
+    let message = broken["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("may or may not have been executed"),
+        "{broken}"
+    );
+    p.assert_quiet(Duration::from_millis(300)).await;
+    p.close().await;
+    let cuts = tb
+        .requests()
+        .iter()
+        .filter_map(|r| r.json())
+        .filter(|b| b["params"]["name"] == "cut")
+        .count();
+    assert_eq!(cuts, 1, "a tool call that may have acted is not sent again");
+}

@@ -459,6 +459,68 @@ impl Engine {
         )
     }
 
+    /// A request to a 2026-07-28 server whose response stream broke: one that only
+    /// reads (a list, a read, a prompt, a completion) is sent once more as a new
+    /// request with a new id (`transports/streamable-http.mdx` §Cancellation: "MUST
+    /// re-issue it … or error it"); a tool call may have acted, so it is not.
+    /// Returns whether it was re-issued.
+    pub(super) fn reissue(&mut self, seq: u64, now: Instant) -> bool {
+        const READS: [&str; 7] = [
+            "tools/list",
+            "resources/list",
+            "resources/templates/list",
+            "resources/read",
+            "prompts/list",
+            "prompts/get",
+            "completion/complete",
+        ];
+        let Some(entry) = self.messages.get(&seq) else {
+            return false;
+        };
+        if entry.retried || self.rounds.contains_key(&seq) {
+            return false;
+        }
+        let Ok(mut value) = serde_json::from_slice::<Value>(&entry.bytes) else {
+            return false;
+        };
+        let method = value.get("method").and_then(Value::as_str).unwrap_or("");
+        if !READS.contains(&method) {
+            return false;
+        }
+        let id = format!("{}reissue-{seq}", crate::jsonrpc::RESERVED_ID_PREFIX);
+        value["id"] = Value::String(id.clone());
+        let Some(entry) = self.messages.get_mut(&seq) else {
+            return false;
+        };
+        let Some(old) = entry.id_key.replace(IdKey::Str(id.clone())) else {
+            return false;
+        };
+        entry.bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        entry.stage = Stage::Held;
+        if let Some(s) = self.owed.remove(&old) {
+            self.owed.insert(IdKey::Str(id), s);
+        }
+        self.log(super::LogEvent::Reissued(old));
+        self.post_message(seq, true, now);
+        true
+    }
+
+    /// POST the proxy's own liveness request `id`: `ping`, or for a 2026-07-28
+    /// server (which has no `ping`) `server/discover`, stamped like any request.
+    pub(super) fn post_ping(&mut self, id: &str, role: super::Role, now: Instant) -> super::ExchangeId {
+        if let (true, Some(meta)) = (self.modern(), self.modern_meta.as_ref()) {
+            let id_text = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
+            let body = modern::discover_request(&id_text, meta);
+            let headers = vec![
+                (VERSION.into(), meta.version.clone()),
+                ("mcp-method".into(), "server/discover".to_owned()),
+            ];
+            return self.post_with(Bytes::from(body), false, headers, role, now);
+        }
+        let bytes = crate::jsonrpc::request(id, "ping", None);
+        self.post(Bytes::from(bytes), true, role, now)
+    }
+
     /// A host message to a modern server that 2026-07-28 has no place for: answered
     /// here, or dropped. Returns whether it was taken.
     pub(super) fn modern_host_message(&mut self, message: &Message, now: Instant) -> bool {

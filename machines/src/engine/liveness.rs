@@ -27,10 +27,9 @@ use super::exchange::{Ending, Role};
 use super::{
     Engine, ExchangeId, LogEvent, NetworkError, RequestError, Stage, StreamRef, Suspicion, Timer,
 };
-use crate::jsonrpc::{self, IdKey, RESERVED_ID_PREFIX};
+use crate::jsonrpc::{IdKey, RESERVED_ID_PREFIX};
 use crate::link::LinkEvent;
 use crate::stream::{CheckStep, OpenTimer, StreamCheck, StreamEvent};
-use bytes::Bytes;
 use std::time::{Duration, Instant};
 
 /// After an outage, how long an exchange that showed no sign of life since it began
@@ -245,9 +244,7 @@ impl Engine {
                 CheckStep::Ping => {
                     let ping = check.pings.len();
                     let id = format!("{}{number}-{}", check_prefix(), ping + 1);
-                    let bytes = jsonrpc::request(&id, "ping", None);
-                    let exchange =
-                        self.post(Bytes::from(bytes), true, Role::Check { number, ping }, now);
+                    let exchange = self.post_ping(&id, Role::Check { number, ping }, now);
                     if let Some(check) = self.check.as_mut() {
                         check.pings.push((id, None, exchange));
                     }
@@ -458,8 +455,7 @@ impl Engine {
         }
         self.pings += 1;
         let id = format!("{RESERVED_ID_PREFIX}ping-{}", self.pings);
-        let bytes = jsonrpc::request(&id, "ping", None);
+        self.post_ping(&id, Role::Ping, now);
         self.ping_outstanding = Some(id);
-        self.post(Bytes::from(bytes), true, Role::Ping, now);
     }
 }

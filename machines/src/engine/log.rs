@@ -57,6 +57,9 @@ pub enum LogEvent {
         /// The successor (redacted).
         to: String,
     },
+    /// The response stream of this request to a 2026-07-28 server broke; it only
+    /// reads, so it went again as a new request.
+    Reissued(IdKey),
     /// The `subscriptions/listen` stream of a 2026-07-28 server is given up
     /// (`refused`: the server does not offer it); change notifications stop.
     ListenLost {
@@ -183,6 +186,7 @@ impl LogEvent {
             | InitializeRefused(_)
             | CheckStarted(_)
             | ListenLost { refused: true }
+            | Reissued(_)
             | StreamDead(_) => Level::Info,
             OpeningGetStream { .. }
             | StreamRetryIn(_)
@@ -203,6 +207,10 @@ impl fmt::Display for LogEvent {
         use LogEvent::*;
         match self {
             Reinitializing => f.write_str("re-initializing the session with the host's initialize"),
+            Reissued(key) => write!(
+                f,
+                "the response stream of request {key} broke (MCP 2026-07-28 cannot resume it); it only reads, so it was sent again"
+            ),
             ListenLost { refused: true } => f.write_str(
                 "the server does not offer subscriptions/listen: the host gets no change notifications",
             ),

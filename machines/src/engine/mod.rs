@@ -1363,15 +1363,23 @@ impl Engine {
                     return;
                 };
                 match (last_event_id, broken) {
-                    (Some(last), _) => {
+                    // MCP 2026-07-28 has no resumption: a stream that ends without the
+                    // answer loses the request.
+                    (_, broken) if self.modern() => {
+                        if !self.reissue(seq, now) {
+                            let why = broken.unwrap_or_else(|| "it ended".to_owned());
+                            self.fail_seq(seq, RequestError::StreamBroke(why));
+                        }
+                    }
+                    (Some(last), _) if !self.modern() => {
                         if let Some(entry) = self.messages.get_mut(&seq) {
                             entry.stage = Stage::Resuming { stream: seq };
                             entry.bytes = Bytes::new();
                         }
                         self.start_resume(seq, &key, Some(last), retry_ms, now);
                     }
-                    (None, Some(why)) => self.fail_seq(seq, RequestError::StreamBroke(why)),
-                    (None, None) => self.fail_seq(seq, RequestError::NoAnswer),
+                    (_, Some(why)) => self.fail_seq(seq, RequestError::StreamBroke(why)),
+                    (_, None) => self.fail_seq(seq, RequestError::NoAnswer),
                 }
             }
             Ending::Accepted => {

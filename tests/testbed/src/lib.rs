@@ -179,6 +179,9 @@ pub struct Config {
     pub modern: bool,
     /// With [`Config::modern`]: refuse the very first POST with `-32022`, whatever it says.
     pub modern_refuse_first: bool,
+    /// With [`Config::modern`]: the first `tools/list` is answered with an event stream
+    /// that ends without the answer (a connection lost mid-response).
+    pub modern_break_first_list: bool,
     /// Which transports are served; the legacy one is for testing a client's HTTP+SSE mode
     /// and its fallback to it.
     pub transport: Transport,
@@ -229,6 +232,7 @@ impl Default for Config {
             modern: false,
             retired_sse: false,
             modern_refuse_first: false,
+            modern_break_first_list: false,
             transport: Transport::Streamable,
             legacy_post_status: 404,
             legacy_endpoint_override: None,

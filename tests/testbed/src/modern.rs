@@ -307,6 +307,21 @@ async fn post(
         // A notification: nothing in 2026-07-28 is expected, but it is accepted.
         return with_status(StatusCode::ACCEPTED, Full::new(Bytes::new()).boxed_unsync());
     }
+    let cut = |shared: &Arc<Shared>| {
+        // An event stream that ends before the answer.
+        shared.modern_cuts.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = tx.send(Bytes::from_static(b": working\n\n"));
+        drop(tx);
+        crate::http::sse_response(shared, rx)
+    };
+    let first_list = method == "tools/list" && shared.modern_cuts.load(Ordering::Relaxed) == 0;
+    if config.modern_break_first_list && first_list {
+        return cut(shared);
+    }
+    if method == "tools/call" && params["name"] == "cut" {
+        return cut(shared);
+    }
     if method == "subscriptions/listen" {
         lock(&shared.modern_calls).push(message.clone());
         let filter = params.get("notifications").cloned().unwrap_or(Value::Null);

@@ -66,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) modern_calls: Mutex<Vec<Value>>,
     /// `slow` calls of a modern server whose client went away first.
     pub(crate) modern_cancelled: AtomicU64,
+    /// A modern server's `tools/list` streams cut so far.
+    pub(crate) modern_cuts: AtomicU64,
     /// Open `subscriptions/listen` streams of a modern server: the request's id,
     /// its filter, and where its events go.
     pub(crate) listeners: Mutex<Vec<(Value, Value, mpsc::UnboundedSender<Bytes>)>>,
@@ -97,6 +99,7 @@ impl Shared {
             executions: Mutex::new(HashMap::new()),
             modern_calls: Mutex::new(Vec::new()),
             modern_cancelled: AtomicU64::new(0),
+            modern_cuts: AtomicU64::new(0),
             listeners: Mutex::new(Vec::new()),
             shutdown: watch::Sender::new(false),
             origin,
