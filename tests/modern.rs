@@ -552,3 +552,40 @@ async fn a_broken_stream_is_sent_again_when_it_only_reads_and_errored_when_it_ma
         .count();
     assert_eq!(cuts, 1, "a tool call that may have acted is not sent again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_mismatch_lists_the_tools_again_and_the_call_goes_once_more() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    p.initialize("2025-11-25").await;
+    p.send(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .await;
+    p.recv_response(&json!(1)).await;
+    // The server changed the tool's annotation since that list.
+    p.send(call(2, "drift", json!({"v": "x"}))).await;
+    let (done, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(text(&done), "v=x", "{done}");
+    p.close().await;
+    let seen: Vec<(String, Option<u16>, Option<String>, Option<String>)> = tb
+        .requests()
+        .iter()
+        .filter(|r| matches!(r.rpc_method().as_deref(), Some("tools/list" | "tools/call")))
+        .map(|r| {
+            (
+                r.rpc_method().unwrap(),
+                r.status,
+                r.header("mcp-param-old").map(str::to_owned),
+                r.header("mcp-param-new").map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("tools/list".into(), Some(200), None, None),
+            ("tools/call".into(), Some(400), Some("x".into()), None),
+            ("tools/list".into(), Some(200), None, None),
+            ("tools/call".into(), Some(200), None, Some("x".into())),
+        ]
+    );
+}

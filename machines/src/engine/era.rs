@@ -51,6 +51,9 @@ pub enum Era {
 /// `MCP-Protocol-Version`.
 const VERSION: &str = crate::transport::VERSION_HEADER;
 
+/// Ids of the proxy's own `tools/list` after a `HeaderMismatch`.
+pub(super) const RELIST_PREFIX: &str = "mcp-remote-relist-";
+
 /// How many times a probe refused with "unsupported version" (naming ours) is re-sent.
 const PROBE_RETRIES: u8 = 2;
 
@@ -505,9 +508,64 @@ impl Engine {
         true
     }
 
+    /// The POST of the host's `tools/call` `seq` to a 2026-07-28 server was refused
+    /// with `HeaderMismatch` (-32020): its `Mcp-Param-*` headers came from an old
+    /// list. List the tools again, then send the call once more (§Client Behavior:
+    /// SHOULD). Returns whether that was started (the error is not shown then).
+    pub(super) fn header_mismatch(&mut self, seq: u64, body: &[u8], now: Instant) -> bool {
+        if !self.modern() {
+            return false;
+        }
+        let Some(entry) = self.messages.get(&seq) else {
+            return false;
+        };
+        if entry.retried || !entry.owed {
+            return false;
+        }
+        let mismatch = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.pointer("/error/code").and_then(Value::as_i64))
+            == Some(modern::HEADER_MISMATCH);
+        let call = serde_json::from_slice::<Value>(&entry.bytes)
+            .ok()
+            .is_some_and(|v| v["method"] == "tools/call");
+        let Some(meta) = self.modern_meta.as_ref() else {
+            return false;
+        };
+        if !(mismatch && call) {
+            return false;
+        }
+        self.relists += 1;
+        let id = format!("{RELIST_PREFIX}{}", self.relists);
+        let list = crate::jsonrpc::request(&id, "tools/list", Some(&serde_json::json!({})));
+        let body = modern::stamp(&list, meta).unwrap_or(list);
+        let headers = vec![
+            (VERSION.into(), meta.version.clone()),
+            ("mcp-method".into(), "tools/list".to_owned()),
+        ];
+        if let Some(entry) = self.messages.get_mut(&seq) {
+            entry.stage = Stage::Held;
+            entry.retried = true;
+        }
+        self.log(super::LogEvent::Relisting);
+        self.post_with(
+            Bytes::from(body),
+            false,
+            headers,
+            super::Role::Relist { seq },
+            now,
+        );
+        true
+    }
+
     /// POST the proxy's own liveness request `id`: `ping`, or for a 2026-07-28
     /// server (which has no `ping`) `server/discover`, stamped like any request.
-    pub(super) fn post_ping(&mut self, id: &str, role: super::Role, now: Instant) -> super::ExchangeId {
+    pub(super) fn post_ping(
+        &mut self,
+        id: &str,
+        role: super::Role,
+        now: Instant,
+    ) -> super::ExchangeId {
         if let (true, Some(meta)) = (self.modern(), self.modern_meta.as_ref()) {
             let id_text = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
             let body = modern::discover_request(&id_text, meta);

@@ -45,6 +45,12 @@ pub(super) enum Role {
     Stream(StreamRef),
     /// The DELETE at shutdown.
     Delete,
+    /// A `tools/list` of the proxy's own after a `HeaderMismatch` to the host's
+    /// `tools/call` with this arrival number (2026-07-28), which then goes again.
+    Relist {
+        /// The call.
+        seq: u64,
+    },
 }
 
 impl Role {
@@ -60,6 +66,7 @@ impl Role {
             Role::Stream(StreamRef::Resume(_)) => Purpose::Resume,
             Role::Stream(StreamRef::Listen) => Purpose::Listen,
             Role::Delete => Purpose::EndSession,
+            Role::Relist { .. } => Purpose::Relist,
         }
     }
 
@@ -524,6 +531,9 @@ impl Engine {
             return;
         };
         if let Role::Post { seq } = ex.role {
+            if self.header_mismatch(seq, &body, now) {
+                return;
+            }
             if self.probe_error_body(seq, &body) {
                 let ending = Ending::Refused {
                     status,

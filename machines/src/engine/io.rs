@@ -56,6 +56,8 @@ pub enum Purpose {
     LegacyStream,
     /// The `subscriptions/listen` stream of a 2026-07-28 server.
     Listen,
+    /// A `tools/list` of the proxy's own, after a 2026-07-28 `HeaderMismatch`.
+    Relist,
     /// The DELETE that ends the session at shutdown.
     EndSession,
 }

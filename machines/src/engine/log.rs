@@ -57,6 +57,9 @@ pub enum LogEvent {
         /// The successor (redacted).
         to: String,
     },
+    /// A 2026-07-28 server refused a tool call's headers (`HeaderMismatch`): the tools
+    /// are listed again and the call goes once more.
+    Relisting,
     /// The response stream of this request to a 2026-07-28 server broke; it only
     /// reads, so it went again as a new request.
     Reissued(IdKey),
@@ -187,6 +190,7 @@ impl LogEvent {
             | CheckStarted(_)
             | ListenLost { refused: true }
             | Reissued(_)
+            | Relisting
             | StreamDead(_) => Level::Info,
             OpeningGetStream { .. }
             | StreamRetryIn(_)
@@ -207,6 +211,9 @@ impl fmt::Display for LogEvent {
         use LogEvent::*;
         match self {
             Reinitializing => f.write_str("re-initializing the session with the host's initialize"),
+            Relisting => f.write_str(
+                "the server refused a tool call's headers (HeaderMismatch): listing the tools again, then sending the call once more",
+            ),
             Reissued(key) => write!(
                 f,
                 "the response stream of request {key} broke (MCP 2026-07-28 cannot resume it); it only reads, so it was sent again"

@@ -320,6 +320,8 @@ pub struct Engine {
     subscriptions: BTreeSet<String>,
     /// `subscriptions/listen` requests made (unique ids).
     listens: u64,
+    /// Lists of the proxy's own after a `HeaderMismatch` (unique ids).
+    relists: u64,
 }
 
 impl Engine {
@@ -347,6 +349,7 @@ impl Engine {
             server_capabilities: None,
             subscriptions: BTreeSet::new(),
             listens: 0,
+            relists: 0,
             config,
             link,
             messages: BTreeMap::new(),
@@ -1097,6 +1100,10 @@ impl Engine {
         let IdKey::Str(id) = key else {
             return;
         };
+        if id.starts_with(era::RELIST_PREFIX) {
+            self.scan_modern_tools(&message.bytes);
+            return;
+        }
         if self.reinit_id.as_deref() == Some(id.as_str()) {
             self.reinit_id = None;
             let event = if message.is_error {
@@ -1515,6 +1522,13 @@ impl Engine {
                     self.set_timer(now + RESUME_BUDGET, Timer::ResumeBudget(seq));
                 }
                 self.drive_stream(which, event, now);
+            }
+            Role::Relist { seq } => {
+                // Whatever the list said (it updated the annotations), the call goes once more.
+                if let Some(entry) = self.messages.get_mut(&seq) {
+                    entry.stage = Stage::Held;
+                }
+                self.post_message(seq, true, now);
             }
             Role::Delete => {
                 match ending {

@@ -132,8 +132,13 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// The tools, with `x-mcp-header` annotations (`regional`), one tool whose annotation
 /// is invalid (`number` type: a client must not offer it), and an MRTR tool.
-pub fn tools() -> Value {
-    json!([
+/// `drift` is annotated `Old` in the first list and `New` after (the server changed
+/// its tools): a call with the first list's headers gets HeaderMismatch.
+pub fn tools(lists_before: u64) -> Value {
+    let drift = if lists_before == 0 { "Old" } else { "New" };
+    let tools = json!([
+        {"name": "drift", "description": "Its header annotation changes after the first list.",
+         "inputSchema": {"type": "object", "properties": {"v": {"type": "string", "x-mcp-header": drift}}}},
         {"name": "echo", "description": "Echoes the text.",
          "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
         {"name": "add", "description": "Adds a and b.",
@@ -153,12 +158,14 @@ pub fn tools() -> Value {
          "inputSchema": {"type": "object", "properties": {}}},
         {"name": "change", "description": "Tells listeners the tool list changed, and that uri was updated.",
          "inputSchema": {"type": "object", "properties": {"uri": {"type": "string"}}}}
-    ])
+    ]);
+    tools
 }
 
 /// The annotated arguments of a tool: header name → property.
 fn annotations(tool: &str) -> Vec<(&'static str, &'static str)> {
     match tool {
+        "drift" => vec![("New", "v")],
         "regional" => vec![
             ("Region", "region"),
             ("Priority", "priority"),
@@ -335,7 +342,10 @@ async fn post(
             "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "mcp-testbed-modern", "version": "0.1.0"}},
             "ttlMs": 0, "cacheScope": "private"
         })),
-        "tools/list" => Ok(json!({"tools": tools(), "ttlMs": 0, "cacheScope": "private"})),
+        "tools/list" => {
+            let before = shared.modern_lists.fetch_add(1, Ordering::Relaxed);
+            Ok(json!({"tools": tools(before), "ttlMs": 0, "cacheScope": "private"}))
+        }
         "tools/call" => call(shared, headers, &params).await,
         "resources/list" => Ok(json!({"resources": [{"uri": "test://a b", "name": "a b"}]})),
         "resources/read" => Ok(json!({"contents": [{"uri": params["uri"], "text": "contents"}]})),
@@ -389,6 +399,7 @@ async fn call(shared: &Arc<Shared>, headers: &HeaderMap, params: &Value) -> Call
         |t: String| json!({"content": [{"type": "text", "text": t}], "resultType": "complete"});
     match name {
         "echo" => Ok(text(args["text"].as_str().unwrap_or("").to_owned())),
+        "drift" => Ok(text(format!("v={}", args["v"].as_str().unwrap_or("")))),
         "add" => {
             let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
             Ok(text(format!("{sum}")))

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) modern_cancelled: AtomicU64,
     /// A modern server's `tools/list` streams cut so far.
     pub(crate) modern_cuts: AtomicU64,
+    /// A modern server's `tools/list` answers so far.
+    pub(crate) modern_lists: AtomicU64,
     /// Open `subscriptions/listen` streams of a modern server: the request's id,
     /// its filter, and where its events go.
     pub(crate) listeners: Mutex<Vec<(Value, Value, mpsc::UnboundedSender<Bytes>)>>,
@@ -100,6 +102,7 @@ impl Shared {
             modern_calls: Mutex::new(Vec::new()),
             modern_cancelled: AtomicU64::new(0),
             modern_cuts: AtomicU64::new(0),
+            modern_lists: AtomicU64::new(0),
             listeners: Mutex::new(Vec::new()),
             shutdown: watch::Sender::new(false),
             origin,
