@@ -566,7 +566,8 @@ async fn a_header_mismatch_lists_the_tools_again_and_the_call_goes_once_more() {
     let (done, _) = p.recv_response(&json!(2)).await;
     assert_eq!(text(&done), "v=x", "{done}");
     p.close().await;
-    let seen: Vec<(String, Option<u16>, Option<String>, Option<String>)> = tb
+    type Seen = (String, Option<u16>, Option<String>, Option<String>);
+    let seen: Vec<Seen> = tb
         .requests()
         .iter()
         .filter(|r| matches!(r.rpc_method().as_deref(), Some("tools/list" | "tools/call")))
