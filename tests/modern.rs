@@ -590,3 +590,55 @@ async fn a_header_mismatch_lists_the_tools_again_and_the_call_goes_once_more() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_of_2026_07_28_is_relayed_without_bridging() {
+    let tb = modern(Config::default()).await;
+    let mut p = Proxy::spawn(&[&tb.url()]);
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "modern-host", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    p.send(json!({"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta": meta}}))
+        .await;
+    let (discover, _) = p.recv_response(&json!("d")).await;
+    assert_eq!(
+        discover["result"]["supportedVersions"],
+        json!(["2026-07-28"]),
+        "the server's own answer: {discover}"
+    );
+    p.send(
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+        "name":"confirm","arguments":{},"_meta": meta}}),
+    )
+    .await;
+    let (round, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(
+        round["result"]["resultType"], "input_required",
+        "the host does its own rounds: {round}"
+    );
+    p.send(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{
+        "name":"regional","arguments":{"region":"eu"},"_meta": meta}}),
+    )
+    .await;
+    let (seen, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(
+        text(&seen),
+        "mcp-param-region=eu",
+        "no list yet: the HeaderMismatch makes the proxy list the tools, then call again"
+    );
+    p.close().await;
+    let bodies: Vec<Value> = tb.requests().iter().filter_map(|r| r.json()).collect();
+    assert_eq!(
+        bodies[0]["params"]["_meta"]["io.modelcontextprotocol/clientInfo"]["name"], "modern-host",
+        "bytes as the host wrote them"
+    );
+    let statuses: Vec<Option<u16>> = tb.requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [Some(200), Some(200), Some(400), Some(200), Some(200)],
+        "discover, confirm, regional (mismatch), tools/list, regional"
+    );
+}

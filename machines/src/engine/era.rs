@@ -134,6 +134,41 @@ impl Engine {
         if streamable && self.is_host_initialize(seq) {
             if let EraState::Unknown | EraState::Probing { .. } = self.era {
                 let message = Message::parse(bytes.to_vec()).ok()?;
+                if message.method.as_deref() == Some("server/discover") {
+                    // A host of 2026-07-28: its own probe goes as it is.
+                    self.host_modern = true;
+                    if self.era == EraState::Unknown {
+                        self.era = EraState::Probing {
+                            retries: 0,
+                            verdict: None,
+                        };
+                    }
+                    let params = message.params();
+                    // Who the host is, for the proxy's own requests (pings, lists).
+                    let own = params.as_ref().and_then(|p| p.get("_meta"));
+                    let mut meta = ClientMeta::from_initialize(None);
+                    if let Some(info) = own.and_then(|m| m.get(modern::META_CLIENT_INFO)) {
+                        meta.client_info = info.clone();
+                    }
+                    if let Some(caps) = own.and_then(|m| m.get(modern::META_CLIENT_CAPABILITIES)) {
+                        meta.capabilities = caps.clone();
+                    }
+                    self.modern_meta = Some(meta);
+                    let version = params
+                        .as_ref()
+                        .and_then(|p| p.pointer("/_meta/io.modelcontextprotocol~1protocolVersion"))
+                        .and_then(Value::as_str)
+                        .unwrap_or(MODERN_VERSION)
+                        .to_owned();
+                    return Some(Outgoing {
+                        bytes,
+                        headers: vec![
+                            (VERSION.into(), version),
+                            ("mcp-method".into(), "server/discover".to_owned()),
+                        ],
+                        with_session: false,
+                    });
+                }
                 let meta = ClientMeta::from_initialize(message.params().as_ref());
                 let id = message.id.clone()?;
                 let probe = modern::discover_request(&id, &meta);
@@ -154,29 +189,32 @@ impl Engine {
                 });
             }
         }
-        if self.modern() {
-            let meta = self.modern_meta.as_ref()?;
+        if self.modern() && self.host_modern {
+            // Relayed as the host wrote it; only the headers come from the body.
             let value: Value = serde_json::from_slice(&bytes).ok()?;
             let method = value.get("method").and_then(Value::as_str).unwrap_or("");
             let params = value.get("params");
-            let mut headers = vec![(VERSION.into(), meta.version.clone())];
-            headers.extend(
-                modern::request_headers(method, params)
-                    .into_iter()
-                    .map(|(name, value)| (name.into(), value)),
-            );
-            if method == "tools/call" {
-                let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str);
-                if let Some(annotations) = tool.and_then(|t| self.tool_headers.get(t)) {
-                    let arguments = params.and_then(|p| p.get("arguments"));
-                    headers.extend(
-                        modern::param_headers(annotations, arguments)
-                            .into_iter()
-                            .map(|(name, value)| (name.into(), value)),
-                    );
-                }
-            }
-            let stamped = modern::stamp(&bytes, meta)?;
+            let version = params
+                .and_then(|p| p.pointer("/_meta/io.modelcontextprotocol~1protocolVersion"))
+                .and_then(Value::as_str)
+                .unwrap_or(MODERN_VERSION)
+                .to_owned();
+            let mut headers = vec![(VERSION.into(), version)];
+            headers.extend(self.request_headers_of(method, params));
+            return Some(Outgoing {
+                bytes,
+                headers,
+                with_session: false,
+            });
+        }
+        if self.modern() {
+            let value: Value = serde_json::from_slice(&bytes).ok()?;
+            let method = value.get("method").and_then(Value::as_str).unwrap_or("");
+            let mut headers = Vec::new();
+            let meta = self.modern_meta.as_ref()?;
+            headers.push((VERSION.into(), meta.version.clone()));
+            headers.extend(self.request_headers_of(method, value.get("params")));
+            let stamped = modern::stamp(&bytes, self.modern_meta.as_ref()?)?;
             return Some(Outgoing {
                 bytes: Bytes::from(stamped),
                 headers,
@@ -188,6 +226,31 @@ impl Engine {
             headers: Vec::new(),
             with_session: true,
         })
+    }
+
+    /// `Mcp-Method`, `Mcp-Name` and, for a tool call, the `Mcp-Param-*` of the
+    /// tool's annotations (from the last list).
+    fn request_headers_of(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+    ) -> Vec<(super::HeaderName, String)> {
+        let mut headers: Vec<(super::HeaderName, String)> = modern::request_headers(method, params)
+            .into_iter()
+            .map(|(name, value)| (name.into(), value))
+            .collect();
+        if method == "tools/call" {
+            let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+            if let Some(annotations) = tool.and_then(|t| self.tool_headers.get(t)) {
+                let arguments = params.and_then(|p| p.get("arguments"));
+                headers.extend(
+                    modern::param_headers(annotations, arguments)
+                        .into_iter()
+                        .map(|(name, value)| (name.into(), value)),
+                );
+            }
+        }
+        headers
     }
 
     /// A server message answering the probe: a modern answer becomes the host's
@@ -204,6 +267,11 @@ impl Engine {
         }
         let body: Option<Value> = serde_json::from_slice(&message.bytes).ok();
         match modern::classify_probe(body.as_ref(), MODERN_VERSION) {
+            Probe::Modern(_) if self.host_modern => {
+                self.era = EraState::Modern;
+                self.log(super::LogEvent::ModernServer);
+                Some(message)
+            }
             Probe::Modern(result) => {
                 self.era = EraState::Modern;
                 self.server_capabilities = result.get("capabilities").cloned();
@@ -290,6 +358,17 @@ impl Engine {
             }
             engine.post_message(seq, false, now);
         };
+        if self.host_modern && !matches!(verdict, Probe::Modern(_)) {
+            // The host probed a server of an older era: it falls back itself.
+            self.host_modern = false;
+            self.probe_failed(
+                seq,
+                "the server does not speak MCP 2026-07-28 (send initialize)".to_owned(),
+                now,
+            );
+            self.era = EraState::Legacy;
+            return true;
+        }
         match verdict {
             Probe::Modern(_) => false,
             Probe::Retry(_) if retries < PROBE_RETRIES => {

@@ -203,6 +203,9 @@ impl Engine {
         }
         let hook = match method {
             "initialize" => Hook::Initialize,
+            "server/discover" if self.host_initialize.is_none() && !self.link.established() => {
+                Hook::Initialize
+            }
             "tools/list" => Hook::ToolsList,
             _ => Hook::None,
         };

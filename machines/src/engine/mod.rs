@@ -322,6 +322,8 @@ pub struct Engine {
     listens: u64,
     /// Lists of the proxy's own after a `HeaderMismatch` (unique ids).
     relists: u64,
+    /// The host speaks MCP 2026-07-28 itself: its messages are relayed, not bridged.
+    host_modern: bool,
 }
 
 impl Engine {
@@ -350,6 +352,7 @@ impl Engine {
             subscriptions: BTreeSet::new(),
             listens: 0,
             relists: 0,
+            host_modern: false,
             config,
             link,
             messages: BTreeMap::new(),
@@ -473,6 +476,15 @@ impl Engine {
             self.initialize = Some(bytes.clone());
             self.host_initialize = id_key.clone();
         }
+        // A host of MCP 2026-07-28 opens with `server/discover`: for the Link it is
+        // what `initialize` is for an older host.
+        let opening = method.as_deref() == Some("server/discover")
+            && !self.link.established()
+            && self.host_initialize.is_none()
+            && kind == Kind::Request;
+        if opening {
+            self.host_initialize = id_key.clone();
+        }
         if let (Kind::Request, Some(key)) = (kind, &id_key) {
             self.owed.insert(key.clone(), seq);
             if self.is_legacy() && self.stream_is_quiet(now) {
@@ -504,6 +516,10 @@ impl Engine {
                 stage: Stage::Held,
             },
         );
+        let method = match opening {
+            true => Some("initialize".to_owned()),
+            false => method,
+        };
         self.dispatch(LinkEvent::HostSent { seq, kind, method }, now);
     }
 

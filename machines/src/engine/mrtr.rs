@@ -46,7 +46,9 @@ impl Engine {
     /// A modern server's answer to request `key` (arrival `seq`): when it asks for
     /// input, the round starts and `true` is returned (nothing goes to the host yet).
     pub(super) fn input_required(&mut self, key: &IdKey, message: &Message, now: Instant) -> bool {
-        if !self.modern() || message.kind != Kind::Response || message.is_error {
+        // A host of 2026-07-28 does its own rounds.
+        if !self.modern() || self.host_modern || message.kind != Kind::Response || message.is_error
+        {
             return false;
         }
         let Some(seq) = self.owed.get(key).copied() else {
