@@ -419,6 +419,26 @@ async fn transport_step(settings: &Settings, http: &reqwest::Client) -> (Option<
         ),
         410 => (tls, gone(&response, "POST")),
         400 | 404 | 405 => {
+            // MCP 2026-07-28 servers have no initialize: their refusal says so.
+            let body: Option<Value> = response
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let probe =
+                machines::modern::classify_probe(body.as_ref(), machines::modern::MODERN_VERSION);
+            if !matches!(probe, machines::modern::Probe::Legacy) {
+                return (
+                    tls,
+                    Check::new(
+                        "transport",
+                        Outcome::Passed,
+                        format!(
+                            "Streamable HTTP, MCP 2026-07-28 (initialize answered {status} with a 2026-07-28 error): the proxy talks to it with server/discover and bridges your client's older revision{memory}"
+                        ),
+                    ),
+                );
+            }
             let legacy = http
                 .get(url.clone())
                 .headers(settings.headers.clone())

@@ -444,3 +444,25 @@ async fn tls_shows_who_the_certificate_is_for_and_names_an_expired_or_misnamed_o
     assert!(fix.contains("another name"), "{detail} / {fix}");
     let _ = std::fs::remove_file(&ca_file);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_07_28_server_passes_every_step_and_is_named_as_such() {
+    let tb = Testbed::start(Config {
+        modern: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let (code, steps) = doctor("modern", vec![tb.url()]).await;
+    assert_eq!(code, Some(0), "{steps:#?}");
+    assert!(step(&steps, "transport")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("MCP 2026-07-28"));
+    assert!(step(&steps, "initialize")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("mcp-testbed-modern"));
+    let tools = step(&steps, "tools/list")["detail"].as_str().unwrap();
+    assert!(tools.contains("echo"), "{tools}");
+}
