@@ -115,7 +115,7 @@ pub fn router(start: std::time::Instant, data: &[u8]) {
             ..Default::default()
         },
         trace: true,
-        protocol: crate::engine::ProtocolMode::Legacy,
+        protocol: crate::engine::ProtocolMode::Auto,
         remembered_era: None,
     };
     let mut now = start;

@@ -25,12 +25,15 @@
 //! - [`world`]: the world (host, engine, network, server of both transports);
 //! - [`streamable`]: Streamable HTTP (`--transport http-only`);
 //! - [`legacy`]: legacy HTTP+SSE (`--transport sse-only`);
+//! - [`modern`]: MCP 2026-07-28 (era found with `server/discover`, a 2025-11-25 host bridged);
 //! - [`common`]: the timed event queue, the seed runner and its reports, the Grant glue.
 
 #[path = "simulation/common.rs"]
 mod common;
 #[path = "simulation/legacy.rs"]
 mod legacy;
+#[path = "simulation/modern.rs"]
+mod modern;
 #[path = "simulation/streamable.rs"]
 mod streamable;
 #[path = "simulation/world.rs"]

@@ -110,6 +110,60 @@ impl Engine {
         self.era == EraState::Modern
     }
 
+    /// While the probe is on its way, host messages other than the probed
+    /// `initialize` wait: they go in the form of the era it finds. Returns whether
+    /// message `seq` was parked.
+    pub(super) fn park_until_era(&mut self, seq: u64, retry: bool) -> bool {
+        let probing = matches!(self.era, EraState::Probing { .. });
+        if !probing || self.is_host_initialize(seq) {
+            return false;
+        }
+        if !self.parked.iter().any(|(s, _)| *s == seq) {
+            self.parked.push((seq, retry));
+        }
+        true
+    }
+
+    /// The era is known (or the probe failed with `error`): what waited goes, or fails.
+    fn unpark(&mut self, error: Option<RequestError>, now: Instant) {
+        for (seq, retry) in std::mem::take(&mut self.parked) {
+            if let Some(e) = &error {
+                self.fail_seq(seq, e.clone());
+                continue;
+            }
+            let Some(entry) = self.messages.get(&seq) else {
+                continue;
+            };
+            if entry.kind == Kind::Request && !entry.owed {
+                // Cancelled (or timed out) while it waited: it never goes.
+                self.messages.remove(&seq);
+                continue;
+            }
+            if self.modern() && entry.kind != Kind::Request {
+                // What 2026-07-28 does with a host notification (a cancellation closes
+                // a stream; nothing is posted).
+                let message = Message::parse(entry.bytes.to_vec());
+                self.messages.remove(&seq);
+                if let Ok(message) = message {
+                    self.modern_host_message(&message, now);
+                }
+                continue;
+            }
+            self.post_message(seq, retry, now);
+        }
+    }
+
+    /// The host's `initialize` failed while probing (network, refusal): the probe is
+    /// over without a verdict, and what waited for it fails the same way.
+    pub(super) fn probe_abandoned(&mut self, error: &RequestError) {
+        if let EraState::Probing { .. } = self.era {
+            self.era = EraState::Unknown;
+            for (seq, _) in std::mem::take(&mut self.parked) {
+                self.fail_seq(seq, error.clone());
+            }
+        }
+    }
+
     /// The server moved: its era is found out again at the new URL.
     pub(super) fn restart_probe(&mut self) {
         if let EraState::Probing { .. } = self.era {
@@ -256,7 +310,7 @@ impl Engine {
     /// A server message answering the probe: a modern answer becomes the host's
     /// `initialize` result; any other verdict is kept for the exchange's end.
     /// Returns the message to go on with, or `None` when it was taken here.
-    pub(super) fn probe_answer(&mut self, message: Message) -> Option<Message> {
+    pub(super) fn probe_answer(&mut self, message: Message, now: Instant) -> Option<Message> {
         let probing = matches!(self.era, EraState::Probing { .. });
         if !probing
             || message.kind != Kind::Response
@@ -270,6 +324,7 @@ impl Engine {
             Probe::Modern(_) if self.host_modern => {
                 self.era = EraState::Modern;
                 self.log(super::LogEvent::ModernServer);
+                self.unpark(None, now);
                 Some(message)
             }
             Probe::Modern(result) => {
@@ -292,6 +347,7 @@ impl Engine {
                 let id = message.id.clone().unwrap_or_else(|| "null".to_owned());
                 text.insert_str(1, &format!("\"id\":{id},"));
                 self.log(super::LogEvent::ModernServer);
+                self.unpark(None, now);
                 Message::parse(text.into_bytes()).ok()
             }
             verdict => {
@@ -404,6 +460,7 @@ impl Engine {
                 self.era = EraState::Legacy;
                 self.log(super::LogEvent::LegacyServer);
                 resend(self);
+                self.unpark(None, now);
                 true
             }
         }
@@ -411,7 +468,9 @@ impl Engine {
 
     fn probe_failed(&mut self, seq: u64, why: String, now: Instant) {
         self.era = EraState::Unknown;
-        self.fail_seq(seq, RequestError::ProtocolMismatch(why));
+        let error = RequestError::ProtocolMismatch(why);
+        self.unpark(Some(error.clone()), now);
+        self.fail_seq(seq, error);
         self.host_initialize = None;
         self.dispatch(LinkEvent::InitializeFailed, now);
     }
@@ -723,7 +782,7 @@ impl Engine {
     }
 
     /// 2026-07-28 §Cancellation: a request is cancelled by closing its stream.
-    fn close_request(&mut self, key: &IdKey, _now: Instant) {
+    pub(super) fn close_request(&mut self, key: &IdKey, _now: Instant) {
         let Some(seq) = self
             .messages
             .iter()

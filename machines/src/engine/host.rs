@@ -257,6 +257,11 @@ impl Engine {
         let timeout = self.config.host.request_timeout.unwrap_or_default();
         self.cancel_request(&key, now);
         self.fail_to_host(&id, key.clone(), RequestError::TimedOut(timeout));
+        if self.modern() {
+            // MCP 2026-07-28 §Cancellation: close the request's stream.
+            self.close_request(&key, now);
+            return;
+        }
         // MCP 2025-11-25 lifecycle §Timeouts: issue a cancellation notification.
         let request_id: serde_json::Value =
             serde_json::from_str(&id).unwrap_or(serde_json::Value::Null);

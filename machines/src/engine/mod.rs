@@ -324,6 +324,8 @@ pub struct Engine {
     relists: u64,
     /// The host speaks MCP 2026-07-28 itself: its messages are relayed, not bridged.
     host_modern: bool,
+    /// Host messages that wait for the probe's verdict (they go in that era's form).
+    parked: Vec<(u64, bool)>,
 }
 
 impl Engine {
@@ -353,6 +355,7 @@ impl Engine {
             listens: 0,
             relists: 0,
             host_modern: false,
+            parked: Vec::new(),
             config,
             link,
             messages: BTreeMap::new(),
@@ -795,6 +798,12 @@ impl Engine {
         if entry.stage != Stage::Held {
             return;
         }
+        if self.park_until_era(seq, retry) {
+            return;
+        }
+        let Some(entry) = self.messages.get_mut(&seq) else {
+            return;
+        };
         entry.retried = retry;
         let Some(out) = self.outgoing(seq) else {
             self.fail_seq(seq, RequestError::NotSent);
@@ -979,6 +988,11 @@ impl Engine {
 
     /// Answer a host message's request with an error and forget the message.
     fn fail_seq(&mut self, seq: u64, error: RequestError) {
+        if self.is_host_initialize(seq) {
+            // Its probe is over (sign-in failed, the network, a refusal): what waited
+            // for the era fails the same way.
+            self.probe_abandoned(&error);
+        }
         let owed = match self.messages.get(&seq) {
             None => return,
             Some(entry) => match (entry.kind, &entry.id_key) {
@@ -1036,7 +1050,7 @@ impl Engine {
 
     /// A message from the server (on any exchange).
     fn on_server_message(&mut self, message: Message, session_id: Option<&str>, now: Instant) {
-        let Some(message) = self.probe_answer(message) else {
+        let Some(message) = self.probe_answer(message, now) else {
             return;
         };
         // The listen stream's acknowledgement is for the proxy.
@@ -1355,21 +1369,23 @@ impl Engine {
             }
             Ending::Refused { status, reason } => {
                 let error = self.refusal(status, reason);
-                self.fail_seq(seq, error);
+                self.fail_seq(seq, error.clone());
                 if is_initialize {
                     self.host_initialize = None;
                     self.dispatch(LinkEvent::InitializeFailed, now);
                 }
             }
             Ending::Failed(error) => {
-                self.fail_seq(seq, RequestError::Network(error));
+                let error = RequestError::Network(error);
+                self.fail_seq(seq, error.clone());
                 if is_initialize {
                     self.host_initialize = None;
                     self.dispatch(LinkEvent::InitializeFailed, now);
                 }
             }
             Ending::Oversized(detail) => {
-                self.fail_seq(seq, RequestError::Oversized(detail));
+                let error = RequestError::Oversized(detail);
+                self.fail_seq(seq, error.clone());
                 if is_initialize {
                     self.host_initialize = None;
                     self.dispatch(LinkEvent::InitializeFailed, now);

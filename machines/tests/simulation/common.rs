@@ -42,6 +42,15 @@ pub fn request(id: u64, method: &str) -> Message {
     .unwrap()
 }
 
+/// The host's `notifications/cancelled` for request `id`.
+pub fn cancelled(id: u64) -> Message {
+    Message::parse(
+        format!(r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id}}}}}"#)
+            .into_bytes(),
+    )
+    .unwrap()
+}
+
 /// The host's `notifications/initialized`.
 pub fn initialized() -> Message {
     Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec()).unwrap()

@@ -19,8 +19,8 @@
 //! saw, what the server did and what the engine reported; see [`World::check`].
 
 use super::common::{
-    counters, initialized, ms, refresh_ended, request, sign_in_ended, Simulation, Timeline,
-    TokenGlue, Tokens, LAST_REQUEST_AT, REQUESTS,
+    cancelled, counters, initialized, ms, refresh_ended, request, sign_in_ended, Simulation,
+    Timeline, TokenGlue, Tokens, LAST_REQUEST_AT, REQUESTS,
 };
 use super::Rng;
 use machines::engine::{
@@ -55,6 +55,9 @@ pub enum Mode {
     Streamable,
     /// Legacy HTTP+SSE.
     Legacy,
+    /// Streamable HTTP at MCP 2026-07-28 (no `initialize`, no sessions, no resumption;
+    /// the host cancels some of its requests).
+    Modern,
 }
 
 /// What happens next, at a simulated time.
@@ -89,6 +92,8 @@ enum Ev {
     /// TCP gives up on a dead connection (keep-alive, `TCP_USER_TIMEOUT`) or on a
     /// connect that got no answer (`--connect-timeout`): the proxy sees the error.
     TcpDead(ExchangeId, NetworkError),
+    /// The host cancels its request (`notifications/cancelled`).
+    HostCancels(u64),
     /// The slow tool call `post` finishes and its answer is sent.
     SlowDone {
         flow: ExchangeId,
@@ -166,6 +171,12 @@ pub struct Stats {
     timeouts: u64,
     /// Of those: the network had been back, and the request in flight, for 10 s.
     timeouts_after_network_back: u64,
+    /// `server/discover` probes that reached a 2026-07-28 server.
+    discovers: u64,
+    /// Requests the host cancelled before their answer.
+    cancels: u64,
+    /// Of those: the cancellation closed the request's stream on the wire.
+    cancels_closed: u64,
 }
 }
 
@@ -229,6 +240,10 @@ pub struct World {
     prime_owner: HashMap<String, u64>,
     stats: Stats,
     flags: BTreeMap<&'static str, u64>,
+    /// Requests the host cancelled before their answer: none may come any more.
+    cancelled: BTreeSet<u64>,
+    /// The request the host is cancelling in the current step (only its stream may close).
+    cancelling: Option<u64>,
     /// With the engine's trace on: each machine's state as its last step said. The
     /// next step of that machine must start there (the trace is a true account).
     traced: BTreeMap<(&'static str, Option<String>), String>,
@@ -259,7 +274,7 @@ impl World {
                 max_message_bytes: 1 << 20,
                 seed,
                 strategy: match mode {
-                    Mode::Streamable => Strategy::HttpOnly,
+                    Mode::Streamable | Mode::Modern => Strategy::HttpOnly,
                     Mode::Legacy => Strategy::SseOnly,
                 },
                 remembered: None,
@@ -270,7 +285,10 @@ impl World {
                     ..Default::default()
                 },
                 trace: seed.is_multiple_of(2),
-                protocol: machines::engine::ProtocolMode::Legacy,
+                protocol: match mode {
+                    Mode::Modern => machines::engine::ProtocolMode::Auto,
+                    _ => machines::engine::ProtocolMode::Legacy,
+                },
                 remembered_era: None,
             },
             t0,
@@ -311,6 +329,8 @@ impl World {
             resume_flows: HashMap::new(),
             stats: Stats::default(),
             flags: BTreeMap::new(),
+            cancelled: BTreeSet::new(),
+            cancelling: None,
             traced: BTreeMap::new(),
         }
     }
@@ -440,6 +460,10 @@ impl World {
             return;
         };
         let n: u64 = n.parse().unwrap();
+        assert!(
+            !self.cancelled.contains(&n),
+            "request {n} was answered after the host cancelled it"
+        );
         if matches!(failure, Some(RequestError::TimedOut(_))) {
             self.stats.timeouts += 1;
             let sent = self.sent_at.get(&n).copied().unwrap_or(0);
@@ -479,6 +503,18 @@ impl World {
                     Transmit::Start(exchange) => self.start(exchange),
                     Transmit::Abort(id) => {
                         self.log(|| format!("abort {id}"));
+                        if let (Some(n), Some(f)) = (self.cancelling, self.flows.get(&id)) {
+                            // Cancellation closes exactly the cancelled request's stream.
+                            let carried = f.exchange.body.as_deref().and_then(|b| {
+                                Message::parse(b.to_vec()).ok().and_then(|m| m.id_key)
+                            });
+                            assert_eq!(
+                                carried,
+                                Some(IdKey::Num(n.to_string())),
+                                "cancelling {n} closed another exchange ({id})"
+                            );
+                            self.stats.cancels_closed += 1;
+                        }
                         // A resumption the engine gives up on broke as far as it knows.
                         self.note_resume_broke(id);
                         if let Some(f) = self.flows.get_mut(&id) {
@@ -715,6 +751,78 @@ impl World {
         match self.mode {
             Mode::Streamable => self.arrive_streamable(id),
             Mode::Legacy => self.arrive_legacy(id),
+            Mode::Modern => self.arrive_modern(id),
+        }
+    }
+
+    /// A request reaches the 2026-07-28 server: only POSTs of requests, each with the
+    /// protocol version in its header and its `_meta`, `Mcp-Method`, no session.
+    fn arrive_modern(&mut self, id: ExchangeId) {
+        let flow = &self.flows[&id];
+        assert_eq!(
+            flow.exchange.method,
+            Method::Post,
+            "only POSTs go to a 2026-07-28 server"
+        );
+        assert!(
+            Self::header(flow, "mcp-session-id").is_none(),
+            "no sessions in 2026-07-28"
+        );
+        let body = flow.exchange.body.clone().unwrap_or_default();
+        let m =
+            Message::parse(body.to_vec()).expect("the proxy POSTed something that is not JSON-RPC");
+        let version = m.params().and_then(|p| {
+            p.pointer("/_meta/io.modelcontextprotocol~1protocolVersion")
+                .and_then(|v| v.as_str().map(str::to_owned))
+        });
+        let stamped = Self::header(flow, "mcp-protocol-version") == Some("2026-07-28")
+            && version.as_deref() == Some("2026-07-28")
+            && Self::header(flow, "mcp-method") == m.method.as_deref();
+        let latency = self.latency();
+        if !stamped {
+            // Once the era is known, everything goes in its form; before (the host's
+            // initialize failed, and it sends on regardless) the server refuses.
+            assert_ne!(
+                self.engine.era(),
+                Some(machines::engine::Era::Modern),
+                "a request without its 2026-07-28 headers and _meta: {}",
+                String::from_utf8_lossy(&m.bytes)
+            );
+            let head = Self::head(400, Some("application/json"), None);
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"error":{{"code":-32020,"message":"missing headers"}}}}"#,
+                m.id.as_deref().unwrap_or("null")
+            );
+            self.respond(id, latency, head, vec![body.into_bytes()], Ok(()));
+            return;
+        }
+        assert_eq!(
+            m.kind,
+            Kind::Request,
+            "only requests go to a 2026-07-28 server"
+        );
+        match m.method.as_deref() {
+            Some("server/discover") => {
+                let raw_id = m.id.clone().unwrap();
+                if m.id_key == Some(IdKey::Num("0".into())) {
+                    self.stats.discovers += 1;
+                    if self.rng.chance(3) {
+                        let mut head = Self::head(401, None, None);
+                        head.www_authenticate = vec![r#"Bearer resource_metadata="http://127.0.0.1:9/.well-known/oauth-protected-resource""#.into()];
+                        self.respond(id, latency, head, vec![], Ok(()));
+                        return;
+                    }
+                }
+                let answer = Self::json_answer(
+                    &raw_id,
+                    r#"{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"resultType":"complete"}"#,
+                );
+                let head = Self::head(200, Some("application/json"), None);
+                let work = self.rng.below(100);
+                self.respond(id, latency + work, head, vec![answer.into_bytes()], Ok(()));
+            }
+            Some("initialize") => panic!("a 2026-07-28 server never sees initialize"),
+            _ => self.server_handles(id, m, None, latency),
         }
     }
 
@@ -822,7 +930,7 @@ impl World {
                 self.respond(id, latency + work, head, vec![answer.into_bytes()], Ok(()));
                 return;
             }
-            _ if stale => {
+            _ if stale && self.mode != Mode::Modern => {
                 let head = if session.is_some() && !self.says_400 {
                     self.stats.expired_404 += 1;
                     Self::head(404, None, None)
@@ -883,15 +991,18 @@ impl World {
             // An event stream: a priming event at once, the answer when the work is done;
             // sometimes the stream breaks after the priming event (the engine resumes).
             2..=49 => {
-                let prime = format!("p{}", id.0);
-                self.stored.insert(prime.clone(), None);
-                self.prime_owner.insert(prime.clone(), n);
                 let head = Self::head(200, Some("text/event-stream"), None);
                 self.at(latency, Ev::Head(id, head));
-                self.at(
-                    latency + 1,
-                    Ev::Body(id, format!("id: {prime}\ndata:\n\n").into_bytes()),
-                );
+                if self.mode != Mode::Modern {
+                    // 2026-07-28 has no resumption, so no priming event.
+                    let prime = format!("p{}", id.0);
+                    self.stored.insert(prime.clone(), None);
+                    self.prime_owner.insert(prime.clone(), n);
+                    self.at(
+                        latency + 1,
+                        Ev::Body(id, format!("id: {prime}\ndata:\n\n").into_bytes()),
+                    );
+                }
                 if self.rng.chance(15) {
                     self.stats.streams_broken += 1;
                     let broke = latency + 2 + self.rng.below(work + 1);
@@ -930,7 +1041,14 @@ impl World {
     /// A tool call's work is done: its answer goes on its POST (and is stored for resumption).
     fn work_done(&mut self, flow: ExchangeId, n: u64, sse: bool) {
         let answer = Self::json_answer(&n.to_string(), "{}");
-        if sse {
+        if sse && self.mode == Mode::Modern {
+            self.at(
+                0,
+                Ev::Body(flow, format!("data: {answer}\n\n").into_bytes()),
+            );
+            let tail = 1 + self.rng.below(30);
+            self.at(tail, Ev::End(flow, Ok(())));
+        } else if sse {
             let prime = format!("p{}", flow.0);
             self.stored.insert(prime.clone(), Some(answer.clone()));
             let twice = self.rng.chance(2);
@@ -1102,6 +1220,30 @@ impl World {
                 self.host(request(id, method));
             }
             Ev::HostInitialized => self.host(initialized()),
+            Ev::HostCancels(n) => {
+                if !self.answers.contains_key(&n) && self.sent_at.contains_key(&n) {
+                    self.stats.cancels += 1;
+                    self.cancelled.insert(n);
+                    self.cancelling = Some(n);
+                    self.host(cancelled(n));
+                    self.cancelling = None;
+                    let open = self.flows.iter().find(|(_, f)| {
+                        !f.aborted
+                            && f.exchange.purpose == Purpose::HostMessage
+                            && f.exchange.body.as_deref().is_some_and(|b| {
+                                Message::parse(b.to_vec()).ok().and_then(|m| m.id_key)
+                                    == Some(IdKey::Num(n.to_string()))
+                            })
+                    });
+                    // 2026-07-28 cancels by closing the request's stream (an older era
+                    // sends notifications/cancelled and the stream ends on its own).
+                    let modern = self.engine.era() == Some(machines::engine::Era::Modern);
+                    assert!(
+                        !modern || open.is_none(),
+                        "the cancelled request {n} still has a stream open"
+                    );
+                }
+            }
             Ev::Arrive(id) => self.arrive(id),
             Ev::Head(id, head) => {
                 if self.carries(id) {
@@ -1239,6 +1381,10 @@ impl World {
         for id in 1..=REQUESTS {
             let when = self.rng.below(LAST_REQUEST_AT);
             self.at(when, Ev::HostRequest(id));
+            if self.mode == Mode::Modern && self.rng.chance(10) {
+                let after = 1 + self.rng.below(3_000);
+                self.at(when + after, Ev::HostCancels(id));
+            }
         }
         for (start, end) in self.blackholes.clone() {
             self.at(start, Ev::Blackhole(true));
@@ -1273,10 +1419,11 @@ impl World {
             }
         }
         for id in 0..=REQUESTS {
+            let expected = u32::from(!self.cancelled.contains(&id));
             assert_eq!(
                 self.answers.get(&id).copied().unwrap_or(0),
-                1,
-                "request {id} got no answer"
+                expected,
+                "request {id} got no answer (or one after its cancellation)"
             );
         }
         assert_eq!(self.engine.owed(), 0);
@@ -1286,7 +1433,7 @@ impl World {
 
     /// Every request was answered and the host sent everything: the host closes stdin.
     fn done(&self) -> bool {
-        self.now >= LAST_REQUEST_AT && self.answers.len() as u64 > REQUESTS
+        self.now >= LAST_REQUEST_AT && (self.answers.len() + self.cancelled.len()) as u64 > REQUESTS
     }
 
     /// Invariant 7: after the host leaves, the engine closes within the DELETE's bound.
