@@ -348,4 +348,82 @@ async fn main() {
     drop(p.stdin);
     let _ = p.child.wait().await;
     tb.shutdown();
+
+    // 6. A server of MCP 2026-07-28 (the testbed's modern mode), bridged for a
+    // 2025-11-25 host: the same sequential round trips through the proxy, beside a
+    // direct client sending what a 2026-07-28 client sends (`_meta`, the version
+    // and method headers), and how many HTTP requests each call cost.
+    let modern = Testbed::start(Config {
+        modern: true,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let url = modern.url();
+    let mut m = Proxy::spawn(&url);
+    m.send(&init(0)).await;
+    m.recv().await;
+    m.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    // Let the listen stream open before counting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    modern.clear_requests();
+    let mut bridged = Vec::with_capacity(calls);
+    for id in 1..=calls as u64 {
+        let t = Instant::now();
+        m.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ping"}}}))
+            .await;
+        let r = m.recv().await;
+        bridged.push(t.elapsed());
+        assert_eq!(r["id"], id);
+    }
+    let per_call = modern.requests().len() as f64 / calls as f64;
+    drop(m.stdin);
+    let _ = m.child.wait().await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let mut direct_modern = Vec::with_capacity(calls);
+    for id in 1..=calls as u64 {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":"echo","arguments":{"text":"ping"},"_meta": meta}});
+        let t = Instant::now();
+        let bytes = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "echo")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        direct_modern.push(t.elapsed());
+        assert!(!bytes.is_empty());
+    }
+    let (b_med, b_p99) = stats(bridged);
+    let (dm_med, dm_p99) = stats(direct_modern);
+    println!("MCP 2026-07-28 server, a 2025-11-25 host bridged ({calls} calls)");
+    println!(
+        "  round trip via proxy (bridged)   median {:>10}  p99 {:>10}",
+        us(b_med),
+        us(b_p99)
+    );
+    println!(
+        "  round trip direct 2026-07-28     median {:>10}  p99 {:>10}",
+        us(dm_med),
+        us(dm_p99)
+    );
+    println!(
+        "  added per round trip             median {:>10}  ({:.2}× direct); HTTP requests per call: {per_call:.2}",
+        us(b_med.saturating_sub(dm_med)),
+        b_med.as_secs_f64() / dm_med.as_secs_f64()
+    );
+    modern.shutdown();
 }
