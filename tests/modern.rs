@@ -642,3 +642,41 @@ async fn a_host_of_2026_07_28_is_relayed_without_bridging() {
         "discover, confirm, regional (mismatch), tools/list, regional"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_legacy_never_probes_and_protocol_modern_refuses_an_older_server() {
+    let tb = Testbed::start(Config::default()).await.unwrap();
+    let mut p = Proxy::spawn(&[&tb.url(), "--protocol", "legacy"]);
+    p.initialize("2025-11-25").await;
+    p.close().await;
+    let methods: Vec<String> = tb
+        .requests()
+        .iter()
+        .filter_map(|r| r.rpc_method())
+        .collect();
+    assert_eq!(
+        methods.first().map(String::as_str),
+        Some("initialize"),
+        "{methods:?}"
+    );
+    assert!(!methods.iter().any(|m| m == "server/discover"));
+
+    let mut p = Proxy::spawn(&[&tb.url(), "--protocol", "modern"]);
+    p.send(
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"h","version":"1"}}}),
+    )
+    .await;
+    let (refused, _) = p.recv_response(&json!(0)).await;
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("does not speak MCP 2026-07-28") && message.contains("--protocol"),
+        "{refused}"
+    );
+    p.close().await;
+
+    let p = Proxy::spawn(&[&tb.url(), "--protocol", "sometimes"]);
+    let (code, stderr) = p.close().await;
+    assert_eq!(code, Some(2), "a wrong value is a usage error");
+    assert!(stderr.contains("auto") && stderr.contains("legacy") && stderr.contains("modern"));
+}
