@@ -54,6 +54,14 @@ const VERSION: &str = crate::transport::VERSION_HEADER;
 /// Ids of the proxy's own `tools/list` after a `HeaderMismatch`.
 pub(super) const RELIST_PREFIX: &str = "mcp-remote-relist-";
 
+/// `MCP-Protocol-Version` and `Mcp-Method` of one of the proxy's own modern requests.
+fn method_headers(version: String, method: &str) -> Vec<(super::HeaderName, String)> {
+    vec![
+        (VERSION.into(), version),
+        ("mcp-method".into(), method.to_owned()),
+    ]
+}
+
 /// How many times a probe refused with "unsupported version" (naming ours) is re-sent.
 const PROBE_RETRIES: u8 = 2;
 
@@ -216,10 +224,7 @@ impl Engine {
                         .to_owned();
                     return Some(Outgoing {
                         bytes,
-                        headers: vec![
-                            (VERSION.into(), version),
-                            ("mcp-method".into(), "server/discover".to_owned()),
-                        ],
+                        headers: method_headers(version, "server/discover"),
                         with_session: false,
                     });
                 }
@@ -235,10 +240,7 @@ impl Engine {
                 }
                 return Some(Outgoing {
                     bytes: Bytes::from(probe),
-                    headers: vec![
-                        (VERSION.into(), MODERN_VERSION.to_owned()),
-                        ("mcp-method".into(), "server/discover".to_owned()),
-                    ],
+                    headers: method_headers(MODERN_VERSION.to_owned(), "server/discover"),
                     with_session: false,
                 });
             }
@@ -575,14 +577,14 @@ impl Engine {
         let request = serde_json::json!({"jsonrpc": "2.0", "id": id,
             "method": "subscriptions/listen", "params": {"notifications": filter}});
         let bytes = serde_json::to_vec(&request).unwrap_or_default();
-        let (body, mut headers) = match self.modern_meta.as_ref() {
+        let (body, version) = match self.modern_meta.as_ref() {
             Some(meta) => (
                 modern::stamp(&bytes, meta).unwrap_or(bytes),
-                vec![(VERSION.into(), meta.version.clone())],
+                meta.version.clone(),
             ),
-            None => (bytes, Vec::new()),
+            None => (bytes, MODERN_VERSION.to_owned()),
         };
-        headers.push(("mcp-method".into(), "subscriptions/listen".to_owned()));
+        let headers = method_headers(version, "subscriptions/listen");
         let mut all = super::named(vec![
             ("accept", crate::transport::POST_ACCEPT.to_owned()),
             ("content-type", "application/json".to_owned()),
@@ -621,7 +623,7 @@ impl Engine {
         if entry.retried || self.rounds.contains_key(&seq) {
             return false;
         }
-        let Ok(mut value) = serde_json::from_slice::<Value>(&entry.bytes) else {
+        let Ok(value) = serde_json::from_slice::<Value>(&entry.bytes) else {
             return false;
         };
         let method = value.get("method").and_then(Value::as_str).unwrap_or("");
@@ -629,18 +631,9 @@ impl Engine {
             return false;
         }
         let id = format!("{}reissue-{seq}", crate::jsonrpc::RESERVED_ID_PREFIX);
-        value["id"] = Value::String(id.clone());
-        let Some(entry) = self.messages.get_mut(&seq) else {
+        let Some(old) = self.renumber(seq, id, value) else {
             return false;
         };
-        let Some(old) = entry.id_key.replace(IdKey::Str(id.clone())) else {
-            return false;
-        };
-        entry.bytes = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-        entry.stage = Stage::Held;
-        if let Some(s) = self.owed.remove(&old) {
-            self.owed.insert(IdKey::Str(id), s);
-        }
         self.log(super::LogEvent::Reissued(old));
         self.post_message(seq, true, now);
         true
@@ -677,10 +670,7 @@ impl Engine {
         let id = format!("{RELIST_PREFIX}{}", self.relists);
         let list = crate::jsonrpc::request(&id, "tools/list", Some(&serde_json::json!({})));
         let body = modern::stamp(&list, meta).unwrap_or(list);
-        let headers = vec![
-            (VERSION.into(), meta.version.clone()),
-            ("mcp-method".into(), "tools/list".to_owned()),
-        ];
+        let headers = method_headers(meta.version.clone(), "tools/list");
         if let Some(entry) = self.messages.get_mut(&seq) {
             entry.stage = Stage::Held;
             entry.retried = true;
@@ -696,6 +686,21 @@ impl Engine {
         true
     }
 
+    /// Message `seq` goes again as a new request (`message` with the id `id`):
+    /// its entry carries the new id and is still owed under it, held to be posted.
+    /// The id it had, if it had one.
+    pub(super) fn renumber(&mut self, seq: u64, id: String, mut message: Value) -> Option<IdKey> {
+        message["id"] = Value::String(id.clone());
+        let entry = self.messages.get_mut(&seq)?;
+        let old = entry.id_key.replace(IdKey::Str(id.clone()))?;
+        entry.bytes = Bytes::from(serde_json::to_vec(&message).unwrap_or_default());
+        entry.stage = Stage::Held;
+        if let Some(s) = self.owed.remove(&old) {
+            self.owed.insert(IdKey::Str(id), s);
+        }
+        Some(old)
+    }
+
     /// POST the proxy's own liveness request `id`: `ping`, or for a 2026-07-28
     /// server (which has no `ping`) `server/discover`, stamped like any request.
     pub(super) fn post_ping(
@@ -707,10 +712,7 @@ impl Engine {
         if let (true, Some(meta)) = (self.modern(), self.modern_meta.as_ref()) {
             let id_text = serde_json::to_string(id).unwrap_or_else(|_| "null".into());
             let body = modern::discover_request(&id_text, meta);
-            let headers = vec![
-                (VERSION.into(), meta.version.clone()),
-                ("mcp-method".into(), "server/discover".to_owned()),
-            ];
+            let headers = method_headers(meta.version.clone(), "server/discover");
             return self.post_with(Bytes::from(body), false, headers, role, now);
         }
         let bytes = crate::jsonrpc::request(id, "ping", None);

@@ -16,7 +16,6 @@
 use super::{Engine, Stage, Timer};
 use crate::error::RequestError;
 use crate::jsonrpc::{IdKey, Kind, Message, RESERVED_ID_PREFIX};
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -240,19 +239,9 @@ impl Engine {
         }
         // A new id for every round (mrtr.mdx: "The JSON-RPC id MUST be different").
         let id = format!("{RESERVED_ID_PREFIX}round-{seq}-{round}");
-        retry["id"] = Value::String(id.clone());
-        let Some(entry) = self.messages.get_mut(&seq) else {
-            return;
-        };
-        let Some(old) = entry.id_key.replace(IdKey::Str(id.clone())) else {
-            return;
-        };
-        entry.bytes = Bytes::from(serde_json::to_vec(&retry).unwrap_or_default());
-        entry.stage = Stage::Held;
-        if let Some(s) = self.owed.remove(&old) {
-            self.owed.insert(IdKey::Str(id), s);
+        if self.renumber(seq, id, retry).is_some() {
+            self.post_message(seq, false, now);
         }
-        self.post_message(seq, false, now);
     }
 
     /// The request's rounds end without an answer from the server.

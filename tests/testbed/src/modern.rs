@@ -75,6 +75,18 @@ fn failure(
     json_body(status, &json!({"jsonrpc": "2.0", "id": id, "error": error}))
 }
 
+/// `400` UnsupportedProtocolVersion, naming the version served.
+fn unsupported(id: &Value, requested: Value) -> Response<Body> {
+    let data = json!({"supported": [MODERN_VERSION], "requested": requested});
+    failure(
+        StatusCode::BAD_REQUEST,
+        id,
+        UNSUPPORTED_VERSION,
+        "Unsupported protocol version",
+        Some(data),
+    )
+}
+
 fn json_body(status: StatusCode, value: &Value) -> Response<Body> {
     let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
     let mut response = with_status(status, Full::new(bytes).boxed_unsync());
@@ -94,40 +106,13 @@ pub fn decode_header_value(value: &str) -> Option<String> {
         .strip_prefix("=?base64?")
         .and_then(|v| v.strip_suffix("?="))
     {
-        Some(b64) => String::from_utf8(base64_decode(b64)?).ok(),
+        Some(b64) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            String::from_utf8(bytes).ok()
+        }
         None => Some(value.to_owned()),
     }
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.trim_end_matches('=').as_bytes();
-    let mut out = Vec::new();
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let take = match chunk.len() {
-            4 => 3,
-            3 => 2,
-            2 => 1,
-            _ => return None,
-        };
-        for i in 0..take {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
 }
 
 /// The tools, with `x-mcp-header` annotations (`regional`), one tool whose annotation
@@ -220,19 +205,11 @@ async fn post(
         );
     };
     let requested = header(headers, "mcp-protocol-version").map(str::to_owned);
-    let supported = json!([MODERN_VERSION]);
     if first && config.modern_refuse_first {
-        let data = json!({"supported": supported, "requested": requested});
-        return failure(
-            StatusCode::BAD_REQUEST,
-            &id,
-            UNSUPPORTED_VERSION,
-            "Unsupported protocol version",
-            Some(data),
-        );
+        return unsupported(&id, json!(requested));
     }
     if method == "initialize" {
-        let data = json!({"supported": supported, "requested": message.pointer("/params/protocolVersion")});
+        let data = json!({"supported": [MODERN_VERSION], "requested": message.pointer("/params/protocolVersion")});
         return failure(
             StatusCode::BAD_REQUEST,
             &id,
@@ -274,14 +251,7 @@ async fn post(
         );
     }
     if requested != MODERN_VERSION {
-        let data = json!({"supported": supported, "requested": requested});
-        return failure(
-            StatusCode::BAD_REQUEST,
-            &id,
-            UNSUPPORTED_VERSION,
-            "Unsupported protocol version",
-            Some(data),
-        );
+        return unsupported(&id, json!(requested));
     }
     if header(headers, "mcp-method") != Some(method) {
         return failure(
