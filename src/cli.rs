@@ -185,8 +185,9 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", help_heading = "Sign-in (OAuth)")]
     pub auth_timeout: Option<u64>,
 
-    /// Where the browser goes after a successful sign-in.
-    #[arg(long, value_name = "URL", help_heading = "Not supported yet")]
+    /// Where the browser goes after a successful sign-in (a 303 from the callback
+    /// page; nothing is appended). https, or http to loopback or with --allow-http.
+    #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
     pub auth_success_url: Option<String>,
 
     /// Client metadata merged into dynamic registration, as JSON or @file (its
@@ -222,8 +223,9 @@ pub struct Cli {
     )]
     pub authorize_params: Vec<String>,
 
-    /// Use the OIDC id_token as the bearer token.
-    #[arg(long, help_heading = "Not supported yet")]
+    /// Send the OIDC id_token as the bearer token instead of the access token (for
+    /// servers that accept ID tokens); it is refreshed before its "exp".
+    #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub use_id_token: bool,
 
     /// Sign in with the device authorization grant.
@@ -278,12 +280,6 @@ impl Cli {
             }
         };
         check(self.disable_cookies, "--disable-cookies", "the cookie jar");
-        check(
-            self.auth_success_url.is_some(),
-            "--auth-success-url",
-            "the post-sign-in redirect",
-        );
-        check(self.use_id_token, "--use-id-token", "id_token bearer mode");
         check(
             self.device_code,
             "--device-code",

@@ -289,6 +289,23 @@ impl Settings {
         if !callback_path.starts_with('/') {
             return Err(auth_flag("--callback-path", "must start with /".into()));
         }
+        let success_url = match &cli.auth_success_url {
+            None => None,
+            Some(text) => {
+                let bad = |why: &str| auth_flag("--auth-success-url", format!("{text:?} {why}"));
+                let u = Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+                match u.scheme() {
+                    "https" => {}
+                    "http" if cli.allow_http || is_loopback_host(&u) => {}
+                    "http" => return Err(bad("is plain http: use https, or add --allow-http")),
+                    _ => return Err(bad("must be an https:// URL")),
+                }
+                if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                    return Err(bad("must not carry a query, a fragment or credentials"));
+                }
+                Some(u)
+            }
+        };
         let key = cache_key(&CacheKeyInput {
             server_url: &cli.server_url,
             resource: match &resource {
@@ -315,6 +332,8 @@ impl Settings {
             auth_timeout: Duration::from_secs(cli.auth_timeout.unwrap_or(30).max(1)),
             client_credentials: cli.client_credentials,
             client_name: "MCP CLI Proxy".into(),
+            success_url,
+            use_id_token: cli.use_id_token,
         };
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(Settings {

@@ -108,7 +108,12 @@ pub async fn run(
                 let path = options.callback_path.clone();
                 let waited = tokio::time::timeout(
                     options.auth_timeout,
-                    callback_listener::serve(l, path, state),
+                    callback_listener::serve(
+                        l,
+                        path,
+                        state,
+                        options.success_url.as_ref().map(|u| u.to_string()),
+                    ),
                 )
                 .await;
                 FlowInput::CallbackReceived(match waited {

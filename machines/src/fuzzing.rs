@@ -808,6 +808,8 @@ pub fn sign_in_flow(data: &[u8]) {
         auth_timeout: Duration::from_secs(1),
         client_credentials: flags & 0x40 != 0,
         client_name: "fuzz".into(),
+        success_url: None,
+        use_id_token: false,
     };
     let tokens = StoredTokens {
         access_token: "at-a".into(),

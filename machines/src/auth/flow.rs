@@ -103,6 +103,10 @@ pub struct AuthOptions {
     pub client_credentials: bool,
     /// `client_name` for registration.
     pub client_name: String,
+    /// `--auth-success-url`: where the browser is sent (303) after a callback with a code.
+    pub success_url: Option<Url>,
+    /// `--use-id-token`: the OIDC ID token is the bearer (its `exp` its expiry).
+    pub use_id_token: bool,
 }
 
 /// What a flow is for.
@@ -1367,6 +1371,8 @@ mod tests {
             auth_timeout: Duration::from_secs(30),
             client_credentials: false,
             client_name: "test".into(),
+            success_url: None,
+            use_id_token: false,
         }
     }
 

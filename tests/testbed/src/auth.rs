@@ -155,6 +155,11 @@ pub struct AuthConfig {
     /// A status for the authorization server metadata to answer instead of the
     /// document (a `503` while the server is down for maintenance).
     pub metadata_status: Option<u16>,
+    /// Token answers carry an OIDC `id_token` (a JWT, unsigned, whose `exp` is
+    /// `id_token_ttl_secs` away), which the resource also accepts as a bearer.
+    pub issue_id_tokens: bool,
+    /// The lifetime of ID tokens, in seconds.
+    pub id_token_ttl_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -191,6 +196,8 @@ impl Default for AuthConfig {
             issue_refresh_tokens: true,
             authorization_server: None,
             metadata_status: None,
+            issue_id_tokens: false,
+            id_token_ttl_secs: 3600,
         }
     }
 }
@@ -465,6 +472,20 @@ impl AuthState {
         };
         self.issued.push(issued.clone());
         issued
+    }
+
+    /// Makes `alias` a bearer equal to the access token `of` (an ID token the resource
+    /// accepts), valid for `ttl` from now.
+    pub(crate) fn alias(&mut self, alias: String, of: &str, ttl: Duration) {
+        if let Some(token) = self.access.get(of) {
+            let token = AccessToken {
+                client_id: token.client_id.clone(),
+                scope: token.scope.clone(),
+                expires_at: Instant::now() + ttl,
+                grant: token.grant,
+            };
+            self.access.insert(alias, token);
+        }
     }
 
     /// Forgets every token of `grant`, access and refresh.

@@ -18,7 +18,7 @@
 //! Errors are RFC 6749 §5.2 JSON (`invalid_client` with `401`); `/authorize` reports errors
 //! through the redirect, except when the client or redirect URI is unknown (then `400`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -802,6 +802,26 @@ fn grant(
     if let Some(scope) = &issued.scope {
         answer["scope"] = json!(scope);
     }
+    if auth.issue_id_tokens {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let ttl = auth.id_token_ttl_secs;
+        let claims = json!({"iss": "testbed", "sub": "testbed-user", "aud": issued.client_id,
+            "iat": now, "exp": now + ttl, "n": issued.access_token.len() + state.issued.len()});
+        let id_token = format!(
+            "{}.{}.unsigned",
+            base64url(br#"{"alg":"none","typ":"JWT"}"#),
+            base64url(claims.to_string().as_bytes())
+        );
+        state.alias(
+            id_token.clone(),
+            &issued.access_token,
+            Duration::from_secs(ttl),
+        );
+        answer["id_token"] = json!(id_token);
+    }
     Ok(answer)
 }
 
@@ -957,4 +977,22 @@ mod tests {
             "/.well-known/oauth-authorization-server"
         ));
     }
+}
+
+/// Base64url without padding (JWT segments).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }

@@ -1,0 +1,98 @@
+//! Sign-in options of mcp-remote 0.15 that work here too, against the loopback
+//! testbed's authorization server: `--auth-success-url`, `--use-id-token`.
+
+mod common;
+
+use common::oauth::{initialize, protected, Env};
+use common::{call, text};
+use serde_json::json;
+use testbed::AuthConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_callback_the_browser_goes_to_the_success_url() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("success-url");
+    let success = format!("{}/signed-in", tb.elsewhere_origin());
+    let mut p = env.spawn(&[&tb.url(), "--auth-success-url", &success], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.close().await;
+    let landed: Vec<String> = tb
+        .elsewhere_requests()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}{}",
+                r.method,
+                r.path,
+                r.query.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        landed,
+        ["GET /signed-in"],
+        "the browser followed the 303, with nothing appended"
+    );
+
+    for (bad, why) in [
+        ("ftp://example.com/x", "https"),
+        ("https://example.com/x?code=1", "query"),
+        ("http://example.com/x", "--allow-http"),
+    ] {
+        let env = Env::new("success-url-bad");
+        let p = env.spawn(&[&tb.url(), "--auth-success-url", bad], &[]);
+        let (code, stderr) = p.close().await;
+        assert_ne!(code, Some(0), "{bad} is refused");
+        assert!(
+            stderr.contains("--auth-success-url") && stderr.contains(why),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_id_token_sends_the_id_token_and_refreshes_before_it_expires() {
+    let tb = protected(AuthConfig {
+        issue_id_tokens: true,
+        // The ID token lives 4 s, the access token an hour: its `exp` decides.
+        id_token_ttl_secs: 4,
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("id-token");
+    let mut p = env.spawn(&[&tb.url(), "--use-id-token"], &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text": "as id"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "as id");
+    let stored = env.stored("_tokens.json").expect("tokens saved");
+    let id_token = stored["id_token"].as_str().unwrap().to_owned();
+    let call_request = tb
+        .requests()
+        .into_iter()
+        .find(|r| r.json().is_some_and(|b| b["method"] == "tools/call"))
+        .unwrap();
+    assert_eq!(
+        call_request.header("authorization"),
+        Some(format!("Bearer {id_token}").as_str()),
+        "the ID token is the bearer"
+    );
+    // Before the ID token's exp (4 s), a refresh gets a new one; calls go on.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    p.send(call(2, "echo", json!({"text": "still"}))).await;
+    let (r, _) = p.recv_response(&json!(2)).await;
+    assert_eq!(text(&r), "still", "{r}");
+    p.close().await;
+    let refreshes = tb
+        .token_requests()
+        .iter()
+        .filter(|t| t.grant_type.as_deref() == Some("refresh_token"))
+        .count();
+    assert!(
+        (1..=4).contains(&refreshes),
+        "refreshed ahead of the ID token's exp, about every 3 s, not in a loop: {refreshes}"
+    );
+    assert_eq!(env.launches(), 1, "no second browser sign-in");
+}
