@@ -237,8 +237,9 @@ pub struct Cli {
     #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub client_credentials: bool,
 
-    /// Token endpoint for --client-credentials (skips discovery).
-    #[arg(long, value_name = "URL", help_heading = "Not supported yet")]
+    /// With --client-credentials: the authorization server's token endpoint, so no
+    /// discovery is needed (https, or http to loopback or with --allow-http).
+    #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
     pub token_endpoint: Option<String>,
 
     /// Forget this server's stored tokens and client registration, then sign in anew.
@@ -284,11 +285,6 @@ impl Cli {
             self.device_code,
             "--device-code",
             "the device authorization grant",
-        );
-        check(
-            self.token_endpoint.is_some(),
-            "--token-endpoint",
-            "discovery-less client credentials",
         );
         out
     }

@@ -289,6 +289,26 @@ impl Settings {
         if !callback_path.starts_with('/') {
             return Err(auth_flag("--callback-path", "must start with /".into()));
         }
+        let token_endpoint = match &cli.token_endpoint {
+            None => None,
+            Some(_) if !cli.client_credentials => {
+                return Err(auth_flag(
+                    "--token-endpoint",
+                    "is for machine-to-machine sign-in: add --client-credentials (and --static-oauth-client-info)".into(),
+                ))
+            }
+            Some(text) => {
+                let bad = |why: &str| auth_flag("--token-endpoint", format!("{text:?} {why}"));
+                let u = Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+                match u.scheme() {
+                    "https" => {}
+                    "http" if cli.allow_http || is_loopback_host(&u) => {}
+                    "http" => return Err(bad("is plain http: use https, or add --allow-http")),
+                    _ => return Err(bad("must be an https:// URL")),
+                }
+                Some(u)
+            }
+        };
         let success_url = match &cli.auth_success_url {
             None => None,
             Some(text) => {
@@ -334,6 +354,7 @@ impl Settings {
             client_name: "MCP CLI Proxy".into(),
             success_url,
             use_id_token: cli.use_id_token,
+            token_endpoint,
         };
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(Settings {

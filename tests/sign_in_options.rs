@@ -96,3 +96,55 @@ async fn use_id_token_sends_the_id_token_and_refreshes_before_it_expires() {
     );
     assert_eq!(env.launches(), 1, "no second browser sign-in");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_with_a_token_endpoint_skip_discovery() {
+    let tb = protected(AuthConfig {
+        preregistered: Some(("m2m-id".into(), "m2m-secret".into())),
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("token-endpoint");
+    let info = r#"{"client_id":"m2m-id","client_secret":"m2m-secret"}"#;
+    let endpoint = format!("{}/token", tb.origin());
+    let args = [
+        tb.url(),
+        "--client-credentials".into(),
+        "--static-oauth-client-info".into(),
+        info.into(),
+        "--token-endpoint".into(),
+        endpoint,
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = env.spawn(&args, &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text": "m2m"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "m2m");
+    p.close().await;
+    assert_eq!(env.launches(), 0, "no browser");
+    let paths: Vec<String> = tb.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/.well-known")),
+        "no discovery: {paths:?}"
+    );
+    let tokens = tb.token_requests();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].grant_type.as_deref(), Some("client_credentials"));
+
+    // Without --client-credentials it is a clear error.
+    let env = Env::new("token-endpoint-alone");
+    let p = env.spawn(
+        &[
+            &tb.url(),
+            "--token-endpoint",
+            "https://as.example.com/token",
+        ],
+        &[],
+    );
+    let (code, stderr) = p.close().await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("--client-credentials"), "{stderr}");
+}

@@ -810,6 +810,7 @@ pub fn sign_in_flow(data: &[u8]) {
         client_name: "fuzz".into(),
         success_url: None,
         use_id_token: false,
+        token_endpoint: None,
     };
     let tokens = StoredTokens {
         access_token: "at-a".into(),

@@ -107,6 +107,9 @@ pub struct AuthOptions {
     pub success_url: Option<Url>,
     /// `--use-id-token`: the OIDC ID token is the bearer (its `exp` its expiry).
     pub use_id_token: bool,
+    /// `--token-endpoint` (with `--client-credentials`): the token endpoint, known
+    /// without discovery; its origin is the issuer the credentials are bound to.
+    pub token_endpoint: Option<Url>,
 }
 
 /// What a flow is for.
@@ -797,8 +800,22 @@ impl Flow {
         }
     }
 
-    /// Discovery for a sign-in: the protected resource metadata first.
+    /// Discovery for a sign-in: the protected resource metadata first (or none, with
+    /// `--token-endpoint`).
     fn discover(&mut self) -> Result<(), AuthError> {
+        if let Some(endpoint) = self.options.token_endpoint.clone() {
+            let mut origin = endpoint.clone();
+            origin.set_path("/");
+            origin.set_query(None);
+            let issuer = discovery::canonical_resource(&origin);
+            let meta = discovery::AuthServerMetadata {
+                issuer: Some(issuer.clone()),
+                authorization_endpoint: endpoint.to_string(),
+                token_endpoint: endpoint.to_string(),
+                ..discovery::AuthServerMetadata::default()
+            };
+            return self.discovered(issuer, meta, None, None);
+        }
         let FlowStart::SignIn { challenge, .. } = &self.start else {
             return Err(AuthError::NoRefreshToken);
         };
@@ -1373,6 +1390,7 @@ mod tests {
             client_name: "test".into(),
             success_url: None,
             use_id_token: false,
+            token_endpoint: None,
         }
     }
 
