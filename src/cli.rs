@@ -167,8 +167,9 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub ping_interval: Option<u64>,
 
-    /// Turn off the per-origin cookie jar.
-    #[arg(long, help_heading = "Not supported yet")]
+    /// Turn off the cookie jar: without it, cookies the server sets (load balancer
+    /// stickiness) are kept in memory for its own origin and sent back to it.
+    #[arg(long)]
     pub disable_cookies: bool,
 
     /// Host name in the OAuth redirect URI (default localhost). The callback
@@ -280,7 +281,6 @@ impl Cli {
                 out.push((flag, feature));
             }
         };
-        check(self.disable_cookies, "--disable-cookies", "the cookie jar");
         check(
             self.device_code,
             "--device-code",

@@ -30,6 +30,8 @@ pub struct Settings {
     pub host: HostConfig,
     /// `--protocol`.
     pub protocol: machines::engine::ProtocolMode,
+    /// The cookie jar is on (not `--disable-cookies`).
+    pub cookies: bool,
     /// Wait for response headers.
     pub headers_timeout: Option<Duration>,
     /// Largest message either way.
@@ -371,6 +373,7 @@ impl Settings {
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from),
             },
+            cookies: !cli.disable_cookies,
             protocol: match cli.protocol {
                 crate::cli::ProtocolArg::Auto => machines::engine::ProtocolMode::Auto,
                 crate::cli::ProtocolArg::Legacy => machines::engine::ProtocolMode::Legacy,

@@ -148,3 +148,49 @@ async fn client_credentials_with_a_token_endpoint_skip_discovery() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("--client-credentials"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stickiness_cookie_goes_back_to_its_origin_only_and_can_be_turned_off() {
+    use common::Proxy;
+    let tb = testbed::Testbed::start(testbed::Config {
+        sticky_cookie: true,
+        ..testbed::Config::default()
+    })
+    .await
+    .unwrap();
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = Proxy::spawn(&args);
+        p.initialize("2025-11-25").await;
+        p.send(call(1, "echo", json!({"text": "c"}))).await;
+        p.recv_response(&json!(1)).await;
+        p.close().await;
+    };
+    run(vec![tb.url()]).await;
+    let reqs = tb.requests();
+    assert!(
+        reqs[0].header("cookie").is_none(),
+        "nothing before the server set it"
+    );
+    assert!(
+        reqs[1..]
+            .iter()
+            .all(|r| r.header("cookie") == Some("lb=backend-1")),
+        "every later request carries it: {:?}",
+        reqs.iter().map(|r| r.header("cookie")).collect::<Vec<_>>()
+    );
+    assert!(tb.elsewhere_requests().is_empty());
+
+    tb.clear_requests();
+    run(vec![tb.url(), "--disable-cookies".into()]).await;
+    assert!(tb.requests().iter().all(|r| r.header("cookie").is_none()));
+
+    tb.clear_requests();
+    run(vec![tb.url(), "--header".into(), "Cookie: mine=1".into()]).await;
+    assert!(
+        tb.requests()
+            .iter()
+            .all(|r| r.header("cookie") == Some("mine=1")),
+        "the user's Cookie header wins"
+    );
+}

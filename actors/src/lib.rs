@@ -12,6 +12,7 @@
 pub mod authorizer;
 pub mod browser;
 pub mod callback_listener;
+pub mod cookies;
 pub mod http;
 pub mod messages;
 pub mod oauth;

@@ -174,6 +174,9 @@ pub struct Config {
     /// RFC 9457 problem body and `Link: </mcp>; rel="successor-version"`, while `/mcp`
     /// serves as configured (a hosted server that moved to Streamable HTTP).
     pub retired_sse: bool,
+    /// Every answer of the main listener sets `lb=backend-1` (a load balancer's
+    /// stickiness cookie).
+    pub sticky_cookie: bool,
     /// Serve MCP 2026-07-28 only at `/mcp` (see [`modern`]): `server/discover`, `_meta`
     /// and header checks, no `initialize`, no sessions, GET and DELETE `405`.
     pub modern: bool,
@@ -230,6 +233,7 @@ impl Default for Config {
             fail_status: None,
             gone: None,
             modern: false,
+            sticky_cookie: false,
             retired_sse: false,
             modern_refuse_first: false,
             modern_break_first_list: false,
