@@ -194,3 +194,44 @@ async fn a_stickiness_cookie_goes_back_to_its_origin_only_and_can_be_turned_off(
         "the user's Cookie header wins"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_refusals_name_the_fix() {
+    use testbed::AuthorizeBehaviour;
+    let cases = [
+        (
+            "invalid_request",
+            "AADSTS50011: The redirect URI 'http://localhost:1/oauth/callback' specified in the request does not match the redirect URIs configured for the application.",
+            "--callback-path",
+        ),
+        (
+            "invalid_target",
+            "AADSTS9010010: The resource parameter provided in the request doesn't match with the requested scopes.",
+            "--disable-resource-parameter",
+        ),
+        ("consent_required", "AADSTS65001: The user or administrator has not consented.", "administrator"),
+        ("invalid_scope", "The requested scope is invalid.", "--static-oauth-client-metadata"),
+    ];
+    for (code, description, fix) in cases {
+        let tb = protected(AuthConfig {
+            authorize_behaviour: AuthorizeBehaviour::Error(code.into()),
+            error_description_override: Some(description.into()),
+            ..AuthConfig::default()
+        })
+        .await;
+        let env = Env::new("idp-error");
+        let mut p = env.spawn(&[&tb.url()], &[]);
+        let r = initialize(&mut p).await;
+        let message = r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(message.contains(code), "{r}");
+        assert!(
+            message.contains("fix: ") && message.contains(fix),
+            "{code}: {message}"
+        );
+        let (_, stderr) = p.close().await;
+        assert!(stderr.contains(fix), "the log says it too: {stderr}");
+    }
+}

@@ -193,9 +193,10 @@ pub enum TokenError {
 }
 
 fn refused(status: u16, error: &str, description: &str) -> String {
-    format!("token exchange failed: HTTP {status} {error} {description}")
+    let text = format!("token exchange failed: HTTP {status} {error} {description}")
         .trim()
-        .to_owned()
+        .to_owned();
+    super::hints::with_fix(text, error, description)
 }
 
 impl TokenError {

@@ -42,6 +42,9 @@ pub enum AuthorizeBehaviour {
     Approve,
     /// Redirect with `error=access_denied` (and `state`, `iss`), as when the user says no.
     Deny,
+    /// Redirect with this `error` code (and [`AuthConfig::error_description_override`]
+    /// as its description), as identity providers do for a misconfigured app.
+    Error(String),
     /// Redirect with a code but a `state` that is not the request's (checklist D21, E4).
     WrongState,
     /// Redirect with a code but `iss` naming another issuer (checklist D22).

@@ -513,6 +513,14 @@ fn authorize_redirect(
     if auth.authorize_behaviour == AuthorizeBehaviour::Deny {
         return fail("access_denied", "the testbed was told to deny");
     }
+    if let AuthorizeBehaviour::Error(code) = &auth.authorize_behaviour {
+        let description = auth
+            .error_description_override
+            .as_deref()
+            .unwrap_or("the testbed was told to refuse");
+        return redirect(&[("error", code), ("error_description", description)])
+            .map(|location| (location, Some(code.clone())));
+    }
     let mut state = lock(&shared.auth);
     let code = state.fresh("code");
     state.codes.insert(
