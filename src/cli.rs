@@ -238,6 +238,12 @@ pub struct Cli {
     #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub client_credentials: bool,
 
+    /// The client authenticates with a JWT signed by this private key (PKCS#8 PEM
+    /// file, EC P-256 or RSA) instead of a secret: private_key_jwt (RFC 7523). The
+    /// client_id comes from --static-oauth-client-info.
+    #[arg(long, value_name = "PEM_FILE", help_heading = "Sign-in (OAuth)")]
+    pub client_key: Option<std::path::PathBuf>,
+
     /// With --client-credentials: the authorization server's token endpoint, so no
     /// discovery is needed (https, or http to loopback or with --allow-http).
     #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]

@@ -275,6 +275,7 @@ impl Settings {
             None => None,
         };
         if cli.client_credentials
+            && cli.client_key.is_none()
             && static_client
                 .as_ref()
                 .is_none_or(|c| c.client_secret.is_none())
@@ -309,6 +310,22 @@ impl Settings {
                     _ => return Err(bad("must be an https:// URL")),
                 }
                 Some(u)
+            }
+        };
+        let client_key = match &cli.client_key {
+            None => None,
+            Some(path) => {
+                let bad = |why: String| auth_flag("--client-key", why);
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+                actors::jwt::check(&pem)
+                    .map_err(|why| bad(format!("{}: {why}", path.display())))?;
+                if static_client.is_none() {
+                    return Err(bad(
+                        "needs --static-oauth-client-info with the client_id it signs for".into(),
+                    ));
+                }
+                Some(machines::auth::flow::ClientKey(pem.into()))
             }
         };
         let success_url = match &cli.auth_success_url {
@@ -357,6 +374,7 @@ impl Settings {
             success_url,
             use_id_token: cli.use_id_token,
             token_endpoint,
+            client_key,
         };
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(Settings {

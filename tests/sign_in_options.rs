@@ -235,3 +235,57 @@ async fn identity_provider_refusals_name_the_fix() {
         assert!(stderr.contains(fix), "the log says it too: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_with_a_private_key_jwt_are_verified_by_the_server() {
+    let (pem, public) = testbed::jwt_keypair();
+    let tb = protected(AuthConfig {
+        jwt_client: Some(("jwt-client".into(), public)),
+        token_endpoint_auth_methods: vec!["private_key_jwt".into()],
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("jwt");
+    let key = env.dir.join("client.pem");
+    std::fs::write(&key, &pem).unwrap();
+    let key = key.to_string_lossy().into_owned();
+    let url = tb.url();
+    let args = [
+        url.as_str(),
+        "--client-credentials",
+        "--static-oauth-client-info",
+        r#"{"client_id":"jwt-client"}"#,
+        "--client-key",
+        key.as_str(),
+    ];
+    let mut p = env.spawn(&args, &[]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text": "signed"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "signed");
+    let (_, stderr) = p.close().await;
+    let requests = tb.token_requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].client_auth.as_deref(), Some("private_key_jwt"));
+    assert!(requests[0].error.is_none(), "the signature verified");
+    assert!(
+        !stderr.contains("PRIVATE KEY"),
+        "the key never reaches the log"
+    );
+
+    // Another key is refused by the server; a file that is not a key by mcp-remote.
+    let (other, _) = testbed::jwt_keypair();
+    std::fs::write(env.dir.join("client.pem"), &other).unwrap();
+    let env2 = Env::new("jwt-wrong");
+    let mut p = env2.spawn(&args, &[]);
+    let r = initialize(&mut p).await;
+    assert!(r.get("error").is_some(), "{r}");
+    p.close().await;
+    std::fs::write(env.dir.join("client.pem"), "not a key").unwrap();
+    let p = env2.spawn(&args, &[]);
+    let (code, stderr) = p.close().await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("--client-key"), "{stderr}");
+}

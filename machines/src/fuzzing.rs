@@ -412,7 +412,8 @@ const CALLBACK_ISSUER: &str = "https://as.example/tenant";
 /// sanitized texts of the server and the proxy's own words.
 fn assert_shown(message: &str) {
     assert!(
-        message.chars().count() <= 2 * crate::auth::MAX_SHOWN_CHARS + 100,
+        message.chars().count()
+            <= 2 * crate::auth::MAX_SHOWN_CHARS + 100 + crate::auth::hints::MAX_FIX_CHARS,
         "an unbounded message"
     );
     assert!(
@@ -811,6 +812,7 @@ pub fn sign_in_flow(data: &[u8]) {
         success_url: None,
         use_id_token: false,
         token_endpoint: None,
+        client_key: None,
     };
     let tokens = StoredTokens {
         access_token: "at-a".into(),

@@ -110,6 +110,20 @@ pub struct AuthOptions {
     /// `--token-endpoint` (with `--client-credentials`): the token endpoint, known
     /// without discovery; its origin is the issuer the credentials are bound to.
     pub token_endpoint: Option<Url>,
+    /// `--client-key`: the client authenticates with a JWT signed by this key
+    /// (`private_key_jwt`, RFC 7523) instead of a secret.
+    pub client_key: Option<ClientKey>,
+}
+
+/// A client's private key (PKCS#8 PEM, P-256 or RSA), for `private_key_jwt`. The
+/// flow only passes it on: the driver signs.
+#[derive(Clone)]
+pub struct ClientKey(pub std::sync::Arc<str>);
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey([redacted])")
+    }
 }
 
 /// What a flow is for.
@@ -346,6 +360,8 @@ pub struct TokenRequest {
     pub client_secret: Option<String>,
     /// The form parameters, without client authentication.
     pub params: Vec<(&'static str, String)>,
+    /// The `aud` of a `private_key_jwt` assertion: the authorization server's issuer.
+    pub audience: String,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -1213,15 +1229,23 @@ impl Flow {
         params: Vec<(&'static str, String)>,
         purpose: TokenFor,
     ) {
-        let auth = client
-            .token_endpoint_auth_method
-            .as_deref()
-            .and_then(TokenAuth::from_name)
-            .unwrap_or(if client.client_secret.is_some() {
-                TokenAuth::ClientSecretBasic
-            } else {
-                TokenAuth::None
-            });
+        let auth = match &self.options.client_key {
+            Some(_) => TokenAuth::PrivateKeyJwt,
+            None => client
+                .token_endpoint_auth_method
+                .as_deref()
+                .and_then(TokenAuth::from_name)
+                .unwrap_or(if client.client_secret.is_some() {
+                    TokenAuth::ClientSecretBasic
+                } else {
+                    TokenAuth::None
+                }),
+        };
+        let audience = self
+            .discovered
+            .as_ref()
+            .map(|d| d.issuer.clone())
+            .unwrap_or_else(|| endpoint.to_owned());
         self.effects
             .push_back(FlowEffect::RequestToken(TokenRequest {
                 endpoint: endpoint.to_owned(),
@@ -1229,6 +1253,7 @@ impl Flow {
                 client_id: client.client_id.clone(),
                 client_secret: client.client_secret.clone(),
                 params,
+                audience,
             }));
         self.expect = Expect::Token(purpose);
     }
@@ -1391,6 +1416,7 @@ mod tests {
             success_url: None,
             use_id_token: false,
             token_endpoint: None,
+            client_key: None,
         }
     }
 

@@ -5,6 +5,9 @@
 //! fix names the flag or the registration setting to change; it is appended to
 //! the error the host and the log show.
 
+/// The longest fix text (with its `; fix: ` prefix): what it adds to a message.
+pub const MAX_FIX_CHARS: usize = 400;
+
 /// The fix for an OAuth error (`error` code and sanitized `error_description`), if known.
 pub fn fix_for(error: &str, description: &str) -> Option<&'static str> {
     let d = description.to_ascii_lowercase();
@@ -88,5 +91,20 @@ mod tests {
             .contains("--static-oauth-client-metadata"));
         assert_eq!(fix_for("server_error", "try later"), None);
         assert_eq!(with_fix("x".into(), "server_error", ""), "x");
+        for (error, description) in [
+            ("invalid_request", "redirect uri"),
+            ("invalid_target", ""),
+            ("consent_required", ""),
+            ("invalid_client", ""),
+            ("invalid_scope", ""),
+            ("unauthorized_client", ""),
+            ("access_denied", ""),
+        ] {
+            let fix = fix_for(error, description).unwrap();
+            assert!(
+                fix.chars().count() + "; fix: ".len() <= MAX_FIX_CHARS,
+                "{error}"
+            );
+        }
     }
 }

@@ -163,6 +163,10 @@ pub struct AuthConfig {
     pub issue_id_tokens: bool,
     /// The lifetime of ID tokens, in seconds.
     pub id_token_ttl_secs: u64,
+    /// A client that authenticates with `private_key_jwt` (RFC 7523): its id and its
+    /// EC P-256 public key (uncompressed point, see [`crate::jwt_keypair`]). Its
+    /// assertion's signature, `iss`, `sub`, `aud` (the issuer) and `exp` are checked.
+    pub jwt_client: Option<(String, Vec<u8>)>,
 }
 
 impl Default for AuthConfig {
@@ -201,6 +205,7 @@ impl Default for AuthConfig {
             metadata_status: None,
             issue_id_tokens: false,
             id_token_ttl_secs: 3600,
+            jwt_client: None,
         }
     }
 }

@@ -96,6 +96,14 @@ pub use record::Recorded;
 pub use relay::{Relay, RelayStats};
 pub use tls::{ThrowawayCa, TlsIdentity};
 
+/// A fresh EC P-256 key pair for `private_key_jwt`: the private key as PKCS#8 PEM
+/// (for the client) and the public key as an uncompressed point (for
+/// [`AuthConfig::jwt_client`]).
+pub fn jwt_keypair() -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("a P-256 key");
+    (key.serialize_pem(), key.public_key_raw().to_vec())
+}
+
 use state::{lock, Shared};
 
 /// How the server answers a POST that carries requests.
