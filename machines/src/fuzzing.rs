@@ -373,7 +373,12 @@ pub fn metadata(data: &[u8]) {
         let supported = meta.token_endpoint_auth_methods_supported.as_deref();
         let chosen = discovery::choose_token_auth(supported);
         match supported {
-            Some(list) if list.iter().any(|m| TokenAuth::from_name(m).is_some()) => {
+            // What registration can choose (private_key_jwt needs --client-key).
+            Some(list)
+                if list.iter().any(|m| {
+                    TokenAuth::from_name(m).is_some_and(|a| a != TokenAuth::PrivateKeyJwt)
+                }) =>
+            {
                 assert!(
                     list.iter().any(|m| m == chosen.as_str()),
                     "{chosen:?} not offered"

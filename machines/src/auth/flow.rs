@@ -1235,6 +1235,8 @@ impl Flow {
                 .token_endpoint_auth_method
                 .as_deref()
                 .and_then(TokenAuth::from_name)
+                // Without --client-key there is nothing to sign with.
+                .filter(|a| *a != TokenAuth::PrivateKeyJwt)
                 .unwrap_or(if client.client_secret.is_some() {
                     TokenAuth::ClientSecretBasic
                 } else {
