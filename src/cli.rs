@@ -167,8 +167,9 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub ping_interval: Option<u64>,
 
-    /// Turn off the per-origin cookie jar.
-    #[arg(long, help_heading = "Not supported yet")]
+    /// Turn off the cookie jar: without it, cookies the server sets (load balancer
+    /// stickiness) are kept in memory for its own origin and sent back to it.
+    #[arg(long)]
     pub disable_cookies: bool,
 
     /// Host name in the OAuth redirect URI (default localhost). The callback
@@ -185,8 +186,9 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", help_heading = "Sign-in (OAuth)")]
     pub auth_timeout: Option<u64>,
 
-    /// Where the browser goes after a successful sign-in.
-    #[arg(long, value_name = "URL", help_heading = "Not supported yet")]
+    /// Where the browser goes after a successful sign-in (a 303 from the callback
+    /// page; nothing is appended). https, or http to loopback or with --allow-http.
+    #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
     pub auth_success_url: Option<String>,
 
     /// Client metadata merged into dynamic registration, as JSON or @file (its
@@ -222,8 +224,9 @@ pub struct Cli {
     )]
     pub authorize_params: Vec<String>,
 
-    /// Use the OIDC id_token as the bearer token.
-    #[arg(long, help_heading = "Not supported yet")]
+    /// Send the OIDC id_token as the bearer token instead of the access token (for
+    /// servers that accept ID tokens); it is refreshed before its "exp".
+    #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub use_id_token: bool,
 
     /// Sign in with the device authorization grant.
@@ -235,8 +238,15 @@ pub struct Cli {
     #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub client_credentials: bool,
 
-    /// Token endpoint for --client-credentials (skips discovery).
-    #[arg(long, value_name = "URL", help_heading = "Not supported yet")]
+    /// The client authenticates with a JWT signed by this private key (PKCS#8 PEM
+    /// file, EC P-256 or RSA) instead of a secret: private_key_jwt (RFC 7523). The
+    /// client_id comes from --static-oauth-client-info.
+    #[arg(long, value_name = "PEM_FILE", help_heading = "Sign-in (OAuth)")]
+    pub client_key: Option<std::path::PathBuf>,
+
+    /// With --client-credentials: the authorization server's token endpoint, so no
+    /// discovery is needed (https, or http to loopback or with --allow-http).
+    #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
     pub token_endpoint: Option<String>,
 
     /// Forget this server's stored tokens and client registration, then sign in anew.
@@ -277,22 +287,10 @@ impl Cli {
                 out.push((flag, feature));
             }
         };
-        check(self.disable_cookies, "--disable-cookies", "the cookie jar");
-        check(
-            self.auth_success_url.is_some(),
-            "--auth-success-url",
-            "the post-sign-in redirect",
-        );
-        check(self.use_id_token, "--use-id-token", "id_token bearer mode");
         check(
             self.device_code,
             "--device-code",
             "the device authorization grant",
-        );
-        check(
-            self.token_endpoint.is_some(),
-            "--token-endpoint",
-            "discovery-less client credentials",
         );
         out
     }

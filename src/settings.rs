@@ -30,6 +30,8 @@ pub struct Settings {
     pub host: HostConfig,
     /// `--protocol`.
     pub protocol: machines::engine::ProtocolMode,
+    /// The cookie jar is on (not `--disable-cookies`).
+    pub cookies: bool,
     /// Wait for response headers.
     pub headers_timeout: Option<Duration>,
     /// Largest message either way.
@@ -273,6 +275,7 @@ impl Settings {
             None => None,
         };
         if cli.client_credentials
+            && cli.client_key.is_none()
             && static_client
                 .as_ref()
                 .is_none_or(|c| c.client_secret.is_none())
@@ -289,6 +292,59 @@ impl Settings {
         if !callback_path.starts_with('/') {
             return Err(auth_flag("--callback-path", "must start with /".into()));
         }
+        let token_endpoint = match &cli.token_endpoint {
+            None => None,
+            Some(_) if !cli.client_credentials => {
+                return Err(auth_flag(
+                    "--token-endpoint",
+                    "is for machine-to-machine sign-in: add --client-credentials (and --static-oauth-client-info)".into(),
+                ))
+            }
+            Some(text) => {
+                let bad = |why: &str| auth_flag("--token-endpoint", format!("{text:?} {why}"));
+                let u = Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+                match u.scheme() {
+                    "https" => {}
+                    "http" if cli.allow_http || is_loopback_host(&u) => {}
+                    "http" => return Err(bad("is plain http: use https, or add --allow-http")),
+                    _ => return Err(bad("must be an https:// URL")),
+                }
+                Some(u)
+            }
+        };
+        let client_key = match &cli.client_key {
+            None => None,
+            Some(path) => {
+                let bad = |why: String| auth_flag("--client-key", why);
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+                actors::jwt::check(&pem)
+                    .map_err(|why| bad(format!("{}: {why}", path.display())))?;
+                if static_client.is_none() {
+                    return Err(bad(
+                        "needs --static-oauth-client-info with the client_id it signs for".into(),
+                    ));
+                }
+                Some(machines::auth::flow::ClientKey(pem.into()))
+            }
+        };
+        let success_url = match &cli.auth_success_url {
+            None => None,
+            Some(text) => {
+                let bad = |why: &str| auth_flag("--auth-success-url", format!("{text:?} {why}"));
+                let u = Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+                match u.scheme() {
+                    "https" => {}
+                    "http" if cli.allow_http || is_loopback_host(&u) => {}
+                    "http" => return Err(bad("is plain http: use https, or add --allow-http")),
+                    _ => return Err(bad("must be an https:// URL")),
+                }
+                if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+                    return Err(bad("must not carry a query, a fragment or credentials"));
+                }
+                Some(u)
+            }
+        };
         let key = cache_key(&CacheKeyInput {
             server_url: &cli.server_url,
             resource: match &resource {
@@ -315,6 +371,10 @@ impl Settings {
             auth_timeout: Duration::from_secs(cli.auth_timeout.unwrap_or(30).max(1)),
             client_credentials: cli.client_credentials,
             client_name: "MCP CLI Proxy".into(),
+            success_url,
+            use_id_token: cli.use_id_token,
+            token_endpoint,
+            client_key,
         };
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(Settings {
@@ -331,6 +391,7 @@ impl Settings {
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from),
             },
+            cookies: !cli.disable_cookies,
             protocol: match cli.protocol {
                 crate::cli::ProtocolArg::Auto => machines::engine::ProtocolMode::Auto,
                 crate::cli::ProtocolArg::Legacy => machines::engine::ProtocolMode::Legacy,

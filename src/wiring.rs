@@ -60,6 +60,7 @@ pub fn start_core(
             ping_interval: settings.ping_interval,
             host: settings.host.clone(),
             protocol: settings.protocol,
+            cookies: settings.cookies,
         },
         http,
         host,

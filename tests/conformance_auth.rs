@@ -150,5 +150,6 @@ scenarios! {
     offline_access_scope => "auth/offline-access-scope",
     offline_access_not_supported => "auth/offline-access-not-supported",
     client_credentials_basic => "auth/client-credentials-basic",
+    client_credentials_jwt => "auth/client-credentials-jwt",
     authorization_server_migration => "auth/authorization-server-migration",
 }

@@ -112,9 +112,9 @@ impl Authorizer {
             GrantEffect::UseToken => {
                 let Some(tokens) = &self.tokens else { return };
                 if let Some(peers) = &self.peers {
-                    peers
-                        .ready
-                        .do_send(TokenReady(AccessToken(tokens.access_token.clone())));
+                    peers.ready.do_send(TokenReady(AccessToken(
+                        tokens.bearer(self.options.use_id_token).to_owned(),
+                    )));
                 }
                 self.schedule_refresh(ctx);
             }
@@ -192,13 +192,24 @@ impl Authorizer {
         if let Some(h) = self.expiry_timer.take() {
             ctx.cancel_future(h);
         }
-        let Some(at) = self.tokens.as_ref().and_then(|t| t.expires_at) else {
+        let use_id_token = self.options.use_id_token;
+        let Some(at) = self
+            .tokens
+            .as_ref()
+            .and_then(|t| t.bearer_expires_at(use_id_token))
+        else {
             return;
         };
-        let margin = self
+        let mut margin = self
             .tokens
             .as_ref()
             .map_or(REFRESH_MARGIN, |t| t.refresh_margin(REFRESH_MARGIN));
+        if use_id_token {
+            // An ID token may live shorter than the access token: a quarter of what
+            // is left of it, at most.
+            let left = at.saturating_sub(now_ms());
+            margin = margin.min(Duration::from_millis(left / 4));
+        }
         if self
             .tokens
             .as_ref()

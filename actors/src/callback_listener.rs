@@ -75,6 +75,7 @@ pub async fn serve(
     listener: Listener,
     path: String,
     state: String,
+    success_url: Option<String>,
 ) -> Option<AuthorizationResponse> {
     let (tx, mut rx) = oneshot::channel::<AuthorizationResponse>();
     let tx = Arc::new(Mutex::new(Some(tx)));
@@ -102,9 +103,10 @@ pub async fn serve(
                         continue;
                     }
                     let (path, state, tx) = (path.clone(), state.clone(), tx.clone());
+                    let success_url = success_url.clone();
                     connections.spawn(async move {
                         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let answer = handle(&req, &path, &state, &tx);
+                            let answer = handle(&req, &path, &state, &tx, success_url.as_deref());
                             async move { Ok::<_, std::convert::Infallible>(answer) }
                         });
                         let connection = hyper::server::conn::http1::Builder::new()
@@ -127,7 +129,13 @@ pub async fn serve(
 
 type Sender = Arc<Mutex<Option<oneshot::Sender<AuthorizationResponse>>>>;
 
-fn handle(req: &Request<Incoming>, path: &str, state: &str, tx: &Sender) -> Response<Full<Bytes>> {
+fn handle(
+    req: &Request<Incoming>,
+    path: &str,
+    state: &str,
+    tx: &Sender,
+    success_url: Option<&str>,
+) -> Response<Full<Bytes>> {
     let response = match callback::classify(req.uri().path(), req.uri().query(), path, state) {
         Verdict::NotFound => {
             return page(
@@ -145,6 +153,14 @@ fn handle(req: &Request<Incoming>, path: &str, state: &str, tx: &Sender) -> Resp
     match tx.lock().ok().and_then(|mut t| t.take()) {
         Some(sender) => {
             let _ = sender.send(response);
+            if let (true, Some(to)) = (ok, success_url) {
+                // --auth-success-url: the user's own page (nothing appended to it).
+                let mut r = page(StatusCode::SEE_OTHER, SUCCESS);
+                if let Ok(location) = to.parse() {
+                    r.headers_mut().insert("location", location);
+                }
+                return r;
+            }
             page(
                 if ok {
                     StatusCode::OK

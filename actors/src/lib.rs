@@ -12,7 +12,9 @@
 pub mod authorizer;
 pub mod browser;
 pub mod callback_listener;
+pub mod cookies;
 pub mod http;
+pub mod jwt;
 pub mod messages;
 pub mod oauth;
 pub mod session;

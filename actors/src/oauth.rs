@@ -108,7 +108,12 @@ pub async fn run(
                 let path = options.callback_path.clone();
                 let waited = tokio::time::timeout(
                     options.auth_timeout,
-                    callback_listener::serve(l, path, state),
+                    callback_listener::serve(
+                        l,
+                        path,
+                        state,
+                        options.success_url.as_ref().map(|u| u.to_string()),
+                    ),
                 )
                 .await;
                 FlowInput::CallbackReceived(match waited {
@@ -118,7 +123,7 @@ pub async fn run(
                 })
             }
             FlowEffect::RequestToken(request) => {
-                let answer = token_request(http, &request).await;
+                let answer = token_request(http, &request, options.client_key.as_ref()).await;
                 FlowInput::TokenAnswered {
                     answer,
                     now_ms: now_ms(),
@@ -371,9 +376,10 @@ async fn register_noted(
 async fn token_request(
     http: &reqwest::Client,
     request: &TokenRequest,
+    client_key: Option<&machines::auth::flow::ClientKey>,
 ) -> Result<HttpAnswer, AuthError> {
     let mut note = HttpNote::start("token", "POST", &request.endpoint);
-    let answer = token_request_noted(http, request, &mut note).await;
+    let answer = token_request_noted(http, request, client_key, &mut note).await;
     HttpNote::end(note, answer.as_ref().map(|a| a.body.len()));
     answer
 }
@@ -381,6 +387,7 @@ async fn token_request(
 async fn token_request_noted(
     http: &reqwest::Client,
     request: &TokenRequest,
+    client_key: Option<&machines::auth::flow::ClientKey>,
     note: &mut Option<HttpNote>,
 ) -> Result<HttpAnswer, AuthError> {
     let mut params = request.params.clone();
@@ -405,6 +412,18 @@ async fn token_request_noted(
         (TokenAuth::ClientSecretPost, Some(secret)) => {
             params.push(("client_id", request.client_id.clone()));
             params.push(("client_secret", secret.clone()));
+        }
+        (TokenAuth::PrivateKeyJwt, _) => {
+            let Some(key) = client_key else {
+                return Err(AuthError::ClientKey("no key was given".into()));
+            };
+            let jwt = crate::jwt::assertion(&request.client_id, &request.audience, &key.0)?;
+            params.push(("client_id", request.client_id.clone()));
+            params.push((
+                "client_assertion_type",
+                crate::jwt::ASSERTION_TYPE.to_owned(),
+            ));
+            params.push(("client_assertion", jwt));
         }
         _ => params.push(("client_id", request.client_id.clone())),
     }

@@ -71,6 +71,8 @@ pub struct SessionConfig {
     pub host: HostConfig,
     /// `--protocol`: probe for MCP 2026-07-28, or speak one era only.
     pub protocol: machines::engine::ProtocolMode,
+    /// The per-origin cookie jar (off with `--disable-cookies`).
+    pub cookies: bool,
 }
 
 /// What one exchange reports, in order: a head (or an end without one), chunks, an end.
@@ -87,6 +89,8 @@ pub struct Session {
     engine: Engine,
     /// `--header` values, added to every exchange.
     headers: HeaderMap,
+    /// The server origin's cookies (`None`: `--disable-cookies`).
+    cookies: Option<crate::cookies::CookieJar>,
     /// Where the remembered transport is written.
     transport_memory: Option<PathBuf>,
     /// The HTTP client.
@@ -139,6 +143,7 @@ impl Session {
         Self {
             engine,
             headers: config.headers,
+            cookies: config.cookies.then(crate::cookies::CookieJar::default),
             transport_memory: config.transport_memory,
             http,
             stdout,
@@ -282,11 +287,29 @@ impl Session {
             timeout,
             ..
         } = exchange;
+        // The cookie jar is the server origin's alone (a legacy endpoint is checked to
+        // be on it too); a `Cookie` of the user's `--header` wins.
+        let jar_applies = self.cookies.is_some()
+            && machines::transport::same_origin(&url, self.engine.url())
+            && !self.headers.contains_key(reqwest::header::COOKIE);
+        let https = url.scheme() == "https";
         let mut request = match method {
             Method::Get => self.http.get(url),
             Method::Post => self.http.post(url),
             Method::Delete => self.http.delete(url),
         };
+        if jar_applies {
+            if let Some(cookie) = self
+                .cookies
+                .as_mut()
+                .and_then(|jar| jar.header(https, Instant::now()))
+            {
+                if let Ok(mut value) = HeaderValue::from_str(&cookie) {
+                    value.set_sensitive(true);
+                    request = request.header(reqwest::header::COOKIE, value);
+                }
+            }
+        }
         if let Some(value) = &self.authorization {
             // MCP authorization §Token Requirements: on every request.
             request = request.header(reqwest::header::AUTHORIZATION, value.clone());
@@ -311,6 +334,11 @@ impl Session {
                     Progress::Head(head, seen) => {
                         if let (Some(t), Some(seen)) = (&mut act.tracing, seen) {
                             t.head(id, head.status, seen, now);
+                        }
+                        if jar_applies {
+                            if let Some(jar) = act.cookies.as_mut() {
+                                jar.store(&head.set_cookie, now);
+                            }
                         }
                         act.engine.handle_head(id, head, now)
                     }
@@ -404,6 +432,12 @@ fn head_of(response: &reqwest::Response) -> ResponseHead {
             410 => text("link"),
             _ => None,
         },
+        set_cookie: headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 

@@ -373,7 +373,12 @@ pub fn metadata(data: &[u8]) {
         let supported = meta.token_endpoint_auth_methods_supported.as_deref();
         let chosen = discovery::choose_token_auth(supported);
         match supported {
-            Some(list) if list.iter().any(|m| TokenAuth::from_name(m).is_some()) => {
+            // What registration can choose (private_key_jwt needs --client-key).
+            Some(list)
+                if list.iter().any(|m| {
+                    TokenAuth::from_name(m).is_some_and(|a| a != TokenAuth::PrivateKeyJwt)
+                }) =>
+            {
                 assert!(
                     list.iter().any(|m| m == chosen.as_str()),
                     "{chosen:?} not offered"
@@ -412,7 +417,8 @@ const CALLBACK_ISSUER: &str = "https://as.example/tenant";
 /// sanitized texts of the server and the proxy's own words.
 fn assert_shown(message: &str) {
     assert!(
-        message.chars().count() <= 2 * crate::auth::MAX_SHOWN_CHARS + 100,
+        message.chars().count()
+            <= 2 * crate::auth::MAX_SHOWN_CHARS + 100 + crate::auth::hints::MAX_FIX_CHARS,
         "an unbounded message"
     );
     assert!(
@@ -808,6 +814,10 @@ pub fn sign_in_flow(data: &[u8]) {
         auth_timeout: Duration::from_secs(1),
         client_credentials: flags & 0x40 != 0,
         client_name: "fuzz".into(),
+        success_url: None,
+        use_id_token: false,
+        token_endpoint: None,
+        client_key: None,
     };
     let tokens = StoredTokens {
         access_token: "at-a".into(),

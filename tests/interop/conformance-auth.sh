@@ -39,6 +39,7 @@ AUTH_SCENARIOS=(
   auth/offline-access-scope
   auth/offline-access-not-supported
   auth/client-credentials-basic
+  auth/client-credentials-jwt
   auth/authorization-server-migration
 )
 

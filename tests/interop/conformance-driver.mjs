@@ -33,7 +33,7 @@
 // roots are answered with fixed values.
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -87,6 +87,12 @@ function authSetup(name) {
     args.push("--static-oauth-client-info", staticInfo());
   } else if (name.startsWith("auth/client-credentials-")) {
     args.push("--client-credentials", "--static-oauth-client-info", staticInfo());
+    if (ctx.private_key_pem) {
+      // private_key_jwt: the key the scenario generated, in a file of our own.
+      const keyFile = path.join(cfgDir, "client-key.pem");
+      writeFileSync(keyFile, ctx.private_key_pem, { mode: 0o600 });
+      args.push("--client-key", keyFile);
+    }
   }
   const env = { ...process.env };
   // No desktop: Node `open`'s xdg-open then uses $BROWSER (see browser.sh).

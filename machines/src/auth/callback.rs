@@ -112,9 +112,10 @@ pub enum CallbackError {
 }
 
 fn refused(error: &str, description: &str) -> String {
-    format!("the authorization server refused the sign-in: {error} {description}")
+    let text = format!("the authorization server refused the sign-in: {error} {description}")
         .trim()
-        .to_owned()
+        .to_owned();
+    super::hints::with_fix(text, error, description)
 }
 
 impl AuthorizationResponse {
@@ -284,7 +285,7 @@ mod tests {
         let e = r.into_code(ISSUER, false).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "the authorization server refused the sign-in: access_denied The user said [31mno"
+            "the authorization server refused the sign-in: access_denied The user said [31mno; fix: the sign-in was declined: sign in again and approve the access"
         );
         let e = answered(&format!("{PATH}?error=server_error&state={STATE}"))
             .into_code(ISSUER, false)

@@ -370,6 +370,8 @@ pub enum TokenAuth {
     ClientSecretPost,
     /// HTTP Basic with the encoded id and secret.
     ClientSecretBasic,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2).
+    PrivateKeyJwt,
 }
 
 impl TokenAuth {
@@ -379,6 +381,7 @@ impl TokenAuth {
             TokenAuth::None => "none",
             TokenAuth::ClientSecretPost => "client_secret_post",
             TokenAuth::ClientSecretBasic => "client_secret_basic",
+            TokenAuth::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
@@ -388,6 +391,7 @@ impl TokenAuth {
             "none" => Some(TokenAuth::None),
             "client_secret_post" => Some(TokenAuth::ClientSecretPost),
             "client_secret_basic" => Some(TokenAuth::ClientSecretBasic),
+            "private_key_jwt" => Some(TokenAuth::PrivateKeyJwt),
             _ => None,
         }
     }

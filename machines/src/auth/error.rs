@@ -111,6 +111,9 @@ pub enum AuthError {
     },
 
     // ---- the command line ----
+    /// `--client-key` cannot be used to sign (the reason never quotes the key).
+    #[error("the --client-key cannot be used: {0}")]
+    ClientKey(String),
     /// `--client-credentials` without a client to use.
     #[error(
         "--client-credentials needs --static-oauth-client-info with a client_id and client_secret"

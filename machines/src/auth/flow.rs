@@ -103,6 +103,27 @@ pub struct AuthOptions {
     pub client_credentials: bool,
     /// `client_name` for registration.
     pub client_name: String,
+    /// `--auth-success-url`: where the browser is sent (303) after a callback with a code.
+    pub success_url: Option<Url>,
+    /// `--use-id-token`: the OIDC ID token is the bearer (its `exp` its expiry).
+    pub use_id_token: bool,
+    /// `--token-endpoint` (with `--client-credentials`): the token endpoint, known
+    /// without discovery; its origin is the issuer the credentials are bound to.
+    pub token_endpoint: Option<Url>,
+    /// `--client-key`: the client authenticates with a JWT signed by this key
+    /// (`private_key_jwt`, RFC 7523) instead of a secret.
+    pub client_key: Option<ClientKey>,
+}
+
+/// A client's private key (PKCS#8 PEM, P-256 or RSA), for `private_key_jwt`. The
+/// flow only passes it on: the driver signs.
+#[derive(Clone)]
+pub struct ClientKey(pub std::sync::Arc<str>);
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey([redacted])")
+    }
 }
 
 /// What a flow is for.
@@ -339,6 +360,8 @@ pub struct TokenRequest {
     pub client_secret: Option<String>,
     /// The form parameters, without client authentication.
     pub params: Vec<(&'static str, String)>,
+    /// The `aud` of a `private_key_jwt` assertion: the authorization server's issuer.
+    pub audience: String,
 }
 
 impl std::fmt::Debug for TokenRequest {
@@ -793,8 +816,22 @@ impl Flow {
         }
     }
 
-    /// Discovery for a sign-in: the protected resource metadata first.
+    /// Discovery for a sign-in: the protected resource metadata first (or none, with
+    /// `--token-endpoint`).
     fn discover(&mut self) -> Result<(), AuthError> {
+        if let Some(endpoint) = self.options.token_endpoint.clone() {
+            let mut origin = endpoint.clone();
+            origin.set_path("/");
+            origin.set_query(None);
+            let issuer = discovery::canonical_resource(&origin);
+            let meta = discovery::AuthServerMetadata {
+                issuer: Some(issuer.clone()),
+                authorization_endpoint: endpoint.to_string(),
+                token_endpoint: endpoint.to_string(),
+                ..discovery::AuthServerMetadata::default()
+            };
+            return self.discovered(issuer, meta, None, None);
+        }
         let FlowStart::SignIn { challenge, .. } = &self.start else {
             return Err(AuthError::NoRefreshToken);
         };
@@ -1192,15 +1229,25 @@ impl Flow {
         params: Vec<(&'static str, String)>,
         purpose: TokenFor,
     ) {
-        let auth = client
-            .token_endpoint_auth_method
-            .as_deref()
-            .and_then(TokenAuth::from_name)
-            .unwrap_or(if client.client_secret.is_some() {
-                TokenAuth::ClientSecretBasic
-            } else {
-                TokenAuth::None
-            });
+        let auth = match &self.options.client_key {
+            Some(_) => TokenAuth::PrivateKeyJwt,
+            None => client
+                .token_endpoint_auth_method
+                .as_deref()
+                .and_then(TokenAuth::from_name)
+                // Without --client-key there is nothing to sign with.
+                .filter(|a| *a != TokenAuth::PrivateKeyJwt)
+                .unwrap_or(if client.client_secret.is_some() {
+                    TokenAuth::ClientSecretBasic
+                } else {
+                    TokenAuth::None
+                }),
+        };
+        let audience = self
+            .discovered
+            .as_ref()
+            .map(|d| d.issuer.clone())
+            .unwrap_or_else(|| endpoint.to_owned());
         self.effects
             .push_back(FlowEffect::RequestToken(TokenRequest {
                 endpoint: endpoint.to_owned(),
@@ -1208,6 +1255,7 @@ impl Flow {
                 client_id: client.client_id.clone(),
                 client_secret: client.client_secret.clone(),
                 params,
+                audience,
             }));
         self.expect = Expect::Token(purpose);
     }
@@ -1367,6 +1415,10 @@ mod tests {
             auth_timeout: Duration::from_secs(30),
             client_credentials: false,
             client_name: "test".into(),
+            success_url: None,
+            use_id_token: false,
+            token_endpoint: None,
+            client_key: None,
         }
     }
 

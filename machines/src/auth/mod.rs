@@ -10,6 +10,7 @@ pub mod discovery;
 mod error;
 pub mod flow;
 pub mod grant;
+pub mod hints;
 pub mod registration;
 pub mod scope;
 pub mod token;

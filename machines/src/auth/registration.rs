@@ -94,15 +94,21 @@ pub fn parse_response(
     requested: &Requested<'_>,
 ) -> Result<ClientInfo, RegistrationError> {
     if !(200..300).contains(&status) {
-        let detail = serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| {
-                v.get("error_description")
-                    .or(v.get("error"))
-                    .and_then(|e| e.as_str())
-                    .map(sanitize)
-            })
-            .unwrap_or_default();
+        let value = serde_json::from_slice::<serde_json::Value>(body).ok();
+        let field = |name: &str| {
+            value
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(|e| e.as_str())
+                .map(sanitize)
+        };
+        let (error, description) = (field("error"), field("error_description"));
+        let detail = description.clone().or(error.clone()).unwrap_or_default();
+        let detail = super::hints::with_fix(
+            detail,
+            error.as_deref().unwrap_or(""),
+            description.as_deref().unwrap_or(""),
+        );
         return Err(RegistrationError::Refused { status, detail });
     }
     let value: serde_json::Value =
@@ -235,9 +241,12 @@ mod tests {
             r#"{"error":"invalid_redirect_uri","error_description":"not a loopback\u001b[2J http redirect URI"}"#,
         )
         .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "client registration was refused (HTTP 400): not a loopback[2J http redirect URI"
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "client registration was refused (HTTP 400): not a loopback[2J http redirect URI; fix: the redirect URI"
+            ),
+            "{text}"
         );
         let e = parse(400, r#"{"error":"invalid_client_metadata"}"#).unwrap_err();
         assert_eq!(

@@ -106,6 +106,30 @@ impl std::fmt::Debug for StoredTokens {
 }
 
 impl StoredTokens {
+    /// The bearer to send: the access token, or with `--use-id-token` the OIDC ID
+    /// token (the access token when the server issued none).
+    pub fn bearer(&self, id_token: bool) -> &str {
+        match (&self.id_token, id_token) {
+            (Some(id), true) => id,
+            _ => &self.access_token,
+        }
+    }
+
+    /// When the bearer expires, in ms since the epoch: with `--use-id-token`, the ID
+    /// token's `exp` claim when it is earlier than the access token's expiry.
+    pub fn bearer_expires_at(&self, id_token: bool) -> Option<u64> {
+        let exp = self
+            .id_token
+            .as_deref()
+            .filter(|_| id_token)
+            .and_then(jwt_exp)
+            .map(|secs| secs.saturating_mul(1000));
+        match (self.expires_at, exp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// How long before expiry to refresh: `max`, or a quarter of the lifetime of
     /// short-lived tokens (a 3 s token is refreshed after about 2 s, not at once and
     /// again and again).
@@ -169,9 +193,10 @@ pub enum TokenError {
 }
 
 fn refused(status: u16, error: &str, description: &str) -> String {
-    format!("token exchange failed: HTTP {status} {error} {description}")
+    let text = format!("token exchange failed: HTTP {status} {error} {description}")
         .trim()
-        .to_owned()
+        .to_owned();
+    super::hints::with_fix(text, error, description)
 }
 
 impl TokenError {
@@ -311,5 +336,69 @@ mod tests {
                 Err(e) => proptest::prop_assert!(!e.to_string().chars().any(char::is_control)),
             }
         }
+    }
+}
+
+/// The `exp` claim (seconds since the epoch) of a JWT, read without checking its
+/// signature (only to know when to refresh; the server judges the token).
+pub fn jwt_exp(jwt: &str) -> Option<u64> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64url_decode(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_u64()
+}
+
+/// Base64url without padding (RFC 4648 §5), as JWTs use it.
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        }))
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let take = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        for i in 0..take {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod jwt_tests {
+    use super::*;
+
+    #[test]
+    fn the_id_token_is_the_bearer_and_its_exp_counts() {
+        // {"alg":"none"} . {"sub":"u","exp":2000000000} . sig
+        let jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1IiwiZXhwIjoyMDAwMDAwMDAwfQ.c2ln";
+        assert_eq!(jwt_exp(jwt), Some(2_000_000_000));
+        assert_eq!(jwt_exp("not-a-jwt"), None);
+        assert_eq!(jwt_exp("a.!!!.b"), None);
+        let tokens: StoredTokens = serde_json::from_value(serde_json::json!({
+            "access_token": "at", "token_type": "Bearer", "id_token": jwt,
+            "expires_at": 3_000_000_000_000u64
+        }))
+        .unwrap();
+        assert_eq!(tokens.bearer(false), "at");
+        assert_eq!(tokens.bearer(true), jwt);
+        assert_eq!(tokens.bearer_expires_at(false), Some(3_000_000_000_000));
+        assert_eq!(tokens.bearer_expires_at(true), Some(2_000_000_000_000));
     }
 }

@@ -104,6 +104,8 @@ pub struct ResponseHead {
     pub retry_after: Option<String>,
     /// `Link` (410 answers: where a retired endpoint moved).
     pub link: Option<String>,
+    /// Every `Set-Cookie`, for the driver's cookie jar (the engine ignores them).
+    pub set_cookie: Vec<String>,
 }
 
 /// How an exchange's network side ended.

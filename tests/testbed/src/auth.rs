@@ -42,6 +42,9 @@ pub enum AuthorizeBehaviour {
     Approve,
     /// Redirect with `error=access_denied` (and `state`, `iss`), as when the user says no.
     Deny,
+    /// Redirect with this `error` code (and [`AuthConfig::error_description_override`]
+    /// as its description), as identity providers do for a misconfigured app.
+    Error(String),
     /// Redirect with a code but a `state` that is not the request's (checklist D21, E4).
     WrongState,
     /// Redirect with a code but `iss` naming another issuer (checklist D22).
@@ -155,6 +158,15 @@ pub struct AuthConfig {
     /// A status for the authorization server metadata to answer instead of the
     /// document (a `503` while the server is down for maintenance).
     pub metadata_status: Option<u16>,
+    /// Token answers carry an OIDC `id_token` (a JWT, unsigned, whose `exp` is
+    /// `id_token_ttl_secs` away), which the resource also accepts as a bearer.
+    pub issue_id_tokens: bool,
+    /// The lifetime of ID tokens, in seconds.
+    pub id_token_ttl_secs: u64,
+    /// A client that authenticates with `private_key_jwt` (RFC 7523): its id and its
+    /// EC P-256 public key (uncompressed point, see [`crate::jwt_keypair`]). Its
+    /// assertion's signature, `iss`, `sub`, `aud` (the issuer) and `exp` are checked.
+    pub jwt_client: Option<(String, Vec<u8>)>,
 }
 
 impl Default for AuthConfig {
@@ -191,6 +203,9 @@ impl Default for AuthConfig {
             issue_refresh_tokens: true,
             authorization_server: None,
             metadata_status: None,
+            issue_id_tokens: false,
+            id_token_ttl_secs: 3600,
+            jwt_client: None,
         }
     }
 }
@@ -465,6 +480,20 @@ impl AuthState {
         };
         self.issued.push(issued.clone());
         issued
+    }
+
+    /// Makes `alias` a bearer equal to the access token `of` (an ID token the resource
+    /// accepts), valid for `ttl` from now.
+    pub(crate) fn alias(&mut self, alias: String, of: &str, ttl: Duration) {
+        if let Some(token) = self.access.get(of) {
+            let token = AccessToken {
+                client_id: token.client_id.clone(),
+                scope: token.scope.clone(),
+                expires_at: Instant::now() + ttl,
+                grant: token.grant,
+            };
+            self.access.insert(alias, token);
+        }
     }
 
     /// Forgets every token of `grant`, access and refresh.

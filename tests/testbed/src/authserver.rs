@@ -18,7 +18,7 @@
 //! Errors are RFC 6749 §5.2 JSON (`invalid_client` with `401`); `/authorize` reports errors
 //! through the redirect, except when the client or redirect URI is unknown (then `400`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -513,6 +513,14 @@ fn authorize_redirect(
     if auth.authorize_behaviour == AuthorizeBehaviour::Deny {
         return fail("access_denied", "the testbed was told to deny");
     }
+    if let AuthorizeBehaviour::Error(code) = &auth.authorize_behaviour {
+        let description = auth
+            .error_description_override
+            .as_deref()
+            .unwrap_or("the testbed was told to refuse");
+        return redirect(&[("error", code), ("error_description", description)])
+            .map(|location| (location, Some(code.clone())));
+    }
     let mut state = lock(&shared.auth);
     let code = state.fresh("code");
     state.codes.insert(
@@ -548,12 +556,28 @@ struct Claim {
     method: Option<&'static str>,
     /// The secret presented.
     secret: Option<String>,
+    /// A `private_key_jwt` assertion.
+    assertion: Option<String>,
 }
 
 /// Reads the client's claim: HTTP Basic (`client_id:client_secret`, each form-urlencoded,
 /// RFC 6749 §2.3.1), else `client_secret` in the form, else `client_id` alone.
 fn claim(headers: &HeaderMap, form: &[(String, String)]) -> Result<Claim, OAuthError> {
     let form_id = param(form, "client_id").map(str::to_owned);
+    if let Some(kind) = param(form, "client_assertion_type") {
+        if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+            return Err(OAuthError::invalid_client(
+                "unknown client_assertion_type",
+                false,
+            ));
+        }
+        return Ok(Claim {
+            client_id: form_id,
+            method: Some("private_key_jwt"),
+            secret: None,
+            assertion: param(form, "client_assertion").map(str::to_owned),
+        });
+    }
     let form_secret = param(form, "client_secret").map(str::to_owned);
     let basic = headers
         .get(AUTHORIZATION)
@@ -571,6 +595,7 @@ fn claim(headers: &HeaderMap, form: &[(String, String)]) -> Result<Claim, OAuthE
             client_id: form_id,
             method,
             secret: form_secret,
+            assertion: None,
         });
     };
     let malformed = || OAuthError::invalid_client("malformed HTTP Basic credentials", true);
@@ -594,6 +619,7 @@ fn claim(headers: &HeaderMap, form: &[(String, String)]) -> Result<Claim, OAuthE
         client_id: Some(id),
         method: Some("client_secret_basic"),
         secret: Some(secret),
+        assertion: None,
     })
 }
 
@@ -630,6 +656,7 @@ fn form_decode(component: &str) -> String {
 fn authenticate(
     state: &AuthState,
     auth: &AuthConfig,
+    issuer: &str,
     claim: &Claim,
 ) -> Result<Authenticated, OAuthError> {
     let basic = claim.method == Some("client_secret_basic");
@@ -637,6 +664,19 @@ fn authenticate(
     let (Some(client_id), Some(method)) = (&claim.client_id, claim.method) else {
         return refuse("no client authentication");
     };
+    if method == "private_key_jwt" {
+        let Some((id, public)) = auth.jwt_client.as_ref().filter(|(id, _)| id == client_id) else {
+            return refuse("unknown client");
+        };
+        return match verify_assertion(claim.assertion.as_deref().unwrap_or(""), id, issuer, public)
+        {
+            Ok(()) => Ok(Authenticated {
+                client_id: client_id.clone(),
+                confidential: true,
+            }),
+            Err(why) => refuse(&why),
+        };
+    }
     if !auth.token_endpoint_auth_methods.iter().any(|m| m == method) {
         return refuse(&format!("the server does not accept {method}"));
     }
@@ -674,6 +714,45 @@ fn authenticate(
     })
 }
 
+/// Checks a `private_key_jwt` assertion: ES256 signature by `public`, `iss` and `sub`
+/// the client, `aud` the issuer (with or without a trailing slash), not expired.
+fn verify_assertion(jwt: &str, client_id: &str, issuer: &str, public: &[u8]) -> Result<(), String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return Err("the assertion is not a JWT".into());
+    };
+    let decode = |s: &str| {
+        URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| "bad base64url".to_owned())
+    };
+    let header: Value = serde_json::from_slice(&decode(header)?).map_err(|_| "bad header")?;
+    if header["alg"] != "ES256" {
+        return Err("the assertion must be signed with ES256".into());
+    }
+    let input = format!("{}.{}", parts[0], parts[1]);
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, public)
+        .verify(input.as_bytes(), &decode(signature)?)
+        .map_err(|_| "the assertion's signature does not verify".to_owned())?;
+    let claims: Value = serde_json::from_slice(&decode(claims)?).map_err(|_| "bad claims")?;
+    if claims["iss"] != client_id || claims["sub"] != client_id {
+        return Err("iss and sub must be the client_id".into());
+    }
+    let aud = claims["aud"].as_str().unwrap_or("");
+    if aud.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err(format!("aud must be the issuer {issuer}"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if claims["exp"].as_u64().is_none_or(|exp| exp <= now) {
+        return Err("the assertion has expired".into());
+    }
+    Ok(())
+}
+
 /// Reads a form body, refusing any other content type (OAuth 2.1 §3.2.2).
 fn form_body(parts: &Parts, body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     if media_type(parts.headers.get(CONTENT_TYPE)).as_deref()
@@ -709,7 +788,7 @@ fn token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Resp
     let mut state = lock(&shared.auth);
     let outcome = parsed
         .and(claimed)
-        .and_then(|claim| authenticate(&state, auth, &claim))
+        .and_then(|claim| authenticate(&state, auth, &auth.issuer(&shared.origin), &claim))
         .and_then(|client| grant(&mut state, auth, &client, &form));
     let response = match outcome {
         Ok(answer) => oauth_json(StatusCode::OK, &answer),
@@ -802,6 +881,26 @@ fn grant(
     if let Some(scope) = &issued.scope {
         answer["scope"] = json!(scope);
     }
+    if auth.issue_id_tokens {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let ttl = auth.id_token_ttl_secs;
+        let claims = json!({"iss": "testbed", "sub": "testbed-user", "aud": issued.client_id,
+            "iat": now, "exp": now + ttl, "n": issued.access_token.len() + state.issued.len()});
+        let id_token = format!(
+            "{}.{}.unsigned",
+            base64url(br#"{"alg":"none","typ":"JWT"}"#),
+            base64url(claims.to_string().as_bytes())
+        );
+        state.alias(
+            id_token.clone(),
+            &issued.access_token,
+            Duration::from_secs(ttl),
+        );
+        answer["id_token"] = json!(id_token);
+    }
     Ok(answer)
 }
 
@@ -869,7 +968,7 @@ fn revoke(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Res
     let mut state = lock(&shared.auth);
     let outcome = form_body(parts, body).and_then(|form| {
         let claim = claim(&parts.headers, &form)?;
-        let client = authenticate(&state, auth, &claim)?;
+        let client = authenticate(&state, auth, &auth.issuer(&shared.origin), &claim)?;
         let token = param(&form, "token")
             .ok_or_else(|| OAuthError::bad("invalid_request", "token is missing"))?;
         let access_grant = state
@@ -897,6 +996,24 @@ fn revoke(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Res
         ),
         Err(error) => error.response(auth),
     }
+}
+
+/// Base64url without padding (JWT segments).
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ async fn receive(shared: Arc<Shared>, role: Role, request: Request<Incoming>) ->
         status: None,
         received_at: Instant::now(),
     });
-    let response = if too_large {
+    let mut response = if too_large {
         plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
     } else {
         match role {
@@ -156,6 +156,12 @@ async fn receive(shared: Arc<Shared>, role: Role, request: Request<Incoming>) ->
             Role::Elsewhere => plain(StatusCode::NOT_FOUND, "this origin is not the MCP server"),
         }
     };
+    if matches!(role, Role::Main) && shared.config().sticky_cookie {
+        response.headers_mut().append(
+            hyper::header::SET_COOKIE,
+            HeaderValue::from_static("lb=backend-1; Path=/; HttpOnly"),
+        );
+    }
     log.set_status(index, response.status().as_u16());
     response
 }

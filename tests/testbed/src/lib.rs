@@ -96,6 +96,14 @@ pub use record::Recorded;
 pub use relay::{Relay, RelayStats};
 pub use tls::{ThrowawayCa, TlsIdentity};
 
+/// A fresh EC P-256 key pair for `private_key_jwt`: the private key as PKCS#8 PEM
+/// (for the client) and the public key as an uncompressed point (for
+/// [`AuthConfig::jwt_client`]).
+pub fn jwt_keypair() -> (String, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().expect("a P-256 key");
+    (key.serialize_pem(), key.public_key_raw().to_vec())
+}
+
 use state::{lock, Shared};
 
 /// How the server answers a POST that carries requests.
@@ -174,6 +182,9 @@ pub struct Config {
     /// RFC 9457 problem body and `Link: </mcp>; rel="successor-version"`, while `/mcp`
     /// serves as configured (a hosted server that moved to Streamable HTTP).
     pub retired_sse: bool,
+    /// Every answer of the main listener sets `lb=backend-1` (a load balancer's
+    /// stickiness cookie).
+    pub sticky_cookie: bool,
     /// Serve MCP 2026-07-28 only at `/mcp` (see [`modern`]): `server/discover`, `_meta`
     /// and header checks, no `initialize`, no sessions, GET and DELETE `405`.
     pub modern: bool,
@@ -230,6 +241,7 @@ impl Default for Config {
             fail_status: None,
             gone: None,
             modern: false,
+            sticky_cookie: false,
             retired_sse: false,
             modern_refuse_first: false,
             modern_break_first_list: false,
