@@ -1,6 +1,5 @@
 //! The command line, compatible with mcp-remote 0.15: `mcp-remote <server-url>
-//! [callback-port] [flags]`. Every flag of mcp-remote is accepted; those whose
-//! feature comes in a later version fail with a clear "not supported yet".
+//! [callback-port] [flags]`. Every flag of mcp-remote is accepted and works.
 
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
@@ -229,8 +228,11 @@ pub struct Cli {
     #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub use_id_token: bool,
 
-    /// Sign in with the device authorization grant.
-    #[arg(long, help_heading = "Not supported yet")]
+    /// Sign in with the device authorization grant (RFC 8628): a code to enter at a
+    /// URL on any device, for machines where no browser can reach localhost. Used
+    /// without this flag too when no browser can be shown here (SSH, no display)
+    /// and the authorization server offers it.
+    #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub device_code: bool,
 
     /// Machine-to-machine: get tokens with the client credentials grant, using
@@ -276,22 +278,4 @@ pub enum TransportStrategy {
     HttpOnly,
     /// Legacy SSE only.
     SseOnly,
-}
-
-impl Cli {
-    /// The flags given that belong to features not built yet, with the feature's name.
-    pub fn unsupported(&self) -> Vec<(&'static str, &'static str)> {
-        let mut out = Vec::new();
-        let mut check = |given: bool, flag: &'static str, feature: &'static str| {
-            if given {
-                out.push((flag, feature));
-            }
-        };
-        check(
-            self.device_code,
-            "--device-code",
-            "the device authorization grant",
-        );
-        out
-    }
 }

@@ -8,6 +8,7 @@ use actors::http::HttpOptions;
 use actors::oauth::{AuthOptions, ResourceParam};
 use actors::token_store::StoredClient;
 use actors::trace::{TraceSettings, DEFAULT_MAX_FILE_BYTES};
+use machines::auth::flow::DeviceChoice;
 use machines::cache_key::{cache_key, CacheKeyInput};
 use machines::engine::HostConfig;
 use machines::link::Strategy;
@@ -83,14 +84,6 @@ pub enum SettingsError {
     /// A header file could not be read.
     #[error("could not read the header file {0}: {1}")]
     HeaderFile(String, String),
-    /// A flag whose feature is not built yet.
-    #[error("{flag} is not supported yet: {feature} comes in a later version of mcp-remote-rs")]
-    NotSupportedYet {
-        /// The flag.
-        flag: &'static str,
-        /// The feature.
-        feature: &'static str,
-    },
     /// A sign-in flag's value cannot be used.
     #[error("{flag}: {reason}")]
     AuthFlag {
@@ -127,9 +120,6 @@ impl Settings {
 
     /// Check a command line.
     pub fn from_cli(cli: &Cli) -> Result<Settings, SettingsError> {
-        if let Some((flag, feature)) = cli.unsupported().into_iter().next() {
-            return Err(SettingsError::NotSupportedYet { flag, feature });
-        }
         let url = Url::parse(&cli.server_url)
             .map_err(|e| SettingsError::Url(cli.server_url.clone(), e.to_string()))?;
         match url.scheme() {
@@ -375,6 +365,14 @@ impl Settings {
             use_id_token: cli.use_id_token,
             token_endpoint,
             client_key,
+            device: if cli.device_code {
+                DeviceChoice::Always
+            } else if actors::browser::usable() {
+                DeviceChoice::Never
+            } else {
+                // No browser can show here (SSH, a container): the device grant, where offered.
+                DeviceChoice::WhenOffered
+            },
         };
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         Ok(Settings {

@@ -23,6 +23,28 @@ pub enum BrowserError {
     Spawn(String),
 }
 
+/// Whether a browser can be shown to the user on this machine: `$BROWSER` is set,
+/// or there is a display — on Linux and other Unix systems `DISPLAY` or
+/// `WAYLAND_DISPLAY`, on macOS anything but an SSH session, on Windows always. Where
+/// there is none (SSH, containers, WSL without a display), a sign-in uses the device
+/// authorization grant when the authorization server offers it.
+pub fn usable() -> bool {
+    usable_with(|name| std::env::var_os(name).filter(|v| !v.is_empty()).is_some())
+}
+
+fn usable_with(set: impl Fn(&str) -> bool) -> bool {
+    if set("BROWSER") {
+        return true;
+    }
+    if cfg!(windows) {
+        true
+    } else if cfg!(target_os = "macos") {
+        !(set("SSH_CONNECTION") || set("SSH_TTY"))
+    } else {
+        set("DISPLAY") || set("WAYLAND_DISPLAY")
+    }
+}
+
 /// Print the URL and try to open it.
 pub fn open(url: &Url, allow_http: bool) -> Result<(), BrowserError> {
     match url.scheme() {
@@ -73,6 +95,21 @@ fn opener(url: &str) -> (String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_display_or_a_browser_makes_it_usable() {
+        let with = |names: &'static [&'static str]| usable_with(move |n| names.contains(&n));
+        assert!(!with(&[]), "no display: headless");
+        assert!(
+            !with(&["SSH_CONNECTION", "SSH_TTY"]),
+            "SSH without X forwarding"
+        );
+        assert!(with(&["DISPLAY"]));
+        assert!(with(&["SSH_CONNECTION", "DISPLAY"]), "X forwarding");
+        assert!(with(&["WAYLAND_DISPLAY"]));
+        assert!(with(&["BROWSER"]), "a browser the user named");
+    }
 
     #[test]
     fn refuses_other_schemes() {

@@ -51,8 +51,9 @@ pub async fn run(
     let mut listener: Option<Listener> = None;
     let url_file = UrlFile(store.authorize_url_path());
     let tracer = crate::trace::get();
-    // Every effect is one step; a flow has a few dozen at most.
-    for _ in 0..64 {
+    // Every effect is one step: a browser flow has a few dozen at most, a device
+    // flow three per poll for at most 15 minutes at 1 s or more apart.
+    for _ in 0..4096 {
         let Some(effect) = flow.poll_effect() else {
             break;
         };
@@ -123,11 +124,35 @@ pub async fn run(
                 })
             }
             FlowEffect::RequestToken(request) => {
-                let answer = token_request(http, &request, options.client_key.as_ref()).await;
+                let answer =
+                    token_request(http, "token", &request, options.client_key.as_ref()).await;
                 FlowInput::TokenAnswered {
                     answer,
                     now_ms: now_ms(),
                 }
+            }
+            FlowEffect::RequestDeviceCode(request) => {
+                let answer =
+                    token_request(http, "device", &request, options.client_key.as_ref()).await;
+                FlowInput::DeviceCodeAnswered {
+                    answer,
+                    now_ms: now_ms(),
+                }
+            }
+            FlowEffect::ShowDeviceCode(d) => {
+                url_file.write_device(&d);
+                if let Some(complete) = &d.verification_uri_complete {
+                    if browser::usable() {
+                        if let Err(e) = browser::open(complete, options.allow_http) {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                }
+                continue;
+            }
+            FlowEffect::Wait(d) => {
+                tokio::time::sleep(d).await;
+                FlowInput::Waited { now_ms: now_ms() }
             }
             FlowEffect::SaveTokens(tokens) => {
                 if let Err(e) = store.save_tokens(&tokens) {
@@ -180,6 +205,24 @@ impl UrlFile {
                 self.0.display()
             ),
             Err(_) => tracing::warn!("Please authorize this client by visiting:\n{url}"),
+        }
+    }
+}
+
+impl UrlFile {
+    /// RFC 8628 §3.3: the user code and where to enter it, on stderr and in the file.
+    fn write_device(&self, d: &machines::auth::device::DeviceAuthorization) {
+        let minutes = d.lifetime.as_secs().div_ceil(60);
+        let mut text = format!(
+            "To sign in, open {} on any device and enter the code {} (within {minutes} min)",
+            d.verification_uri, d.user_code
+        );
+        if let Some(complete) = &d.verification_uri_complete {
+            text.push_str(&format!(",\nor open {complete} (the code is filled in)"));
+        }
+        match crate::store::write_private(&self.0, format!("{text}\n").as_bytes()) {
+            Ok(()) => tracing::warn!("{text}\n(this is also in {})", self.0.display()),
+            Err(_) => tracing::warn!("{text}"),
         }
     }
 }
@@ -372,13 +415,15 @@ async fn register_noted(
     Ok(HttpAnswer { status, body })
 }
 
-/// POST to the token endpoint with the client's authentication (OAuth 2.1 §2.4).
+/// POST to the token endpoint (or the device authorization endpoint, which takes
+/// the same client authentication) with the client's authentication (OAuth 2.1 §2.4).
 async fn token_request(
     http: &reqwest::Client,
+    purpose: &'static str,
     request: &TokenRequest,
     client_key: Option<&machines::auth::flow::ClientKey>,
 ) -> Result<HttpAnswer, AuthError> {
-    let mut note = HttpNote::start("token", "POST", &request.endpoint);
+    let mut note = HttpNote::start(purpose, "POST", &request.endpoint);
     let answer = token_request_noted(http, request, client_key, &mut note).await;
     HttpNote::end(note, answer.as_ref().map(|a| a.body.len()));
     answer

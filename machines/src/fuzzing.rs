@@ -780,6 +780,7 @@ pub fn sign_in_flow(data: &[u8]) {
     let mut bytes = data.iter().copied();
     let mut next = move || bytes.next().unwrap_or(0);
     let flags = next();
+    let device_flags = next();
     let issuer = |b: u8| if b & 1 == 0 { A } else { B };
     let _ = B;
     let options = AuthOptions {
@@ -818,7 +819,13 @@ pub fn sign_in_flow(data: &[u8]) {
         use_id_token: false,
         token_endpoint: None,
         client_key: None,
+        device: match device_flags & 3 {
+            0 | 1 => crate::auth::flow::DeviceChoice::Never,
+            2 => crate::auth::flow::DeviceChoice::WhenOffered,
+            _ => crate::auth::flow::DeviceChoice::Always,
+        },
     };
+    let offers_device = device_flags & 4 != 0;
     let tokens = StoredTokens {
         access_token: "at-a".into(),
         refresh_token: Some("rt-a".into()),
@@ -870,11 +877,52 @@ pub fn sign_in_flow(data: &[u8]) {
             }),
         }
     };
-    for _ in 0..64 {
+    let check = |request: &crate::auth::flow::TokenRequest| {
+        let origin = Url::parse(&request.endpoint)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        // A's own metadata vouches for these two origins, and nothing else does.
+        if origin != A && origin != "https://tok-a.example" {
+            assert_ne!(
+                request.client_id, "client-a",
+                "A's client id sent to {origin}"
+            );
+            assert_ne!(
+                request.client_secret.as_deref(),
+                Some("secret-a"),
+                "A's secret sent to {origin}"
+            );
+            assert!(
+                request.params.iter().all(|(_, v)| v != "rt-a"),
+                "A's refresh token sent to {origin}"
+            );
+        }
+    };
+    let mut now_ms = 2_000u64;
+    let mut polls = 0u32;
+    // A device sign-in polls until its code's lifetime (60 s here) at 1 s or more apart.
+    for _ in 0..512 {
         let Some(effect) = flow.poll_effect() else {
             break;
         };
         let input = match effect {
+            FlowEffect::RequestDeviceCode(request) => {
+                check(&request);
+                FlowInput::DeviceCodeAnswered {
+                    answer: answer(
+                        next(),
+                        br#"{"device_code":"dc","user_code":"ABCD","verification_uri":"https://a.example/device","expires_in":60,"interval":1}"#
+                            .to_vec(),
+                    ),
+                    now_ms,
+                }
+            }
+            FlowEffect::ShowDeviceCode(_) => continue,
+            FlowEffect::Wait(d) => {
+                assert!(d >= Duration::from_secs(1), "polls at least 1 s apart");
+                now_ms += d.as_millis() as u64;
+                FlowInput::Waited { now_ms }
+            }
             FlowEffect::TakeLock => {
                 let b = next();
                 if b & 3 == 3 {
@@ -903,12 +951,19 @@ pub fn sign_in_flow(data: &[u8]) {
                         )
                         .into_bytes(),
                     ),
-                    2 => Fetched::Document(
-                        format!(
-                            r#"{{"issuer":"{origin}","authorization_endpoint":"{origin}/authorize","token_endpoint":"{origin}/token","registration_endpoint":"{origin}/register","code_challenge_methods_supported":["S256"]}}"#
+                    2 => {
+                        let device = if offers_device {
+                            format!(r#","device_authorization_endpoint":"{origin}/device""#)
+                        } else {
+                            String::new()
+                        };
+                        Fetched::Document(
+                            format!(
+                                r#"{{"issuer":"{origin}","authorization_endpoint":"{origin}/authorize","token_endpoint":"{origin}/token","registration_endpoint":"{origin}/register","code_challenge_methods_supported":["S256"]{device}}}"#
+                            )
+                            .into_bytes(),
                         )
-                        .into_bytes(),
-                    ),
+                    }
                     // RFC 8414 lets an issuer keep its endpoints on another host.
                     _ => {
                         let elsewhere = origin.replace("https://", "https://tok-");
@@ -943,24 +998,30 @@ pub fn sign_in_flow(data: &[u8]) {
                 })
             }
             FlowEffect::RequestToken(request) => {
-                let origin = Url::parse(&request.endpoint)
-                    .map(|u| u.origin().ascii_serialization())
-                    .unwrap_or_default();
-                // A's own metadata vouches for these two origins, and nothing else does.
-                if origin != A && origin != "https://tok-a.example" {
-                    assert_ne!(
-                        request.client_id, "client-a",
-                        "A's client id sent to {origin}"
-                    );
-                    assert_ne!(
-                        request.client_secret.as_deref(),
-                        Some("secret-a"),
-                        "A's secret sent to {origin}"
-                    );
-                    assert!(
-                        request.params.iter().all(|(_, v)| v != "rt-a"),
-                        "A's refresh token sent to {origin}"
-                    );
+                check(&request);
+                let device = request
+                    .params
+                    .iter()
+                    .any(|(k, v)| *k == "grant_type" && v == crate::auth::device::GRANT_TYPE);
+                if device {
+                    polls += 1;
+                    let b = next();
+                    let error = [
+                        "authorization_pending",
+                        "slow_down",
+                        "access_denied",
+                        "expired_token",
+                    ][usize::from(b >> 4) % 4];
+                    let answer = if b & 3 == 1 {
+                        answer(1, br#"{"access_token":"at-new","expires_in":60}"#.to_vec())
+                    } else {
+                        Ok(HttpAnswer {
+                            status: 400,
+                            body: format!(r#"{{"error":"{error}"}}"#).into_bytes(),
+                        })
+                    };
+                    flow.handle(FlowInput::TokenAnswered { answer, now_ms });
+                    continue;
                 }
                 let b = next();
                 definitive |= b % 4 == 2;
@@ -986,5 +1047,9 @@ pub fn sign_in_flow(data: &[u8]) {
         flow.handle(input);
     }
     assert_eq!(finished, 1, "the flow ends exactly once");
+    assert!(
+        polls <= 60,
+        "no more polls than the code's lifetime allows: {polls}"
+    );
     assert!(flow.poll_effect().is_none(), "nothing after the end");
 }

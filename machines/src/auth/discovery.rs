@@ -97,6 +97,9 @@ pub struct AuthServerMetadata {
     /// Grant types.
     #[serde(default)]
     pub grant_types_supported: Option<Vec<String>>,
+    /// RFC 8628 §4: where a device asks for a user code.
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
 }
 
 /// RFC 9728 §3.1: candidate URLs of the protected resource metadata, in order.

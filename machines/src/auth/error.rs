@@ -5,6 +5,7 @@
 
 use super::callback::CallbackError;
 use super::callback_port::PortError;
+use super::device::DeviceError;
 use super::discovery::DiscoveryError;
 use super::registration::RegistrationError;
 use super::token::TokenError;
@@ -77,6 +78,12 @@ pub enum AuthError {
     /// The token endpoint refused, or answered nonsense.
     #[error("{0}")]
     Token(TokenError),
+    /// The device authorization grant (RFC 8628) gave no tokens.
+    #[error("{0}")]
+    Device(DeviceError),
+    /// `--device-code`, and the authorization server does not offer the grant.
+    #[error("the authorization server {0} does not offer the device authorization grant (no device_authorization_endpoint in its metadata); run without --device-code to sign in through the browser")]
+    NoDeviceGrant(String),
     /// The authorization endpoint in its metadata is not a URL.
     #[error("the authorization server's authorization endpoint is not a valid URL")]
     BadAuthorizationEndpoint,
@@ -195,6 +202,12 @@ impl From<RegistrationError> for AuthError {
 impl From<TokenError> for AuthError {
     fn from(e: TokenError) -> Self {
         AuthError::Token(e)
+    }
+}
+
+impl From<DeviceError> for AuthError {
+    fn from(e: DeviceError) -> Self {
+        AuthError::Device(e)
     }
 }
 

@@ -45,6 +45,7 @@
 use super::callback::AuthorizationResponse;
 use super::callback_port::{CallbackPort, PortEffect, PortEvent, PortOutbox};
 use super::challenge::BearerChallenge;
+use super::device::{self, DeviceAuthorization, DeviceError, Poll};
 use super::discovery::{self, AuthServerMetadata, DiscoveryError, ProtectedResource, TokenAuth};
 use super::registration::{self, ClientInfo};
 use super::scope;
@@ -113,6 +114,20 @@ pub struct AuthOptions {
     /// `--client-key`: the client authenticates with a JWT signed by this key
     /// (`private_key_jwt`, RFC 7523) instead of a secret.
     pub client_key: Option<ClientKey>,
+    /// When the device authorization grant (RFC 8628) replaces the browser.
+    pub device: DeviceChoice,
+}
+
+/// When a sign-in uses the device authorization grant instead of the loopback browser flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// Always the browser.
+    #[default]
+    Never,
+    /// When the authorization server offers it (no usable browser here: SSH, no display).
+    WhenOffered,
+    /// Always (`--device-code`); an error when the server does not offer it.
+    Always,
 }
 
 /// A client's private key (PKCS#8 PEM, P-256 or RSA), for `private_key_jwt`. The
@@ -215,6 +230,18 @@ pub enum FlowInput {
     Registered(Result<HttpAnswer, AuthError>),
     /// The browser came back to the listener with a valid `state` (or the wait ended).
     CallbackReceived(Result<AuthorizationResponse, AuthError>),
+    /// The device authorization endpoint's answer, received at `now_ms`.
+    DeviceCodeAnswered {
+        /// The answer, or why there was none.
+        answer: Result<HttpAnswer, AuthError>,
+        /// Milliseconds since the epoch (the code's lifetime counts from here).
+        now_ms: u64,
+    },
+    /// The wait asked for is over.
+    Waited {
+        /// Milliseconds since the epoch.
+        now_ms: u64,
+    },
     /// The token endpoint's answer, received at `now_ms`.
     TokenAnswered {
         /// The answer, or why there was none.
@@ -258,6 +285,19 @@ impl FlowEffect {
                     Some(format!("{grant} at {}", endpoint_text(&request.endpoint))),
                 )
             }
+            FlowEffect::RequestDeviceCode(request) => {
+                ("RequestDeviceCode", Some(endpoint_text(&request.endpoint)))
+            }
+            FlowEffect::ShowDeviceCode(d) => (
+                "ShowDeviceCode",
+                Some(format!(
+                    "enter {} at {} within {} s",
+                    d.user_code,
+                    d.verification_uri,
+                    d.lifetime.as_secs()
+                )),
+            ),
+            FlowEffect::Wait(d) => ("Wait", Some(format!("{} ms", d.as_millis()))),
             FlowEffect::SaveTokens(tokens) => ("SaveTokens", Some(tokens_text(tokens))),
             FlowEffect::Forget { tokens, client } => (
                 "Forget",
@@ -318,6 +358,10 @@ impl FlowInput {
                 ("CallbackReceived", Some("an authorization code".into()))
             }
             FlowInput::CallbackReceived(Err(e)) => ("CallbackReceived", Some(e.to_string())),
+            FlowInput::DeviceCodeAnswered { answer: a, .. } => {
+                ("DeviceCodeAnswered", Some(answer(a)))
+            }
+            FlowInput::Waited { .. } => ("Waited", None),
             FlowInput::TokenAnswered { answer: a, .. } => ("TokenAnswered", Some(answer(a))),
         }
     }
@@ -409,6 +453,15 @@ pub enum FlowEffect {
     },
     /// POST to the token endpoint: answer [`FlowInput::TokenAnswered`].
     RequestToken(TokenRequest),
+    /// POST to the device authorization endpoint (RFC 8628 §3.1), with the
+    /// client's authentication as at the token endpoint: answer
+    /// [`FlowInput::DeviceCodeAnswered`].
+    RequestDeviceCode(TokenRequest),
+    /// Tell the user where to go and which code to enter (and open
+    /// `verification_uri_complete` where a browser can be used). No answer.
+    ShowDeviceCode(DeviceAuthorization),
+    /// Wait this long: answer [`FlowInput::Waited`].
+    Wait(Duration),
     /// Store these tokens.
     SaveTokens(StoredTokens),
     /// The authorization server said these stored credentials are dead (read under
@@ -440,10 +493,23 @@ enum Expect {
     Callback,
     Registration {
         method: TokenAuth,
+        /// A client for the device grant (no redirect URI).
+        device: bool,
     },
     AuthorizationCode,
+    DeviceCode,
+    DeviceWait(DevicePoll),
     Token(TokenFor),
     Done,
+}
+
+/// A device code being polled for.
+#[derive(Debug)]
+struct DevicePoll {
+    device_code: String,
+    interval: Duration,
+    lifetime: Duration,
+    deadline_ms: u64,
 }
 
 /// Why the authorization server metadata is being fetched.
@@ -477,6 +543,7 @@ enum TokenFor {
     },
     Code,
     ClientCredentials,
+    Device(DevicePoll),
 }
 
 /// What discovery settled for a sign-in.
@@ -501,6 +568,8 @@ pub struct Flow {
     /// A sign-in tried the tokens another copy left first; on failure it goes on to sign in.
     then_sign_in: bool,
     discovered: Option<Discovered>,
+    /// The device authorization endpoint, when the device grant replaces the browser.
+    device_endpoint: Option<String>,
     port: Option<StateMachine<CallbackPort>>,
     redirect_uri: Option<String>,
     client: Option<(ClientInfo, bool)>,
@@ -532,6 +601,7 @@ impl Flow {
             disk_client: None,
             then_sign_in: false,
             discovered: None,
+            device_endpoint: None,
             port: None,
             redirect_uri: None,
             client: None,
@@ -624,11 +694,11 @@ impl Flow {
             (Expect::Callback, FlowInput::CallbackBindFailed(reason)) => {
                 self.port_event(PortEvent::BindFailed { reason })
             }
-            (Expect::Registration { method }, FlowInput::Registered(answer)) => {
+            (Expect::Registration { method, device }, FlowInput::Registered(answer)) => {
                 let answer = answer?;
                 let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
                 let redirect_uri = self.redirect_uri.clone().unwrap_or_default();
-                let client = registration::parse_response(
+                let mut client = registration::parse_response(
                     answer.status,
                     &answer.body,
                     &registration::Requested {
@@ -637,10 +707,37 @@ impl Flow {
                         issuer: &disc.issuer,
                     },
                 )?;
+                if device {
+                    // Remember what it was registered for, so a later device sign-in reuses it.
+                    client.extra.entry("grant_types").or_insert_with(|| {
+                        serde_json::json!([device::GRANT_TYPE, "refresh_token"])
+                    });
+                }
                 self.effects
                     .push_back(FlowEffect::SaveClient(client.clone()));
                 self.client = Some((client, true));
-                self.authorize()
+                if device {
+                    self.request_device_code()
+                } else {
+                    self.authorize()
+                }
+            }
+            (Expect::DeviceCode, FlowInput::DeviceCodeAnswered { answer, now_ms }) => {
+                let answer = answer?;
+                let d =
+                    device::parse_response(answer.status, &answer.body, self.options.allow_http)?;
+                let poll = DevicePoll {
+                    device_code: d.device_code.clone(),
+                    interval: d.interval,
+                    lifetime: d.lifetime,
+                    deadline_ms: now_ms.saturating_add(d.lifetime.as_millis() as u64),
+                };
+                self.effects.push_back(FlowEffect::ShowDeviceCode(d));
+                self.wait_then_poll(poll);
+                Ok(())
+            }
+            (Expect::DeviceWait(poll), FlowInput::Waited { now_ms }) => {
+                self.poll_device(poll, now_ms)
             }
             (Expect::AuthorizationCode, FlowInput::CallbackReceived(response)) => {
                 let response = response?;
@@ -939,6 +1036,9 @@ impl Flow {
         if let Some(r) = &meta.registration_endpoint {
             self.check_url(r)?;
         }
+        if let Some(d) = &meta.device_authorization_endpoint {
+            self.check_url(d)?;
+        }
         match purpose {
             MetadataFor::Refresh {
                 tokens,
@@ -1059,6 +1159,21 @@ impl Flow {
             );
             return Ok(());
         }
+        let device_endpoint = match self.options.device {
+            DeviceChoice::Never => None,
+            DeviceChoice::WhenOffered => disc.meta.device_authorization_endpoint.clone(),
+            DeviceChoice::Always => Some(
+                disc.meta
+                    .device_authorization_endpoint
+                    .clone()
+                    .ok_or_else(|| AuthError::NoDeviceGrant(disc.issuer.clone()))?,
+            ),
+        };
+        if let Some(endpoint) = device_endpoint {
+            self.check_url(&endpoint)?;
+            self.device_endpoint = Some(endpoint);
+            return self.device_client();
+        }
         // The callback port: the stored registration's, when it is bound to this issuer.
         let registered = self
             .usable_stored_client(&disc.issuer)
@@ -1174,7 +1289,111 @@ impl Flow {
         }
         self.effects
             .push_back(FlowEffect::Register { endpoint, body });
-        self.expect = Expect::Registration { method };
+        self.expect = Expect::Registration {
+            method,
+            device: false,
+        };
+        Ok(())
+    }
+
+    /// The client for a device sign-in: the pre-registered one, a metadata document
+    /// URL, a stored registration for this grant at this issuer, or a new one.
+    fn device_client(&mut self) -> Result<(), AuthError> {
+        let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
+        if let Some(c) = &self.options.static_client {
+            self.client = Some((c.clone(), false));
+            return self.request_device_code();
+        }
+        if let Some(url) = self.cimd_supported(&disc.meta) {
+            self.client = Some((cimd_client(&url, None), false));
+            return self.request_device_code();
+        }
+        if let Some(c) = self.usable_stored_client(&disc.issuer) {
+            let for_device = c
+                .extra
+                .get("grant_types")
+                .and_then(|g| g.as_array())
+                .is_some_and(|g| g.iter().any(|t| t == device::GRANT_TYPE));
+            if for_device && !secret_expired(c, self.now_ms) {
+                self.client = Some((c.clone(), true));
+                return self.request_device_code();
+            }
+        }
+        let Some(endpoint) = disc.meta.registration_endpoint.clone() else {
+            return Err(AuthError::NoRegistration);
+        };
+        let method = discovery::choose_token_auth(
+            disc.meta.token_endpoint_auth_methods_supported.as_deref(),
+        );
+        let mut body = serde_json::json!({
+            "client_name": self.options.client_name,
+            "grant_types": [device::GRANT_TYPE, "refresh_token"],
+            "response_types": [],
+            "token_endpoint_auth_method": method.as_str(),
+            "application_type": "native",
+            "software_id": "mcp-remote-rs",
+            "software_version": env!("CARGO_PKG_VERSION"),
+        });
+        if let Some(s) = &disc.scope {
+            body["scope"] = s.clone().into();
+        }
+        if let (Some(extra), Some(obj)) = (&self.options.static_metadata, body.as_object_mut()) {
+            for (k, v) in extra {
+                obj.insert(k.clone(), v.clone());
+            }
+        }
+        self.effects
+            .push_back(FlowEffect::Register { endpoint, body });
+        self.expect = Expect::Registration {
+            method,
+            device: true,
+        };
+        Ok(())
+    }
+
+    /// RFC 8628 §3.1: ask for a device code (scope and resource as for the browser).
+    fn request_device_code(&mut self) -> Result<(), AuthError> {
+        let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
+        let endpoint = self
+            .device_endpoint
+            .clone()
+            .ok_or(AuthError::ListenerStopped)?;
+        let (client, _) = self.client.clone().ok_or(AuthError::NoClient)?;
+        let mut params = Vec::new();
+        if let Some(s) = &disc.scope {
+            params.push(("scope", s.clone()));
+        }
+        if let Some(r) = self.resource_param(&disc) {
+            params.push(("resource", r));
+        }
+        let request = self.token_request(&endpoint, &client, params);
+        self.effects
+            .push_back(FlowEffect::RequestDeviceCode(request));
+        self.expect = Expect::DeviceCode;
+        Ok(())
+    }
+
+    fn wait_then_poll(&mut self, poll: DevicePoll) {
+        self.effects.push_back(FlowEffect::Wait(poll.interval));
+        self.expect = Expect::DeviceWait(poll);
+    }
+
+    /// RFC 8628 §3.4: one poll of the token endpoint, unless the code has expired.
+    fn poll_device(&mut self, poll: DevicePoll, now_ms: u64) -> Result<(), AuthError> {
+        if now_ms >= poll.deadline_ms {
+            return Err(DeviceError::Expired(poll.lifetime).into());
+        }
+        let endpoint = self
+            .discovered
+            .as_ref()
+            .map(|d| d.meta.token_endpoint.clone())
+            .ok_or(AuthError::ListenerStopped)?;
+        let (client, _) = self.client.clone().ok_or(AuthError::NoClient)?;
+        let params = vec![
+            ("grant_type", device::GRANT_TYPE.to_owned()),
+            ("device_code", poll.device_code.clone()),
+        ];
+        self.request_token(&endpoint, &client, params, TokenFor::Device(poll));
         Ok(())
     }
 
@@ -1229,6 +1448,19 @@ impl Flow {
         params: Vec<(&'static str, String)>,
         purpose: TokenFor,
     ) {
+        let request = self.token_request(endpoint, client, params);
+        self.effects.push_back(FlowEffect::RequestToken(request));
+        self.expect = Expect::Token(purpose);
+    }
+
+    /// A request to an endpoint of the authorization server, with the client's
+    /// authentication (OAuth 2.1 §2.4) chosen here.
+    fn token_request(
+        &self,
+        endpoint: &str,
+        client: &ClientInfo,
+        params: Vec<(&'static str, String)>,
+    ) -> TokenRequest {
         let auth = match &self.options.client_key {
             Some(_) => TokenAuth::PrivateKeyJwt,
             None => client
@@ -1248,16 +1480,14 @@ impl Flow {
             .as_ref()
             .map(|d| d.issuer.clone())
             .unwrap_or_else(|| endpoint.to_owned());
-        self.effects
-            .push_back(FlowEffect::RequestToken(TokenRequest {
-                endpoint: endpoint.to_owned(),
-                auth,
-                client_id: client.client_id.clone(),
-                client_secret: client.client_secret.clone(),
-                params,
-                audience,
-            }));
-        self.expect = Expect::Token(purpose);
+        TokenRequest {
+            endpoint: endpoint.to_owned(),
+            auth,
+            client_id: client.client_id.clone(),
+            client_secret: client.client_secret.clone(),
+            params,
+            audience,
+        }
     }
 
     fn token_answered(
@@ -1268,6 +1498,15 @@ impl Flow {
     ) -> Result<(), AuthError> {
         let parsed =
             answer.and_then(|a| token::parse_response(a.status, &a.body).map_err(AuthError::from));
+        self.token_parsed(purpose, parsed, now_ms)
+    }
+
+    fn token_parsed(
+        &mut self,
+        purpose: TokenFor,
+        parsed: Result<TokenResponse, AuthError>,
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
         match purpose {
             TokenFor::Refresh { old, stored_client } => match parsed {
                 Ok(t) => {
@@ -1303,6 +1542,31 @@ impl Flow {
                     Err(error)
                 }
             },
+            TokenFor::Device(poll) => {
+                let refused = match &parsed {
+                    Err(AuthError::Token(TokenError::Refused { error, .. })) => {
+                        Some(device::classify(error))
+                    }
+                    // The network or a 5xx while the user types: ask again, until the code expires.
+                    Err(AuthError::Unreachable { .. }) => Some(Poll::Pending),
+                    _ => None,
+                };
+                match refused {
+                    Some(Poll::Pending) => {
+                        self.wait_then_poll(poll);
+                        Ok(())
+                    }
+                    Some(Poll::SlowDown) => {
+                        let interval =
+                            (poll.interval + device::SLOW_DOWN_STEP).min(device::MAX_INTERVAL);
+                        self.wait_then_poll(DevicePoll { interval, ..poll });
+                        Ok(())
+                    }
+                    Some(Poll::Denied) => Err(DeviceError::Denied.into()),
+                    Some(Poll::Expired) => Err(DeviceError::Expired(poll.lifetime).into()),
+                    Some(Poll::Failed) | None => self.token_parsed(TokenFor::Code, parsed, now_ms),
+                }
+            }
             TokenFor::Code | TokenFor::ClientCredentials => {
                 let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
                 match parsed {
@@ -1419,6 +1683,7 @@ mod tests {
             use_id_token: false,
             token_endpoint: None,
             client_key: None,
+            device: DeviceChoice::Never,
         }
     }
 
@@ -1635,6 +1900,9 @@ mod tests {
                 FlowEffect::SaveClient(_)
                 | FlowEffect::SaveTokens(_)
                 | FlowEffect::Forget { .. } => continue,
+                FlowEffect::RequestDeviceCode(_)
+                | FlowEffect::ShowDeviceCode(_)
+                | FlowEffect::Wait(_) => unreachable!("these worlds offer no device grant"),
                 FlowEffect::Finished(result) => {
                     trace.finished = Some(result);
                     assert!(flow.poll_effect().is_none(), "nothing after Finished");
@@ -2024,5 +2292,200 @@ mod tests {
             let finished = trace.effects.iter().filter(|e| matches!(e, FlowEffect::Finished(_))).count();
             prop_assert_eq!(finished, 1);
         }
+    }
+
+    /// A device sign-in at A with nothing stored, the token endpoint answering
+    /// `polls` in turn (then tokens): the effects, the waits and how it ended.
+    fn device_sign_in(
+        choice: DeviceChoice,
+        offered: bool,
+        polls: &[&str],
+    ) -> (
+        Vec<FlowEffect>,
+        Vec<Duration>,
+        Result<StoredTokens, AuthError>,
+    ) {
+        let mut flow = Flow::new(
+            AuthOptions {
+                device: choice,
+                ..options()
+            },
+            FlowStart::SignIn {
+                challenge: BearerChallenge::default(),
+                step_up: None,
+                refused: None,
+            },
+            secrets(),
+        );
+        let mut meta: serde_json::Value = serde_json::from_slice(&metadata(AS_A)).unwrap();
+        if offered {
+            meta["device_authorization_endpoint"] = format!("{AS_A}/device").into();
+        }
+        let mut polls = polls.iter();
+        let (mut effects, mut waits) = (Vec::new(), Vec::new());
+        let mut now = NOW;
+        for _ in 0..200 {
+            let Some(effect) = flow.poll_effect() else {
+                break;
+            };
+            effects.push(effect.clone());
+            let input = match effect {
+                FlowEffect::TakeLock => FlowInput::LockTaken {
+                    tokens: None,
+                    client: None,
+                    now_ms: now,
+                },
+                FlowEffect::FetchMetadata(url) if url.path().contains("protected-resource") => {
+                    FlowInput::MetadataFetched(Fetched::Document(
+                        format!(r#"{{"resource":"{MCP}","authorization_servers":["{AS_A}"]}}"#)
+                            .into_bytes(),
+                    ))
+                }
+                FlowEffect::FetchMetadata(_) => {
+                    FlowInput::MetadataFetched(Fetched::Document(meta.to_string().into_bytes()))
+                }
+                FlowEffect::Register { body, .. } => {
+                    assert_eq!(body["grant_types"][0], device::GRANT_TYPE);
+                    assert!(body.get("redirect_uris").is_none());
+                    FlowInput::Registered(Ok(HttpAnswer {
+                        status: 201,
+                        body: br#"{"client_id":"dev-client"}"#.to_vec(),
+                    }))
+                }
+                FlowEffect::RequestDeviceCode(r) => {
+                    assert_eq!(r.endpoint, format!("{AS_A}/device"));
+                    assert_eq!(r.client_id, "dev-client");
+                    FlowInput::DeviceCodeAnswered {
+                        answer: Ok(HttpAnswer {
+                            status: 200,
+                            body: br#"{"device_code":"dc","user_code":"ABCD-EFGH","verification_uri":"https://a.example/activate","expires_in":30,"interval":2}"#.to_vec(),
+                        }),
+                        now_ms: now,
+                    }
+                }
+                FlowEffect::Wait(d) => {
+                    waits.push(d);
+                    now += d.as_millis() as u64;
+                    FlowInput::Waited { now_ms: now }
+                }
+                FlowEffect::RequestToken(r) => {
+                    assert!(r
+                        .params
+                        .contains(&("grant_type", device::GRANT_TYPE.into())));
+                    assert!(r.params.contains(&("device_code", "dc".into())));
+                    let answer = match polls.next() {
+                        Some(error) => HttpAnswer {
+                            status: 400,
+                            body: format!(r#"{{"error":"{error}"}}"#).into_bytes(),
+                        },
+                        None => HttpAnswer {
+                            status: 200,
+                            body: token_body("at-dev", "rt-dev"),
+                        },
+                    };
+                    FlowInput::TokenAnswered {
+                        answer: Ok(answer),
+                        now_ms: now,
+                    }
+                }
+                FlowEffect::Finished(result) => return (effects, waits, result),
+                FlowEffect::BindCallback(_) | FlowEffect::AwaitCallback { .. } => {
+                    return (effects, waits, Err(AuthError::ListenerStopped))
+                }
+                _ => continue,
+            };
+            flow.handle(input);
+        }
+        panic!("the flow did not finish")
+    }
+
+    #[test]
+    fn device_grant_polls_at_the_interval_and_slows_down_when_told() {
+        let (effects, waits, result) = device_sign_in(
+            DeviceChoice::Always,
+            true,
+            &[
+                "authorization_pending",
+                "slow_down",
+                "authorization_pending",
+            ],
+        );
+        let tokens = result.unwrap();
+        assert_eq!(tokens.access_token, "at-dev");
+        assert_eq!(tokens.issuer.as_deref(), Some(AS_A));
+        let secs: Vec<u64> = waits.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(
+            secs,
+            [2, 2, 7, 7],
+            "the interval, then 5 s more from the slow_down on"
+        );
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, FlowEffect::ShowDeviceCode(d) if d.user_code == "ABCD-EFGH")));
+        let saved = effects.iter().find_map(|e| match e {
+            FlowEffect::SaveClient(c) => Some(c.clone()),
+            _ => None,
+        });
+        let saved = saved.expect("the registration is stored");
+        assert!(saved.redirect_uris.is_empty(), "no redirect URI invented");
+        assert_eq!(saved.extra["grant_types"][0], device::GRANT_TYPE);
+    }
+
+    #[test]
+    fn device_grant_errors_end_the_sign_in() {
+        let (_, _, r) = device_sign_in(DeviceChoice::Always, true, &["access_denied"]);
+        assert!(
+            matches!(r, Err(AuthError::Device(DeviceError::Denied))),
+            "{r:?}"
+        );
+        let (_, _, r) = device_sign_in(
+            DeviceChoice::Always,
+            true,
+            &["authorization_pending", "expired_token"],
+        );
+        assert!(
+            matches!(r, Err(AuthError::Device(DeviceError::Expired(_)))),
+            "{r:?}"
+        );
+        // The code lives 30 s: polls every 2 s stop at its end, whatever the server says.
+        let pending = ["authorization_pending"; 40];
+        let (effects, waits, r) = device_sign_in(DeviceChoice::Always, true, &pending);
+        assert!(
+            matches!(r, Err(AuthError::Device(DeviceError::Expired(_)))),
+            "{r:?}"
+        );
+        assert_eq!(waits.len(), 15, "30 s at 2 s");
+        let polls = effects
+            .iter()
+            .filter(|e| matches!(e, FlowEffect::RequestToken(_)))
+            .count();
+        assert_eq!(polls, 14);
+        let (_, _, r) = device_sign_in(DeviceChoice::Always, true, &["invalid_grant"]);
+        assert!(matches!(r, Err(AuthError::Token(_))), "{r:?}");
+    }
+
+    #[test]
+    fn device_grant_is_used_only_when_chosen_and_offered() {
+        let (_, _, r) = device_sign_in(DeviceChoice::Always, false, &[]);
+        assert!(
+            matches!(r, Err(AuthError::NoDeviceGrant(ref i)) if i == AS_A),
+            "{r:?}"
+        );
+        let (effects, _, _) = device_sign_in(DeviceChoice::WhenOffered, false, &[]);
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, FlowEffect::BindCallback(_))),
+            "not offered: the browser"
+        );
+        let (effects, _, r) = device_sign_in(DeviceChoice::WhenOffered, true, &[]);
+        assert!(r.is_ok());
+        assert!(!effects
+            .iter()
+            .any(|e| matches!(e, FlowEffect::BindCallback(_))));
+        let (effects, _, _) = device_sign_in(DeviceChoice::Never, true, &[]);
+        assert!(effects
+            .iter()
+            .any(|e| matches!(e, FlowEffect::BindCallback(_))));
     }
 }

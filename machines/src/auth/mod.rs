@@ -6,6 +6,7 @@
 pub mod callback;
 pub mod callback_port;
 pub mod challenge;
+pub mod device;
 pub mod discovery;
 mod error;
 pub mod flow;

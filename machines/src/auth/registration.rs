@@ -52,7 +52,7 @@ impl std::fmt::Debug for ClientInfo {
 /// What the registration request asked for, filled in where the answer is silent.
 #[derive(Debug, Clone, Copy)]
 pub struct Requested<'a> {
-    /// The one redirect URI sent.
+    /// The one redirect URI sent (empty for a client of the device grant, which has none).
     pub redirect_uri: &'a str,
     /// The token endpoint authentication method sent.
     pub token_endpoint_auth_method: TokenAuth,
@@ -126,7 +126,7 @@ pub fn parse_response(
     // secret among them), so they are not passed on.
     let mut client: ClientInfo =
         serde_json::from_value(value).map_err(|_| RegistrationError::NotJson)?;
-    if client.redirect_uris.is_empty() {
+    if client.redirect_uris.is_empty() && !requested.redirect_uri.is_empty() {
         client.redirect_uris = vec![requested.redirect_uri.to_owned()];
     }
     if client.token_endpoint_auth_method.is_none() {

@@ -167,6 +167,18 @@ pub struct AuthConfig {
     /// EC P-256 public key (uncompressed point, see [`crate::jwt_keypair`]). Its
     /// assertion's signature, `iss`, `sub`, `aud` (the issuer) and `exp` are checked.
     pub jwt_client: Option<(String, Vec<u8>)>,
+    /// The device authorization grant (RFC 8628): the metadata names
+    /// `/device_authorization`, where a client gets a user code to enter at `/device`;
+    /// `GET /device?user_code=…` is the user approving it.
+    pub device_grant: bool,
+    /// The `interval` of device authorizations, in seconds.
+    pub device_interval_secs: u64,
+    /// The `expires_in` of device codes, in seconds.
+    pub device_expires_secs: u64,
+    /// Errors the token endpoint answers the first device polls, in order, before it
+    /// looks at the approval (`slow_down`, `expired_token`, `access_denied`, …); after
+    /// them, `authorization_pending` until the user approved.
+    pub device_poll_script: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -206,6 +218,10 @@ impl Default for AuthConfig {
             issue_id_tokens: false,
             id_token_ttl_secs: 3600,
             jwt_client: None,
+            device_grant: false,
+            device_interval_secs: 1,
+            device_expires_secs: 600,
+            device_poll_script: Vec::new(),
         }
     }
 }
@@ -343,6 +359,35 @@ pub(crate) struct Client {
     pub(crate) method: String,
     /// The redirect URIs an authorization request may name, matched exactly.
     pub(crate) redirect_uris: Vec<String>,
+    /// Whether it registered for the device authorization grant.
+    pub(crate) device: bool,
+}
+
+/// A device authorization waiting for its user.
+pub(crate) struct DeviceGrant {
+    /// The client that asked.
+    pub(crate) client_id: String,
+    /// What the user enters.
+    pub(crate) user_code: String,
+    /// The scopes asked for.
+    pub(crate) scope: Option<String>,
+    /// The `resource` asked for.
+    pub(crate) resource: Option<String>,
+    /// Whether the user approved at `/device`.
+    pub(crate) approved: bool,
+    /// When the code stops working.
+    pub(crate) expires_at: Instant,
+    /// Tokens were issued for it: it cannot be redeemed again.
+    pub(crate) redeemed: bool,
+}
+
+/// One poll of the token endpoint with a device code, as the server saw it.
+#[derive(Clone, Debug)]
+pub struct DevicePoll {
+    /// When it arrived.
+    pub at: Instant,
+    /// What it answered: an error code, or `tokens`.
+    pub outcome: String,
 }
 
 /// An authorization code not yet redeemed, or redeemed once.
@@ -427,6 +472,10 @@ pub(crate) struct AuthState {
     pub(crate) token_requests: Vec<TokenRequest>,
     /// Every token response that issued tokens.
     pub(crate) issued: Vec<IssuedToken>,
+    /// Device authorizations by device code.
+    pub(crate) devices: HashMap<String, DeviceGrant>,
+    /// Every poll with a device code.
+    pub(crate) device_polls: Vec<DevicePoll>,
 }
 
 impl AuthState {

@@ -33,7 +33,7 @@ use url::{form_urlencoded, Host, Url};
 
 use crate::auth::{
     has_scopes, AsMetadataUrl, AuthConfig, AuthState, AuthorizeBehaviour, AuthorizeRequest, Client,
-    Code, Issue, Registration, TokenRequest, CODE_LIFETIME,
+    Code, DeviceGrant, DevicePoll, Issue, Registration, TokenRequest, CODE_LIFETIME,
 };
 use crate::http::{media_type, with_status};
 use crate::resource::{self, oauth_json};
@@ -49,6 +49,10 @@ const AUTHORIZE_PATH: &str = "/authorize";
 const TOKEN_PATH: &str = "/token";
 const REGISTER_PATH: &str = "/register";
 const REVOKE_PATH: &str = "/revoke";
+const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
+const DEVICE_PATH: &str = "/device";
+/// RFC 8628 §3.4.
+const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// Answers the OAuth paths: resource metadata, authorization server metadata and
 /// endpoints. `None` when `parts` names none of them, so routing goes on.
@@ -86,6 +90,10 @@ pub(crate) fn route(
         AUTHORIZE_PATH => (Method::GET, "GET", authorize),
         TOKEN_PATH => (Method::POST, "POST", token),
         REVOKE_PATH => (Method::POST, "POST", revoke),
+        DEVICE_AUTHORIZATION_PATH if auth.device_grant => {
+            (Method::POST, "POST", device_authorization)
+        }
+        DEVICE_PATH if auth.device_grant => (Method::GET, "GET", device_page),
         _ => return None,
     };
     Some(if parts.method == method {
@@ -143,6 +151,13 @@ pub(crate) fn metadata_document(origin: &str, auth: &AuthConfig) -> Value {
     }
     if auth.cimd {
         document["client_id_metadata_document_supported"] = json!(true);
+    }
+    if auth.device_grant {
+        document["device_authorization_endpoint"] =
+            json!(format!("{origin}{DEVICE_AUTHORIZATION_PATH}"));
+        let mut grants: Vec<&str> = GRANT_TYPES.to_vec();
+        grants.push(DEVICE_GRANT_TYPE);
+        document["grant_types_supported"] = json!(grants);
     }
     for (field, value) in &auth.metadata_overrides {
         document[field] = value.clone();
@@ -305,10 +320,27 @@ fn registered_metadata(
             "the body must be a JSON object of client metadata",
         ));
     };
+    let grant_types: Vec<String> = metadata
+        .get("grant_types")
+        .and_then(Value::as_array)
+        .map(|g| {
+            g.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["authorization_code".to_owned()]);
+    let device = grant_types.iter().any(|g| g == DEVICE_GRANT_TYPE);
+    let redirecting = grant_types.iter().any(|g| g == "authorization_code");
     let uris = metadata.get("redirect_uris").and_then(Value::as_array);
     let uris: Option<Vec<String>> =
         uris.and_then(|uris| uris.iter().map(|u| u.as_str().map(str::to_owned)).collect());
-    let uris = uris.filter(|uris| !uris.is_empty()).ok_or_else(|| {
+    // RFC 7591 §2: redirect URIs are for redirect-based grants; a device client has none.
+    let uris = match uris {
+        None if device && !redirecting => Some(Vec::new()),
+        Some(u) if u.is_empty() && device && !redirecting => Some(u),
+        other => other.filter(|uris| !uris.is_empty()),
+    };
+    let uris = uris.ok_or_else(|| {
         OAuthError::bad(
             "invalid_redirect_uri",
             "redirect_uris must be a non-empty array of strings",
@@ -360,6 +392,7 @@ fn registered_metadata(
         secret,
         method,
         redirect_uris: uris,
+        device,
     };
     Ok((metadata, client))
 }
@@ -845,6 +878,7 @@ fn grant(
                 grant: Some(old.grant),
             }
         }
+        Some(DEVICE_GRANT_TYPE) if auth.device_grant => poll_device(state, auth, client, form)?,
         Some("client_credentials") => {
             if !client.confidential {
                 return Err(OAuthError::bad(
@@ -902,6 +936,144 @@ fn grant(
         answer["id_token"] = json!(id_token);
     }
     Ok(answer)
+}
+
+/// `POST /device_authorization` (RFC 8628 §3.1–3.2): a device code and a user code for
+/// an authenticated (or public) client registered for the grant.
+fn device_authorization(
+    shared: &Shared,
+    auth: &AuthConfig,
+    parts: &Parts,
+    body: &[u8],
+) -> Response<Body> {
+    let parsed = form_body(parts, body);
+    let form = parsed.as_ref().map(Vec::clone).unwrap_or_default();
+    let mut state = lock(&shared.auth);
+    let outcome = parsed
+        .and(claim(&parts.headers, &form))
+        .and_then(|claim| authenticate(&state, auth, &auth.issuer(&shared.origin), &claim))
+        .and_then(|client| {
+            let registered_for_device = state
+                .clients
+                .get(&client.client_id)
+                .is_none_or(|c| c.device);
+            if registered_for_device {
+                Ok(client)
+            } else {
+                Err(OAuthError::bad(
+                    "unauthorized_client",
+                    "the client did not register for the device grant",
+                ))
+            }
+        });
+    match outcome {
+        Ok(client) => {
+            let device_code = state.fresh("dc");
+            let serial = state.fresh("uc");
+            let user_code = serial[serial.len() - 8..].to_uppercase();
+            state.devices.insert(
+                device_code.clone(),
+                DeviceGrant {
+                    client_id: client.client_id,
+                    user_code: user_code.clone(),
+                    scope: auth.grant(param(&form, "scope")),
+                    resource: param(&form, "resource").map(str::to_owned),
+                    approved: false,
+                    expires_at: Instant::now() + Duration::from_secs(auth.device_expires_secs),
+                    redeemed: false,
+                },
+            );
+            let origin = &shared.origin;
+            oauth_json(
+                StatusCode::OK,
+                &json!({
+                    "device_code": device_code,
+                    "user_code": user_code,
+                    "verification_uri": format!("{origin}{DEVICE_PATH}"),
+                    "verification_uri_complete": format!("{origin}{DEVICE_PATH}?user_code={user_code}"),
+                    "expires_in": auth.device_expires_secs,
+                    "interval": auth.device_interval_secs,
+                }),
+            )
+        }
+        Err(error) => error.response(auth),
+    }
+}
+
+/// `GET /device?user_code=…`: the user approves the device authorization with that code.
+fn device_page(shared: &Shared, _auth: &AuthConfig, parts: &Parts, _body: &[u8]) -> Response<Body> {
+    let params = form_pairs(parts.uri.query().unwrap_or_default().as_bytes());
+    let code = param(&params, "user_code").unwrap_or_default();
+    let mut state = lock(&shared.auth);
+    let found = state
+        .devices
+        .values_mut()
+        .find(|d| !code.is_empty() && d.user_code == code);
+    let (status, page) = match found {
+        Some(d) => {
+            d.approved = true;
+            (StatusCode::OK, "approved")
+        }
+        None => (StatusCode::NOT_FOUND, "unknown code"),
+    };
+    crate::http::plain(status, page)
+}
+
+/// One poll with a device code (RFC 8628 §3.4–3.5): the script's errors first, then
+/// `authorization_pending` until the user approved, then tokens once.
+fn poll_device<'a>(
+    state: &mut AuthState,
+    auth: &AuthConfig,
+    client: &'a Authenticated,
+    form: &[(String, String)],
+) -> Result<Issue<'a>, OAuthError> {
+    let polls = state.device_polls.len();
+    let record = |state: &mut AuthState, outcome: &str| {
+        state.device_polls.push(DevicePoll {
+            at: Instant::now(),
+            outcome: outcome.to_owned(),
+        })
+    };
+    if let Some(error) = auth.device_poll_script.get(polls) {
+        let code = match error.as_str() {
+            "slow_down" => "slow_down",
+            "expired_token" => "expired_token",
+            "access_denied" => "access_denied",
+            "authorization_pending" => "authorization_pending",
+            _ => "invalid_grant",
+        };
+        record(state, code);
+        return Err(OAuthError::bad(code, "the testbed was told to answer this"));
+    }
+    let code = param(form, "device_code").unwrap_or_default();
+    let outcome = match state.devices.get(code) {
+        None => Err(("invalid_grant", "unknown device code")),
+        Some(d) if d.client_id != client.client_id => {
+            Err(("invalid_grant", "the device code belongs to another client"))
+        }
+        Some(d) if d.redeemed => Err(("invalid_grant", "the device code was redeemed")),
+        Some(d) if Instant::now() >= d.expires_at => {
+            Err(("expired_token", "the device code expired"))
+        }
+        Some(d) if !d.approved => Err(("authorization_pending", "the user has not approved yet")),
+        Some(_) => Ok(()),
+    };
+    if let Err((error, why)) = outcome {
+        record(state, error);
+        return Err(OAuthError::bad(error, why));
+    }
+    record(state, "tokens");
+    let new_grant = state.new_grant();
+    let d = state.devices.get_mut(code).expect("checked above");
+    d.redeemed = true;
+    Ok(Issue {
+        client_id: &client.client_id,
+        scope: d.scope.clone(),
+        resource: d.resource.clone(),
+        grant_type: DEVICE_GRANT_TYPE,
+        with_refresh: auth.issue_refresh_tokens,
+        grant: Some(new_grant),
+    })
 }
 
 /// Redeems an authorization code: single use, same client and redirect URI, PKCE S256.

@@ -87,8 +87,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use auth::{
-    AsMetadataUrl, AuthConfig, AuthorizeBehaviour, AuthorizeRequest, IssuedToken, PrmUrl,
-    Registration, TokenRequest,
+    AsMetadataUrl, AuthConfig, AuthorizeBehaviour, AuthorizeRequest, DevicePoll, IssuedToken,
+    PrmUrl, Registration, TokenRequest,
 };
 pub use forward_proxy::{ForwardProxy, ProxiedRequest};
 pub use mcp::{SUPPORTED_PROTOCOL_VERSIONS, TOOL_NAMES};
@@ -569,6 +569,11 @@ impl Testbed {
     /// Every `POST /token`, in arrival order, with its outcome.
     pub fn token_requests(&self) -> Vec<TokenRequest> {
         lock(&self.shared.auth).token_requests.clone()
+    }
+
+    /// Every poll of the token endpoint with a device code, in order.
+    pub fn device_polls(&self) -> Vec<DevicePoll> {
+        lock(&self.shared.auth).device_polls.clone()
     }
 
     /// How many times the `count` tool (or `slow` with a `nonce`) ran for `nonce` (0 if
