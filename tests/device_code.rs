@@ -43,10 +43,7 @@ async fn device_code_opens_the_code_filled_url_and_signs_in_without_a_callback()
     let (code, stderr) = p.close().await;
     assert_eq!(code, Some(0));
 
-    assert!(
-        tb.authorize_count() == 0,
-        "no browser redirect flow at all"
-    );
+    assert!(tb.authorize_count() == 0, "no browser redirect flow at all");
     let opened = std::fs::read_to_string(&env.log).unwrap();
     assert!(
         opened.contains("/device?user_code="),

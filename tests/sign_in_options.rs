@@ -1,5 +1,6 @@
 //! Sign-in options of mcp-remote 0.15 that work here too, against the loopback
-//! testbed's authorization server: `--auth-success-url`, `--use-id-token`.
+//! testbed's authorization server: `--auth-success-url`, `--use-id-token`, the token
+//! endpoint without discovery, cookies, paste-back of the callback address.
 
 mod common;
 
@@ -288,4 +289,190 @@ async fn client_credentials_with_a_private_key_jwt_are_verified_by_the_server() 
     let (code, stderr) = p.close().await;
     assert_ne!(code, Some(0));
     assert!(stderr.contains("--client-key"), "{stderr}");
+}
+
+/// GET `url` as a browser on another machine would, without following the redirect:
+/// the `Location` it was sent to (the callback address it could not open).
+fn redirect_of(url: &str) -> String {
+    use std::io::{Read, Write};
+    let u = url::Url::parse(url).unwrap();
+    let mut s = std::net::TcpStream::connect((u.host_str().unwrap(), u.port().unwrap())).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let target = &url[u.origin().ascii_serialization().len()..];
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        u.host_str().unwrap()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .expect("a redirect")
+        .trim()
+        .to_owned()
+}
+
+/// Waits (at most 5 s) until the proxy has read and removed `file`.
+async fn taken(file: &std::path::Path) -> bool {
+    for _ in 0..100 {
+        if !file.exists() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_a_remote_browser_ended_on_can_be_pasted_into_the_named_file() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("paste-back");
+    let (mut p, authorize_url) = env.spawn_awaiting_sign_in(&[&tb.url()]).await;
+    let url_file = env.stored_path("_authorize_url.txt").expect("the URL file");
+    let paste = std::path::PathBuf::from(
+        url_file
+            .to_string_lossy()
+            .replace("_authorize_url.txt", "_callback_url.txt"),
+    );
+    let callback = redirect_of(&authorize_url);
+    assert!(callback.contains("code="), "{callback}");
+
+    // An address of another sign-in (another state), then a stray one: refused, and
+    // the sign-in keeps waiting.
+    let forged = callback.replace("state=", "state=x");
+    std::fs::write(&paste, &forged).unwrap();
+    assert!(taken(&paste).await, "the pasted file is read");
+    std::fs::write(&paste, "not an address").unwrap();
+    assert!(taken(&paste).await);
+    assert!(
+        p.recv_within(std::time::Duration::from_millis(500))
+            .await
+            .is_none(),
+        "still waiting for the real one"
+    );
+
+    std::fs::write(&paste, format!("{callback}\n")).unwrap();
+    let (r, _) = p.recv_response(&json!(0)).await;
+    assert!(
+        r.get("result").is_some(),
+        "signed in from the pasted address: {r}"
+    );
+    let (_, stderr) = p.close().await;
+    assert!(
+        stderr.contains("_callback_url.txt") && stderr.contains("paste"),
+        "the user is told where to paste: {stderr}"
+    );
+    assert!(stderr.contains("another sign-in"), "{stderr}");
+    assert!(stderr.contains("not an address"), "{stderr}");
+    assert_eq!(
+        tb.token_requests()
+            .iter()
+            .filter(|t| t.grant_type.as_deref() == Some("authorization_code"))
+            .count(),
+        1,
+        "the code was redeemed once"
+    );
+    assert!(
+        !stderr.contains(
+            callback
+                .split("code=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap()
+        ),
+        "the code never reaches the log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pasted_address_from_another_issuer_is_refused() {
+    // The browser was sent elsewhere and came back with a code and an `iss` that is
+    // not this authorization server's: same checks as the listener's.
+    let tb = protected(AuthConfig {
+        authorize_behaviour: testbed::AuthorizeBehaviour::WrongIss,
+        ..AuthConfig::default()
+    })
+    .await;
+    let env = Env::new("paste-iss");
+    let (mut p, authorize_url) = env.spawn_awaiting_sign_in(&[&tb.url()]).await;
+    let url_file = env.stored_path("_authorize_url.txt").unwrap();
+    let paste = url_file
+        .to_string_lossy()
+        .replace("_authorize_url.txt", "_callback_url.txt");
+    std::fs::write(&paste, redirect_of(&authorize_url)).unwrap();
+    let (r, _) = p.recv_response(&json!(0)).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("another issuer"), "{r}");
+    p.close().await;
+    assert!(env.stored("_tokens.json").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_remote_client_on_a_terminal_takes_the_pasted_address_there() {
+    use std::io::Write;
+    // `script` gives the client a real terminal; what is written to its stdin is typed there.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("util-linux `script` is needed for this test");
+    }
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("paste-terminal");
+    let command = format!(
+        "{} {} --call echo --args '{{\"text\":\"typed\"}}'",
+        env!("CARGO_BIN_EXE_mcp-remote-client"),
+        tb.url()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("MCP_REMOTE_CONFIG_DIR", env.config())
+        .env("BROWSER", common::oauth::browser())
+        .env("MCP_BROWSER_LOG", &env.log)
+        .env("MCP_BROWSER_NO_FOLLOW", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if env.launches() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.launches(), 1, "the browser was opened");
+    let authorize_url = std::fs::read_to_string(&env.log).unwrap();
+    let callback = redirect_of(authorize_url.trim());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{callback}").unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        out
+    });
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), out)
+        .await
+        .expect("the client ends")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("typed"),
+        "the call ran after the sign-in: {text}"
+    );
+    assert!(
+        text.contains("or here"),
+        "the user is told to paste here: {text}"
+    );
 }

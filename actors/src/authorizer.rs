@@ -177,7 +177,11 @@ impl Authorizer {
         let flow = async move {
             // The lock wait and the browser wait are each bounded by --auth-timeout;
             // this bounds the whole, network steps included.
-            let limit = options.auth_timeout * 2 + Duration::from_secs(60);
+            let mut limit = options.auth_timeout * 2 + Duration::from_secs(60);
+            if options.device != machines::auth::flow::DeviceChoice::Never {
+                // A device code is polled for as long as it lives.
+                limit += machines::auth::device::MAX_LIFETIME;
+            }
             tokio::time::timeout(limit, oauth::run(&http, &options, &store, start))
                 .await
                 .unwrap_or(Err(AuthError::TimedOut))

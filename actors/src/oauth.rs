@@ -98,7 +98,9 @@ pub async fn run(
                 continue;
             }
             FlowEffect::AwaitCallback { url, state } => {
-                url_file.write(&url);
+                let paste_file = store.pasted_callback_path();
+                let _ = std::fs::remove_file(&paste_file);
+                url_file.write(&url, &paste_file);
                 if let Err(e) = browser::open(&url, options.allow_http) {
                     tracing::warn!("{e}");
                 }
@@ -107,16 +109,21 @@ pub async fn run(
                     continue;
                 };
                 let path = options.callback_path.clone();
-                let waited = tokio::time::timeout(
-                    options.auth_timeout,
-                    callback_listener::serve(
-                        l,
-                        path,
-                        state,
-                        options.success_url.as_ref().map(|u| u.to_string()),
-                    ),
-                )
+                let pasted = paste::wait(&paste_file, &path, &state);
+                let served = callback_listener::serve(
+                    l,
+                    path.clone(),
+                    state.clone(),
+                    options.success_url.as_ref().map(|u| u.to_string()),
+                );
+                let waited = tokio::time::timeout(options.auth_timeout, async {
+                    tokio::select! {
+                        got = served => got,
+                        got = pasted => Some(got),
+                    }
+                })
                 .await;
+                let _ = std::fs::remove_file(&paste_file);
                 FlowInput::CallbackReceived(match waited {
                     Ok(Some(cb)) => Ok(cb),
                     Ok(None) => Err(AuthError::ListenerStopped),
@@ -198,13 +205,27 @@ pub async fn run(
 struct UrlFile(std::path::PathBuf);
 
 impl UrlFile {
-    fn write(&self, url: &Url) {
+    fn write(&self, url: &Url, paste_file: &std::path::Path) {
+        let redirect = url
+            .query_pairs()
+            .find(|(k, _)| k == "redirect_uri")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let terminal = if paste::from_terminal() {
+            " or here"
+        } else {
+            ""
+        };
+        let paste_hint = format!(
+            "If the browser runs on another machine and cannot reach this one, copy the address it ends on (it starts with {redirect}) and paste it into {}{terminal}",
+            paste_file.display()
+        );
         match crate::store::write_private(&self.0, format!("{url}\n").as_bytes()) {
             Ok(()) => tracing::warn!(
-                "Please authorize this client by visiting:\n{url}\n(the URL is also in {})",
+                "Please authorize this client by visiting:\n{url}\n(the URL is also in {})\n{paste_hint}",
                 self.0.display()
             ),
-            Err(_) => tracing::warn!("Please authorize this client by visiting:\n{url}"),
+            Err(_) => tracing::warn!("Please authorize this client by visiting:\n{url}\n{paste_hint}"),
         }
     }
 }
@@ -488,4 +509,162 @@ async fn token_request_noted(
     let status = response.status().as_u16();
     let body = read_capped(response, MAX_OAUTH_BODY, AuthStep::Token).await?;
     Ok(HttpAnswer { status, body })
+}
+
+/// Headless loopback sign-in: the browser ran on another machine and could not reach
+/// the callback listener, so the user pastes the address it ended on — into a file the
+/// proxy names, or (in `mcp-remote-client`, on a terminal) into the terminal. What is
+/// pasted goes through the very checks the listener applies: the callback path and
+/// this flow's exact `state`, then `iss`, in the flow.
+pub mod paste {
+    use machines::auth::callback::{self, AuthorizationResponse, Verdict};
+    use std::io::Read;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    /// How often the paste file is looked at.
+    const POLL: Duration = Duration::from_millis(250);
+    /// The most of a pasted file read: an address is far shorter.
+    const MAX_PASTE: u64 = 16 * 1024;
+
+    static TERMINAL: AtomicBool = AtomicBool::new(false);
+    static LINES: OnceLock<Mutex<mpsc::UnboundedReceiver<String>>> = OnceLock::new();
+
+    /// Read pasted addresses from standard input too (`mcp-remote-client` on a
+    /// terminal: its stdin carries no JSON-RPC). A thread reads lines for the life of
+    /// the process.
+    pub fn accept_from_terminal() {
+        if TERMINAL.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = LINES.set(Mutex::new(rx));
+        let spawned = std::thread::Builder::new()
+            .name("paste".into())
+            .spawn(move || {
+                for line in std::io::stdin().lines().map_while(Result::ok).take(1000) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        if spawned.is_err() {
+            TERMINAL.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether pasted addresses are read from the terminal.
+    pub fn from_terminal() -> bool {
+        TERMINAL.load(Ordering::SeqCst)
+    }
+
+    /// Wait for a pasted address that is this flow's authorization response; tell the
+    /// user about anything else pasted and keep waiting. Never ends otherwise.
+    pub async fn wait(file: &Path, path: &str, state: &str) -> AuthorizationResponse {
+        let mut interval = tokio::time::interval(POLL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let line = tokio::select! {
+                _ = interval.tick() => take_file(file),
+                line = next_line() => Some(line),
+            };
+            let Some(text) = line else { continue };
+            match check(&text, path, state) {
+                Ok(response) => {
+                    tracing::info!("using the pasted sign-in address");
+                    return response;
+                }
+                Err(why) => tracing::warn!("{why}"),
+            }
+        }
+    }
+
+    async fn next_line() -> String {
+        let Some(lines) = LINES.get() else {
+            return std::future::pending().await;
+        };
+        loop {
+            // One reader at a time; a sign-in is the only one.
+            let got = lines.lock().map(|mut rx| rx.try_recv());
+            match got {
+                Ok(Ok(line)) if !line.trim().is_empty() => return line,
+                Ok(Ok(_)) => continue,
+                Ok(Err(mpsc::error::TryRecvError::Disconnected)) | Err(_) => {
+                    return std::future::pending().await
+                }
+                Ok(Err(mpsc::error::TryRecvError::Empty)) => {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// The pasted file's text, once: it is removed as soon as it is read.
+    fn take_file(file: &Path) -> Option<String> {
+        let f = std::fs::File::open(file).ok()?;
+        let mut text = String::new();
+        let read = f.take(MAX_PASTE).read_to_string(&mut text);
+        let _ = std::fs::remove_file(file);
+        match read {
+            Ok(_) if !text.trim().is_empty() => Some(text),
+            Ok(_) => None,
+            Err(_) => {
+                tracing::warn!("the pasted file is not text; paste the address again");
+                None
+            }
+        }
+    }
+
+    /// The authorization response in `text`, or what to tell the user.
+    pub fn check(text: &str, path: &str, state: &str) -> Result<AuthorizationResponse, String> {
+        let text = text.trim();
+        let url = url::Url::parse(text).map_err(|_| {
+            "what was pasted is not an address: paste the whole address the browser ended on (it starts with http://)".to_owned()
+        })?;
+        match callback::classify(url.path(), url.query(), path, state) {
+            Verdict::Answered(response) => Ok(response),
+            Verdict::NotFound => Err(format!(
+                "the pasted address is not the sign-in callback (its path should be {path}); paste the address the browser ended on"
+            )),
+            Verdict::Rejected(_) => Err(
+                "the pasted address belongs to another sign-in (its state does not match this one); paste the address of the latest sign-in"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn only_this_flows_callback_is_taken() {
+            let ok = check(
+                " http://localhost:3334/oauth/callback?code=c&state=s1&iss=https%3A%2F%2Fa\n",
+                "/oauth/callback",
+                "s1",
+            )
+            .unwrap();
+            assert!(ok.has_code());
+            assert_eq!(ok.iss.as_deref(), Some("https://a"));
+            let e = check(
+                "http://localhost:3334/oauth/callback?code=c&state=old",
+                "/oauth/callback",
+                "s1",
+            )
+            .unwrap_err();
+            assert!(e.contains("another sign-in"), "{e}");
+            let e = check(
+                "http://localhost:3334/?code=c&state=s1",
+                "/oauth/callback",
+                "s1",
+            )
+            .unwrap_err();
+            assert!(e.contains("/oauth/callback"), "{e}");
+            assert!(check("code=c&state=s1", "/oauth/callback", "s1").is_err());
+        }
+    }
 }

@@ -89,6 +89,12 @@ impl TokenStore {
         self.path("authorize_url.txt")
     }
 
+    /// Where a user whose browser runs on another machine pastes the address the
+    /// browser ended on (the callback it could not reach); read and removed at once.
+    pub fn pasted_callback_path(&self) -> PathBuf {
+        self.path("callback_url.txt")
+    }
+
     /// Forget the tokens and the registration (`--clean`).
     pub fn forget(&self) {
         self.forget_files(true, true);

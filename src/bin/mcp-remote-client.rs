@@ -331,6 +331,11 @@ fn main() {
         None => Task::List,
     };
     let json_output = client.json;
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // Nothing else reads this terminal: a user signing in from a browser on
+        // another machine pastes the address it ended on here.
+        actors::oauth::paste::accept_from_terminal();
+    }
     let settings = match Settings::from_cli(&cli) {
         Ok(s) => s,
         Err(e) if client.doctor => {
