@@ -251,6 +251,29 @@ pub struct Cli {
     #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
     pub token_endpoint: Option<String>,
 
+    /// Enterprise-managed authorization: the company identity provider's token
+    /// endpoint, where the --identity-assertion is exchanged (RFC 8693) for an ID-JAG
+    /// that the MCP server's authorization server redeems for tokens with the
+    /// --static-oauth-client-info client. No browser.
+    #[arg(long, value_name = "URL", help_heading = "Sign-in (OAuth)")]
+    pub idp_token_endpoint: Option<String>,
+
+    /// With --idp-token-endpoint: the user's identity assertion (an OIDC ID token
+    /// from the identity provider), as the token itself, ${VAR} (from the
+    /// environment: keeps it out of the process list), or @FILE (read again at every
+    /// sign-in, for tooling that keeps it fresh).
+    #[arg(long, value_name = "TOKEN", help_heading = "Sign-in (OAuth)")]
+    pub identity_assertion: Option<String>,
+
+    /// With --idp-token-endpoint: the client id the exchange is made as at the
+    /// identity provider.
+    #[arg(long, value_name = "ID", help_heading = "Sign-in (OAuth)")]
+    pub idp_client_id: Option<String>,
+
+    /// With --idp-client-id: its secret at the identity provider (${VAR} is expanded).
+    #[arg(long, value_name = "SECRET", help_heading = "Sign-in (OAuth)")]
+    pub idp_client_secret: Option<String>,
+
     /// Forget this server's stored tokens and client registration, then sign in anew.
     #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub clean: bool,

@@ -318,6 +318,7 @@ impl Settings {
                 Some(machines::auth::flow::ClientKey(pem.into()))
             }
         };
+        let enterprise = enterprise(cli, static_client.is_some())?;
         let success_url = match &cli.auth_success_url {
             None => None,
             Some(text) => {
@@ -365,6 +366,7 @@ impl Settings {
             use_id_token: cli.use_id_token,
             token_endpoint,
             client_key,
+            enterprise,
             device: if cli.device_code {
                 DeviceChoice::Always
             } else if actors::browser::usable() {
@@ -453,6 +455,80 @@ pub fn parse_header_line(line: &str) -> Option<(&str, &str)> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     valid.then(|| (name, value.trim_start()))
+}
+
+fn auth_flag(flag: &'static str, reason: String) -> SettingsError {
+    SettingsError::AuthFlag { flag, reason }
+}
+
+/// `--idp-token-endpoint` and its companions: enterprise-managed authorization.
+fn enterprise(
+    cli: &Cli,
+    has_static_client: bool,
+) -> Result<Option<machines::auth::flow::Enterprise>, SettingsError> {
+    use machines::auth::flow::{AssertionSource, Enterprise};
+    let Some(text) = &cli.idp_token_endpoint else {
+        for (given, flag) in [
+            (cli.identity_assertion.is_some(), "--identity-assertion"),
+            (cli.idp_client_id.is_some(), "--idp-client-id"),
+            (cli.idp_client_secret.is_some(), "--idp-client-secret"),
+        ] {
+            if given {
+                return Err(auth_flag(
+                    flag,
+                    "belongs to enterprise-managed authorization: add --idp-token-endpoint".into(),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let bad = |why: &str| auth_flag("--idp-token-endpoint", format!("{text:?} {why}"));
+    let u = Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    match u.scheme() {
+        "https" => {}
+        "http" if cli.allow_http || is_loopback_host(&u) => {}
+        "http" => return Err(bad("is plain http: use https, or add --allow-http")),
+        _ => return Err(bad("must be an https:// URL")),
+    }
+    if cli.client_credentials || cli.device_code {
+        return Err(bad(
+            "replaces the other sign-ins: drop --client-credentials and --device-code",
+        ));
+    }
+    if !has_static_client {
+        return Err(bad(
+            "needs --static-oauth-client-info: the client the MCP server's authorization server knows",
+        ));
+    }
+    let Some(raw) = &cli.identity_assertion else {
+        return Err(bad(
+            "needs --identity-assertion: the ID token to exchange (${VAR} or @FILE)",
+        ));
+    };
+    let assertion = match raw.strip_prefix('@') {
+        Some(path) => AssertionSource::File(PathBuf::from(path)),
+        None => AssertionSource::Value(
+            expand_env(raw, "--identity-assertion", |v| std::env::var(v).ok())?.into(),
+        ),
+    };
+    if cli.idp_client_secret.is_some() && cli.idp_client_id.is_none() {
+        return Err(auth_flag(
+            "--idp-client-secret",
+            "needs --idp-client-id".into(),
+        ));
+    }
+    let idp_client_secret = match &cli.idp_client_secret {
+        Some(s) => Some(expand_env(s, "--idp-client-secret", |v| {
+            std::env::var(v).ok()
+        })?),
+        None => None,
+    };
+    Ok(Some(Enterprise {
+        idp_token_endpoint: u,
+        idp_client_id: cli.idp_client_id.clone(),
+        idp_client_secret,
+        assertion,
+    }))
 }
 
 /// Replace each `${VAR}`; an unset variable is an error naming it and the header.

@@ -152,4 +152,5 @@ scenarios! {
     client_credentials_basic => "auth/client-credentials-basic",
     client_credentials_jwt => "auth/client-credentials-jwt",
     authorization_server_migration => "auth/authorization-server-migration",
+    enterprise_managed_authorization => "auth/enterprise-managed-authorization",
 }

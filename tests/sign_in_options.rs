@@ -476,3 +476,119 @@ async fn mcp_remote_client_on_a_terminal_takes_the_pasted_address_there() {
         "the user is told to paste here: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enterprise_identity_assertion_is_exchanged_for_an_id_jag_and_redeemed() {
+    const ID_TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.idtoken-secret";
+    let tb = protected(AuthConfig {
+        preregistered: Some(("xaa-client".into(), "xaa-secret".into())),
+        idp_id_token: Some(ID_TOKEN.into()),
+        ..AuthConfig::default()
+    })
+    .await;
+    let idp = format!("{}/idp/token", tb.origin());
+    let server = tb.url();
+    let info = r#"{"client_id":"xaa-client","client_secret":"xaa-secret"}"#;
+
+    // From the environment (${VAR}): never on the command line.
+    let env = Env::new("id-jag");
+    let args = [
+        server.as_str(),
+        "--static-oauth-client-info",
+        info,
+        "--idp-token-endpoint",
+        &idp,
+        "--idp-client-id",
+        "idp-client",
+        "--identity-assertion",
+        "${COMPANY_ID_TOKEN}",
+    ];
+    let mut p = env.spawn(&args, &[("COMPANY_ID_TOKEN", ID_TOKEN)]);
+    assert!(initialize(&mut p).await.get("result").is_some());
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text": "enterprise"}))).await;
+    let (r, _) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "enterprise");
+    let (_, stderr) = p.close().await;
+    assert!(
+        !stderr.contains("idtoken-secret"),
+        "the ID token is never logged"
+    );
+    assert_eq!(tb.authorize_count(), 0, "no browser");
+    assert!(tb.registrations().is_empty(), "no registration");
+    let exchanges = tb.idp_requests();
+    assert_eq!(exchanges.len(), 1);
+    let x = &exchanges[0];
+    assert_eq!(x.error, None);
+    assert_eq!(
+        x.param("audience"),
+        Some(tb.origin().as_str()),
+        "the ID-JAG is for this authorization server"
+    );
+    assert_eq!(
+        x.param("resource"),
+        Some(tb.url().as_str()),
+        "and for this MCP server"
+    );
+    assert_eq!(x.param("client_id"), Some("idp-client"));
+    let redeemed: Vec<_> = tb
+        .token_requests()
+        .into_iter()
+        .filter(|t| t.grant_type.as_deref() == Some("urn:ietf:params:oauth:grant-type:jwt-bearer"))
+        .collect();
+    assert_eq!(redeemed.len(), 1);
+    assert_eq!(redeemed[0].error, None);
+    assert_eq!(redeemed[0].client_id.as_deref(), Some("xaa-client"));
+    assert!(
+        !stderr.contains(redeemed[0].param("assertion").unwrap()),
+        "nor the ID-JAG"
+    );
+
+    // From a file the company's tooling keeps fresh, read at sign-in: a stale one is
+    // refused by the identity provider, and the message says where.
+    let env = Env::new("id-jag-file");
+    std::fs::create_dir_all(&env.dir).unwrap();
+    let file = env.dir.join("id_token");
+    std::fs::write(&file, "stale.id.token\n").unwrap();
+    let from_file = format!("@{}", file.display());
+    let args = [
+        server.as_str(),
+        "--static-oauth-client-info",
+        info,
+        "--idp-token-endpoint",
+        &idp,
+        "--identity-assertion",
+        &from_file,
+    ];
+    let mut p = env.spawn(&args, &[]);
+    let r = initialize(&mut p).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("identity provider refused") && message.contains("--idp-token-endpoint"),
+        "{r}"
+    );
+    p.close().await;
+    std::fs::write(&file, format!("{ID_TOKEN}\n")).unwrap();
+    let mut p = env.spawn(&args, &[]);
+    assert!(
+        initialize(&mut p).await.get("result").is_some(),
+        "the fresh file is read again"
+    );
+    p.close().await;
+
+    // Missing pieces are usage errors naming the flag.
+    let p = Env::new("id-jag-usage").spawn(
+        &[
+            &server,
+            "--static-oauth-client-info",
+            info,
+            "--idp-token-endpoint",
+            &idp,
+        ],
+        &[],
+    );
+    let (code, stderr) = p.close().await;
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("--identity-assertion"), "{stderr}");
+}

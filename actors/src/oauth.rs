@@ -157,6 +157,7 @@ pub async fn run(
                 }
                 continue;
             }
+            FlowEffect::ReadAssertion => FlowInput::AssertionRead(read_assertion(options)),
             FlowEffect::Wait(d) => {
                 tokio::time::sleep(d).await;
                 FlowInput::Waited { now_ms: now_ms() }
@@ -198,6 +199,41 @@ pub async fn run(
         }
     }
     Err(AuthError::ListenerStopped)
+}
+
+/// The identity assertion of enterprise-managed authorization: as given, or read
+/// afresh from its file (which the company's tooling keeps current).
+fn read_assertion(options: &AuthOptions) -> Result<String, AuthError> {
+    use machines::auth::flow::AssertionSource;
+    let Some(e) = &options.enterprise else {
+        return Err(AuthError::Assertion("none was given".into()));
+    };
+    let text = match &e.assertion {
+        AssertionSource::Value(v) => v.to_string(),
+        AssertionSource::File(path) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(
+                    std::fs::File::open(path).map_err(|err| {
+                        AuthError::Assertion(format!("cannot read {}: {err}", path.display()))
+                    })?,
+                    MAX_OAUTH_BODY as u64,
+                ),
+                &mut text,
+            )
+            .map_err(|err| {
+                AuthError::Assertion(format!("cannot read {}: {err}", path.display()))
+            })?;
+            text
+        }
+    };
+    let text = text.trim();
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AuthError::Assertion(
+            "it is empty or not a single token (an ID token is one line without spaces)".into(),
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// The file holding the authorization URL while a sign-in waits for the browser,
@@ -491,6 +527,8 @@ async fn token_request_noted(
             ));
             params.push(("client_assertion", jwt));
         }
+        // No client at all (an identity provider that asks for none): nothing to name.
+        _ if request.client_id.is_empty() => {}
         _ => params.push(("client_id", request.client_id.clone())),
     }
     let body: String = url::form_urlencoded::Serializer::new(String::new())

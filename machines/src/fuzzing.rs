@@ -824,6 +824,7 @@ pub fn sign_in_flow(data: &[u8]) {
             2 => crate::auth::flow::DeviceChoice::WhenOffered,
             _ => crate::auth::flow::DeviceChoice::Always,
         },
+        enterprise: None,
     };
     let offers_device = device_flags & 4 != 0;
     let tokens = StoredTokens {
@@ -918,6 +919,7 @@ pub fn sign_in_flow(data: &[u8]) {
                 }
             }
             FlowEffect::ShowDeviceCode(_) => continue,
+            FlowEffect::ReadAssertion => unreachable!("no enterprise identity provider here"),
             FlowEffect::Wait(d) => {
                 assert!(d >= Duration::from_secs(1), "polls at least 1 s apart");
                 now_ms += d.as_millis() as u64;

@@ -41,6 +41,7 @@ AUTH_SCENARIOS=(
   auth/client-credentials-basic
   auth/client-credentials-jwt
   auth/authorization-server-migration
+  auth/enterprise-managed-authorization
 )
 
 if [[ "${1:-}" == "--list" ]]; then

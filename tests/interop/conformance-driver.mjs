@@ -21,7 +21,8 @@
 // see authSetup() below: `--allow-http`; per scenario `--client-metadata-url`
 // (auth/basic-cimd), `--static-oauth-client-info <json from the context>`
 // (auth/pre-registration), `--client-credentials --static-oauth-client-info`
-// (auth/client-credentials-*); always a fresh MCP_REMOTE_CONFIG_DIR (an
+// (auth/client-credentials-*), `--idp-token-endpoint --identity-assertion`
+// (auth/enterprise-managed-authorization); always a fresh MCP_REMOTE_CONFIG_DIR (an
 // inherited one is ignored), BROWSER=<headless browser shim>, and no desktop
 // variables (DISPLAY, XDG_CURRENT_DESKTOP, ...), so that Node mcp-remote's
 // `open` -> bundled xdg-open falls through to $BROWSER and never starts a real
@@ -93,8 +94,18 @@ function authSetup(name) {
       writeFileSync(keyFile, ctx.private_key_pem, { mode: 0o600 });
       args.push("--client-key", keyFile);
     }
+  } else if (name === "auth/enterprise-managed-authorization") {
+    // The ID token the scenario's identity provider issued, passed through the
+    // environment (never on the command line), exchanged there for an ID-JAG.
+    args.push(
+      "--static-oauth-client-info", staticInfo(),
+      "--idp-token-endpoint", ctx.idp_token_endpoint,
+      "--idp-client-id", ctx.idp_client_id,
+      "--identity-assertion", "${MCP_IDENTITY_ASSERTION}",
+    );
   }
   const env = { ...process.env };
+  if (ctx.idp_id_token) env.MCP_IDENTITY_ASSERTION = ctx.idp_id_token;
   // No desktop: Node `open`'s xdg-open then uses $BROWSER (see browser.sh).
   for (const k of [
     "DISPLAY", "WAYLAND_DISPLAY", "XDG_CURRENT_DESKTOP", "XDG_SESSION_DESKTOP", "DESKTOP_SESSION",

@@ -85,6 +85,9 @@ for s in "${SCENARIOS[@]}"; do
   case "$s" in
     auth/authorization-server-migration)
       runner=("$CONFORMANCE_NEXT_JS") pinned=(--spec-version 2025-11-25 --force) ;;
+    # An extension scenario of the next line, run at the revision it defaults to.
+    auth/enterprise-managed-authorization)
+      runner=("$CONFORMANCE_NEXT_JS") pinned=(--spec-version 2025-11-25 --force) ;;
   esac
   # CONFORMANCE_SPEC=2026-07-28: the next conformance line, every scenario at that revision.
   if [[ -n "${CONFORMANCE_SPEC:-}" ]]; then

@@ -78,6 +78,12 @@ pub enum AuthError {
     /// The token endpoint refused, or answered nonsense.
     #[error("{0}")]
     Token(TokenError),
+    /// The identity provider refused the token exchange (enterprise-managed authorization).
+    #[error("the identity provider refused the token exchange (--idp-token-endpoint): {0}")]
+    IdentityExchange(TokenError),
+    /// The identity assertion could not be read.
+    #[error("the identity assertion (--identity-assertion) cannot be used: {0}")]
+    Assertion(String),
     /// The device authorization grant (RFC 8628) gave no tokens.
     #[error("{0}")]
     Device(DeviceError),

@@ -116,6 +116,50 @@ pub struct AuthOptions {
     pub client_key: Option<ClientKey>,
     /// When the device authorization grant (RFC 8628) replaces the browser.
     pub device: DeviceChoice,
+    /// Enterprise-managed authorization: the identity provider's token exchange
+    /// instead of a browser.
+    pub enterprise: Option<Enterprise>,
+}
+
+/// RFC 8693 token type of an Identity Assertion JWT Authorization Grant.
+pub const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
+/// RFC 7523 §2.1: the JWT bearer grant.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Enterprise-managed authorization (the MCP extension
+/// `io.modelcontextprotocol/enterprise-managed-authorization`): the user's identity
+/// assertion (an ID token from the company's identity provider) is exchanged there
+/// (RFC 8693) for an Identity Assertion JWT Authorization Grant (ID-JAG) for the MCP
+/// server's authorization server, which redeems it (RFC 7523 JWT bearer grant) with
+/// the pre-registered client. No browser.
+#[derive(Clone)]
+pub struct Enterprise {
+    /// `--idp-token-endpoint`.
+    pub idp_token_endpoint: Url,
+    /// `--idp-client-id`: the client the exchange is made as, at the identity provider.
+    pub idp_client_id: Option<String>,
+    /// `--idp-client-secret`.
+    pub idp_client_secret: Option<String>,
+    /// `--identity-assertion`: where the assertion comes from (read at every sign-in).
+    pub assertion: AssertionSource,
+}
+
+impl std::fmt::Debug for Enterprise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enterprise")
+            .field("idp_token_endpoint", &self.idp_token_endpoint.as_str())
+            .field("idp_client_id", &self.idp_client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the identity assertion comes from.
+#[derive(Clone)]
+pub enum AssertionSource {
+    /// Given on the command line (or from an environment variable).
+    Value(std::sync::Arc<str>),
+    /// A file the company's tooling keeps fresh, read at every sign-in.
+    File(std::path::PathBuf),
 }
 
 /// When a sign-in uses the device authorization grant instead of the loopback browser flow.
@@ -237,6 +281,8 @@ pub enum FlowInput {
         /// Milliseconds since the epoch (the code's lifetime counts from here).
         now_ms: u64,
     },
+    /// The identity assertion, read (or why not).
+    AssertionRead(Result<String, AuthError>),
     /// The wait asked for is over.
     Waited {
         /// Milliseconds since the epoch.
@@ -298,6 +344,7 @@ impl FlowEffect {
                 )),
             ),
             FlowEffect::Wait(d) => ("Wait", Some(format!("{} ms", d.as_millis()))),
+            FlowEffect::ReadAssertion => ("ReadAssertion", None),
             FlowEffect::SaveTokens(tokens) => ("SaveTokens", Some(tokens_text(tokens))),
             FlowEffect::Forget { tokens, client } => (
                 "Forget",
@@ -362,6 +409,8 @@ impl FlowInput {
                 ("DeviceCodeAnswered", Some(answer(a)))
             }
             FlowInput::Waited { .. } => ("Waited", None),
+            FlowInput::AssertionRead(Ok(_)) => ("AssertionRead", Some("an assertion".into())),
+            FlowInput::AssertionRead(Err(e)) => ("AssertionRead", Some(e.to_string())),
             FlowInput::TokenAnswered { answer: a, .. } => ("TokenAnswered", Some(answer(a))),
         }
     }
@@ -462,6 +511,9 @@ pub enum FlowEffect {
     ShowDeviceCode(DeviceAuthorization),
     /// Wait this long: answer [`FlowInput::Waited`].
     Wait(Duration),
+    /// Read the identity assertion (`--identity-assertion`): answer
+    /// [`FlowInput::AssertionRead`].
+    ReadAssertion,
     /// Store these tokens.
     SaveTokens(StoredTokens),
     /// The authorization server said these stored credentials are dead (read under
@@ -499,6 +551,7 @@ enum Expect {
     AuthorizationCode,
     DeviceCode,
     DeviceWait(DevicePoll),
+    Assertion,
     Token(TokenFor),
     Done,
 }
@@ -544,6 +597,10 @@ enum TokenFor {
     Code,
     ClientCredentials,
     Device(DevicePoll),
+    /// RFC 8693 at the identity provider: the answer is an ID-JAG.
+    Exchange,
+    /// RFC 7523 at the MCP server's authorization server, with the ID-JAG.
+    JwtBearer,
 }
 
 /// What discovery settled for a sign-in.
@@ -738,6 +795,9 @@ impl Flow {
             }
             (Expect::DeviceWait(poll), FlowInput::Waited { now_ms }) => {
                 self.poll_device(poll, now_ms)
+            }
+            (Expect::Assertion, FlowInput::AssertionRead(assertion)) => {
+                self.exchange_assertion(assertion?)
             }
             (Expect::AuthorizationCode, FlowInput::CallbackReceived(response)) => {
                 let response = response?;
@@ -1159,6 +1219,14 @@ impl Flow {
             );
             return Ok(());
         }
+        if self.options.enterprise.is_some() {
+            if self.options.static_client.is_none() {
+                return Err(AuthError::NoClientCredentials);
+            }
+            self.effects.push_back(FlowEffect::ReadAssertion);
+            self.expect = Expect::Assertion;
+            return Ok(());
+        }
         let device_endpoint = match self.options.device {
             DeviceChoice::Never => None,
             DeviceChoice::WhenOffered => disc.meta.device_authorization_endpoint.clone(),
@@ -1348,6 +1416,53 @@ impl Flow {
             method,
             device: true,
         };
+        Ok(())
+    }
+
+    /// RFC 8693 §2.1 at the identity provider: the identity assertion for an ID-JAG
+    /// whose audience is the MCP server's authorization server, for its resource.
+    fn exchange_assertion(&mut self, assertion: String) -> Result<(), AuthError> {
+        let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
+        let e = self
+            .options
+            .enterprise
+            .clone()
+            .ok_or(AuthError::ListenerStopped)?;
+        let mut params = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("requested_token_type", ID_JAG.to_owned()),
+            ("subject_token", assertion),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:id_token".to_owned(),
+            ),
+            ("audience", disc.issuer.clone()),
+        ];
+        let resource = self
+            .resource_param(&disc)
+            .unwrap_or_else(|| discovery::canonical_resource(&self.options.mcp_url));
+        params.push(("resource", resource));
+        if let Some(s) = &disc.scope {
+            params.push(("scope", s.clone()));
+        }
+        // At the identity provider, the client is its own (or none): never the MCP one.
+        let auth = match (&e.idp_client_id, &e.idp_client_secret) {
+            (Some(_), Some(_)) => TokenAuth::ClientSecretBasic,
+            _ => TokenAuth::None,
+        };
+        let request = TokenRequest {
+            endpoint: e.idp_token_endpoint.to_string(),
+            auth,
+            client_id: e.idp_client_id.clone().unwrap_or_default(),
+            client_secret: e.idp_client_secret.clone(),
+            params,
+            audience: e.idp_token_endpoint.to_string(),
+        };
+        self.effects.push_back(FlowEffect::RequestToken(request));
+        self.expect = Expect::Token(TokenFor::Exchange);
         Ok(())
     }
 
@@ -1567,7 +1682,36 @@ impl Flow {
                     Some(Poll::Failed) | None => self.token_parsed(TokenFor::Code, parsed, now_ms),
                 }
             }
-            TokenFor::Code | TokenFor::ClientCredentials => {
+            TokenFor::Exchange => {
+                let jag = parsed.map_err(|e| match e {
+                    AuthError::Token(t) => AuthError::IdentityExchange(t),
+                    other => other,
+                })?;
+                let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
+                let client = self
+                    .options
+                    .static_client
+                    .clone()
+                    .ok_or(AuthError::NoClientCredentials)?;
+                let mut params = vec![
+                    ("grant_type", JWT_BEARER.to_owned()),
+                    ("assertion", jag.access_token),
+                ];
+                if let Some(s) = &disc.scope {
+                    params.push(("scope", s.clone()));
+                }
+                if let Some(r) = self.resource_param(&disc) {
+                    params.push(("resource", r));
+                }
+                self.request_token(
+                    &disc.meta.token_endpoint,
+                    &client,
+                    params,
+                    TokenFor::JwtBearer,
+                );
+                Ok(())
+            }
+            TokenFor::Code | TokenFor::ClientCredentials | TokenFor::JwtBearer => {
                 let disc = self.discovered.clone().ok_or(AuthError::ListenerStopped)?;
                 match parsed {
                     Ok(t) => {
@@ -1684,6 +1828,7 @@ mod tests {
             token_endpoint: None,
             client_key: None,
             device: DeviceChoice::Never,
+            enterprise: None,
         }
     }
 
@@ -1902,7 +2047,8 @@ mod tests {
                 | FlowEffect::Forget { .. } => continue,
                 FlowEffect::RequestDeviceCode(_)
                 | FlowEffect::ShowDeviceCode(_)
-                | FlowEffect::Wait(_) => unreachable!("these worlds offer no device grant"),
+                | FlowEffect::Wait(_)
+                | FlowEffect::ReadAssertion => unreachable!("these worlds offer no device grant"),
                 FlowEffect::Finished(result) => {
                     trace.finished = Some(result);
                     assert!(flow.poll_effect().is_none(), "nothing after Finished");

@@ -179,6 +179,12 @@ pub struct AuthConfig {
     /// looks at the approval (`slow_down`, `expired_token`, `access_denied`, …); after
     /// them, `authorization_pending` until the user approved.
     pub device_poll_script: Vec<String>,
+    /// Enterprise-managed authorization: an identity provider at `/idp/token` that
+    /// exchanges this ID token (RFC 8693, `subject_token_type` id_token) for an ID-JAG
+    /// naming the audience and resource asked for and the pre-registered client; the
+    /// token endpoint then takes the JWT bearer grant (RFC 7523) with that ID-JAG from
+    /// that client, once, for this issuer.
+    pub idp_id_token: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -222,6 +228,7 @@ impl Default for AuthConfig {
             device_interval_secs: 1,
             device_expires_secs: 600,
             device_poll_script: Vec::new(),
+            idp_id_token: None,
         }
     }
 }
@@ -476,6 +483,10 @@ pub(crate) struct AuthState {
     pub(crate) devices: HashMap<String, DeviceGrant>,
     /// Every poll with a device code.
     pub(crate) device_polls: Vec<DevicePoll>,
+    /// Every token exchange at the identity provider.
+    pub(crate) idp_requests: Vec<TokenRequest>,
+    /// ID-JAGs the identity provider issued and nobody redeemed yet: the JWT and its claims.
+    pub(crate) id_jags: HashMap<String, Value>,
 }
 
 impl AuthState {

@@ -51,6 +51,9 @@ const REGISTER_PATH: &str = "/register";
 const REVOKE_PATH: &str = "/revoke";
 const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
 const DEVICE_PATH: &str = "/device";
+const IDP_TOKEN_PATH: &str = "/idp/token";
+/// RFC 7523 §2.1.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// RFC 8628 §3.4.
 const DEVICE_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -94,6 +97,7 @@ pub(crate) fn route(
             (Method::POST, "POST", device_authorization)
         }
         DEVICE_PATH if auth.device_grant => (Method::GET, "GET", device_page),
+        IDP_TOKEN_PATH if auth.idp_id_token.is_some() => (Method::POST, "POST", idp_token),
         _ => return None,
     };
     Some(if parts.method == method {
@@ -152,13 +156,16 @@ pub(crate) fn metadata_document(origin: &str, auth: &AuthConfig) -> Value {
     if auth.cimd {
         document["client_id_metadata_document_supported"] = json!(true);
     }
+    let mut grants: Vec<&str> = GRANT_TYPES.to_vec();
     if auth.device_grant {
         document["device_authorization_endpoint"] =
             json!(format!("{origin}{DEVICE_AUTHORIZATION_PATH}"));
-        let mut grants: Vec<&str> = GRANT_TYPES.to_vec();
         grants.push(DEVICE_GRANT_TYPE);
-        document["grant_types_supported"] = json!(grants);
     }
+    if auth.idp_id_token.is_some() {
+        grants.push(JWT_BEARER);
+    }
+    document["grant_types_supported"] = json!(grants);
     for (field, value) in &auth.metadata_overrides {
         document[field] = value.clone();
     }
@@ -800,7 +807,7 @@ fn form_body(parts: &Parts, body: &[u8]) -> Result<Vec<(String, String)>, OAuthE
 }
 
 /// `POST /token`: the `authorization_code`, `refresh_token` and `client_credentials`
-/// grants.
+/// grants, and the device code and JWT bearer (ID-JAG) grants when configured.
 fn token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Response<Body> {
     let parsed = form_body(parts, body);
     let form = parsed.as_ref().map(Vec::clone).unwrap_or_default();
@@ -818,11 +825,12 @@ fn token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Resp
         scope: param(&form, "scope").map(str::to_owned),
         error: None,
     };
+    let issuer = auth.issuer(&shared.origin);
     let mut state = lock(&shared.auth);
     let outcome = parsed
         .and(claimed)
-        .and_then(|claim| authenticate(&state, auth, &auth.issuer(&shared.origin), &claim))
-        .and_then(|client| grant(&mut state, auth, &client, &form));
+        .and_then(|claim| authenticate(&state, auth, &issuer, &claim))
+        .and_then(|client| grant(&mut state, auth, &issuer, &client, &form));
     let response = match outcome {
         Ok(answer) => oauth_json(StatusCode::OK, &answer),
         Err(error) => {
@@ -838,6 +846,7 @@ fn token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Resp
 fn grant(
     state: &mut AuthState,
     auth: &AuthConfig,
+    issuer: &str,
     client: &Authenticated,
     form: &[(String, String)],
 ) -> Result<Value, OAuthError> {
@@ -879,6 +888,36 @@ fn grant(
             }
         }
         Some(DEVICE_GRANT_TYPE) if auth.device_grant => poll_device(state, auth, client, form)?,
+        Some(JWT_BEARER) if auth.idp_id_token.is_some() => {
+            let assertion = param(form, "assertion")
+                .ok_or_else(|| OAuthError::bad("invalid_request", "assertion is missing"))?;
+            let claims = state.id_jags.remove(assertion).ok_or_else(|| {
+                OAuthError::bad(
+                    "invalid_grant",
+                    "not an ID-JAG of the identity provider, or used already",
+                )
+            })?;
+            if claims["aud"] != json!(issuer) {
+                return Err(OAuthError::bad(
+                    "invalid_grant",
+                    "the ID-JAG is for another authorization server",
+                ));
+            }
+            if claims["client_id"] != json!(client.client_id) {
+                return Err(OAuthError::bad(
+                    "invalid_grant",
+                    "the ID-JAG is for another client",
+                ));
+            }
+            Issue {
+                client_id: &client.client_id,
+                scope: auth.grant(param(form, "scope")),
+                resource: claims["resource"].as_str().map(str::to_owned),
+                grant_type: JWT_BEARER,
+                with_refresh: false,
+                grant: None,
+            }
+        }
         Some("client_credentials") => {
             if !client.confidential {
                 return Err(OAuthError::bad(
@@ -998,6 +1037,93 @@ fn device_authorization(
         }
         Err(error) => error.response(auth),
     }
+}
+
+/// `POST /idp/token`: the identity provider's RFC 8693 token exchange of the user's ID
+/// token for an ID-JAG (typ `oauth-id-jag+jwt`) for the audience and resource asked for.
+fn idp_token(shared: &Shared, auth: &AuthConfig, parts: &Parts, body: &[u8]) -> Response<Body> {
+    let form = form_body(parts, body).unwrap_or_default();
+    let mut record = TokenRequest {
+        params: form.clone(),
+        grant_type: param(&form, "grant_type").map(str::to_owned),
+        client_id: param(&form, "client_id").map(str::to_owned),
+        client_auth: None,
+        resource: param(&form, "resource").map(str::to_owned),
+        scope: param(&form, "scope").map(str::to_owned),
+        error: None,
+    };
+    let check = || -> Result<(), OAuthError> {
+        let want = |name: &str, value: &str| {
+            if param(&form, name) == Some(value) {
+                Ok(())
+            } else {
+                Err(OAuthError::bad(
+                    "invalid_request",
+                    format!("{name} must be {value}"),
+                ))
+            }
+        };
+        want(
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        )?;
+        want(
+            "requested_token_type",
+            "urn:ietf:params:oauth:token-type:id-jag",
+        )?;
+        want(
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:id_token",
+        )?;
+        if param(&form, "subject_token") != auth.idp_id_token.as_deref() {
+            return Err(OAuthError::bad(
+                "invalid_grant",
+                "the ID token is not valid",
+            ));
+        }
+        for name in ["audience", "resource"] {
+            if param(&form, name).is_none() {
+                return Err(OAuthError::bad(
+                    "invalid_request",
+                    format!("{name} is missing"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    let mut state = lock(&shared.auth);
+    let response = match check() {
+        Ok(()) => {
+            let client_id = auth
+                .preregistered
+                .as_ref()
+                .map(|(id, _)| id.clone())
+                .unwrap_or_default();
+            let jti = state.fresh("jag");
+            let claims = json!({
+                "iss": format!("{}/idp", shared.origin), "sub": "enterprise-user",
+                "aud": param(&form, "audience"), "resource": param(&form, "resource"),
+                "client_id": client_id, "jti": jti,
+            });
+            let jag = format!(
+                "{}.{}.unsigned",
+                base64url(br#"{"alg":"none","typ":"oauth-id-jag+jwt"}"#),
+                base64url(claims.to_string().as_bytes())
+            );
+            state.id_jags.insert(jag.clone(), claims);
+            oauth_json(
+                StatusCode::OK,
+                &json!({"access_token": jag, "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag",
+                        "token_type": "N_A", "expires_in": 300}),
+            )
+        }
+        Err(error) => {
+            record.error = Some(error.code.to_owned());
+            error.response(auth)
+        }
+    };
+    state.idp_requests.push(record);
+    response
 }
 
 /// `GET /device?user_code=…`: the user approves the device authorization with that code.

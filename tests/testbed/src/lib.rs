@@ -571,6 +571,11 @@ impl Testbed {
         lock(&self.shared.auth).token_requests.clone()
     }
 
+    /// Every token exchange the identity provider (`/idp/token`) got, in order.
+    pub fn idp_requests(&self) -> Vec<TokenRequest> {
+        lock(&self.shared.auth).idp_requests.clone()
+    }
+
     /// Every poll of the token endpoint with a device code, in order.
     pub fn device_polls(&self) -> Vec<DevicePoll> {
         lock(&self.shared.auth).device_polls.clone()
