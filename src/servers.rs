@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The files `--clean` removes: credentials, a half-done sign-in, the remembered
-/// transport. The lock and the trace stay.
-const FORGOTTEN: [&str; 5] = [
+/// transport and `initialize` answer. The lock and the trace stay.
+const FORGOTTEN: [&str; 7] = [
     "tokens.json",
     "client_info.json",
     "code_verifier.txt",
     "authorize_url.txt",
+    "callback_url.txt",
     "transport.json",
+    "initialize.json",
 ];
 
 /// One line on stdout; a reader that went away is not an error.

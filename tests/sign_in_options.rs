@@ -592,3 +592,73 @@ async fn an_enterprise_identity_assertion_is_exchanged_for_an_id_jag_and_redeeme
     assert_ne!(code, Some(0));
     assert!(stderr.contains("--identity-assertion"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_longer_than_the_hosts_initialize_timeout_is_answered_from_memory() {
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("early-initialize");
+    // Yesterday: signed in, the server's answer remembered beside the transport.
+    let mut p = env.spawn(&[&tb.url()], &[]);
+    let first = initialize(&mut p).await;
+    assert!(first.get("result").is_some());
+    p.close().await;
+    assert!(
+        env.stored("_initialize.json").is_some(),
+        "the answer is remembered"
+    );
+
+    // Today: the tokens were revoked, and the user takes 8 s in the browser; the host
+    // gives up on `initialize` after 5 s. Meanwhile the server's answer changed.
+    tb.revoke_all_tokens();
+    tb.set_config(|c| c.instructions = Some("new instructions".into()));
+    let mut p = env.spawn(&[&tb.url()], &[("MCP_BROWSER_DELAY_MS", "8000")]);
+    p.send(common::oauth::initialize_request()).await;
+    let answer = p
+        .recv_within(std::time::Duration::from_secs(5))
+        .await
+        .expect("the host's initialize is answered before it gives up");
+    assert_eq!(answer["id"], 0);
+    assert_eq!(answer["result"], first["result"], "the remembered answer");
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text": "after sign-in"})))
+        .await;
+    let (r, others) = p.recv_response(&json!(1)).await;
+    assert_eq!(text(&r), "after sign-in", "{r}");
+    assert!(
+        others
+            .iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed"),
+        "the changed answer is announced: {others:?}"
+    );
+    let (_, stderr) = p.close().await;
+    assert!(stderr.contains("remembered"), "{stderr}");
+    assert_eq!(env.launches(), 2, "one browser sign-in today");
+    assert!(
+        tb.requests()
+            .iter()
+            .filter(|r| r.json().is_some_and(|b| b["method"] == "initialize"))
+            .count()
+            >= 3,
+        "the server was initialized for real after the sign-in"
+    );
+    let stored = env.stored("_initialize.json").unwrap();
+    assert_eq!(
+        stored["instructions"], "new instructions",
+        "the new answer is remembered"
+    );
+
+    // With nothing remembered the host waits for the sign-in, as before.
+    let env = Env::new("early-initialize-first");
+    let mut p = env.spawn(&[&tb.url()], &[("MCP_BROWSER_DELAY_MS", "2000")]);
+    p.send(common::oauth::initialize_request()).await;
+    assert!(
+        p.recv_within(std::time::Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "no answer before the sign-in"
+    );
+    let (r, _) = p.recv_response(&json!(0)).await;
+    assert!(r.get("result").is_some());
+    p.close().await;
+}

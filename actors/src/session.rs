@@ -123,6 +123,8 @@ impl Session {
     ) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
         let remembered_era = crate::store::read_era(config.transport_memory.as_deref());
+        let remembered_initialize =
+            crate::store::read_initialize(config.transport_memory.as_deref());
         let tracing = crate::trace::get().map(Tracing::new);
         let engine = Engine::new(
             EngineConfig {
@@ -137,6 +139,7 @@ impl Session {
                 trace: tracing.is_some(),
                 protocol: config.protocol,
                 remembered_era,
+                remembered_initialize,
             },
             Instant::now(),
         );
@@ -226,6 +229,11 @@ impl Session {
             Event::RememberTransport(t) => {
                 if let Some(path) = &self.transport_memory {
                     crate::store::write_transport(path, t, self.engine.url(), self.engine.era());
+                }
+            }
+            Event::RememberInitialize(result) => {
+                if let Some(path) = &self.transport_memory {
+                    crate::store::write_initialize(path, &result);
                 }
             }
             Event::ForgetTransport => {

@@ -82,8 +82,52 @@ pub fn write_transport(path: &Path, transport: Transport, server: &url::Url, era
     }
 }
 
+/// Where the server's `initialize` answer is remembered, beside the transport file
+/// (`<key>_initialize.json`).
+pub fn initialize_path(transport_file: &Path) -> std::path::PathBuf {
+    let name = transport_file
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .replace("_transport.json", "_initialize.json")
+        })
+        .unwrap_or_else(|| "initialize.json".into());
+    transport_file.with_file_name(name)
+}
+
+/// The server's remembered `initialize` result (JSON object text), if usable.
+pub fn read_initialize(transport_file: Option<&Path>) -> Option<String> {
+    let path = initialize_path(transport_file?);
+    let text = std::fs::read_to_string(&path).ok()?;
+    if text.len() > machines::engine::MAX_REMEMBERED_INITIALIZE {
+        return None;
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v.is_object() && v["protocolVersion"].is_string() => Some(v.to_string()),
+        _ => {
+            tracing::warn!(
+                "{} is not a remembered initialize answer; ignoring it",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Remember the server's `initialize` result.
+pub fn write_initialize(transport_file: &Path, result: &str) {
+    let path = initialize_path(transport_file);
+    if let Err(e) = write_private(&path, result.as_bytes()) {
+        tracing::warn!(
+            "cannot remember the initialize answer in {}: {e}",
+            path.display()
+        );
+    }
+}
+
 /// Forget what was remembered.
 pub fn forget_transport(path: &Path) {
+    let _ = std::fs::remove_file(initialize_path(path));
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!("forgot the remembered transport (it no longer worked)"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -95,9 +95,11 @@ impl TokenStore {
         self.path("callback_url.txt")
     }
 
-    /// Forget the tokens and the registration (`--clean`).
+    /// Forget the tokens and the registration (`--clean`), and the server's
+    /// remembered `initialize` answer: a clean start answers nothing from memory.
     pub fn forget(&self) {
         self.forget_files(true, true);
+        let _ = std::fs::remove_file(self.path("initialize.json"));
     }
 
     /// Remove the tokens file and/or the client file. A flow calls this only under

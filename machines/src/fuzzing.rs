@@ -117,6 +117,7 @@ pub fn router(start: std::time::Instant, data: &[u8]) {
         trace: true,
         protocol: crate::engine::ProtocolMode::Auto,
         remembered_era: None,
+        remembered_initialize: None,
     };
     let mut now = start;
     let mut engine = Engine::new(config, now);

@@ -332,6 +332,150 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A sign-in began before the server answered the host's `initialize` (`seq`):
+    /// when the server's answer is remembered from the last session, for the revision
+    /// the host asks for, the host gets it now instead of waiting out the sign-in
+    /// (hosts give up on `initialize` long before a browser sign-in ends). The real
+    /// `initialize` still goes once signed in; its answer is compared, not relayed,
+    /// and the host's later requests wait for it as before.
+    pub(super) fn answer_initialize_from_memory(&mut self, seq: u64) {
+        if self.early_initialize || self.modern() || self.host_modern {
+            return;
+        }
+        let Some(result) = self
+            .config
+            .remembered_initialize
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        else {
+            return;
+        };
+        let Some(entry) = self.messages.get(&seq).filter(|e| e.owed) else {
+            return;
+        };
+        let (Some(key), Some(id)) = (entry.id_key.clone(), entry.host_id.clone()) else {
+            return;
+        };
+        let asked = serde_json::from_slice::<serde_json::Value>(&entry.bytes)
+            .ok()
+            .and_then(|m| m["params"]["protocolVersion"].as_str().map(str::to_owned));
+        let answered = result["protocolVersion"].as_str();
+        if !result.is_object() || asked.is_none() || asked.as_deref() != answered {
+            return;
+        }
+        self.early_initialize = true;
+        self.early_open = true;
+        self.unowe(&key);
+        self.log(super::LogEvent::InitializeFromMemory);
+        let bytes = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#).into_bytes();
+        self.events.push_back(Event::ToHost(HostLine {
+            bytes,
+            kind: Kind::Response,
+            method: None,
+            id: Some(key),
+            origin: Origin::Proxy,
+        }));
+    }
+
+    /// The `initialize` whose answer the host had from memory failed, and the host
+    /// sends more: its `initialize` goes again (once per such message at most), and
+    /// what it sent waits for it.
+    pub(super) fn initialize_again(&mut self, now: Instant) {
+        let Some(bytes) = self.initialize.clone() else {
+            return;
+        };
+        // Under an id of the proxy's own: the host's id was answered already.
+        self.init_retries += 1;
+        let id = format!(
+            "\"{}init-{}\"",
+            jsonrpc::RESERVED_ID_PREFIX,
+            self.init_retries
+        );
+        let Some(bytes) = jsonrpc::with_id_text(&bytes, &id) else {
+            return;
+        };
+        let Ok(message) = Message::parse(bytes) else {
+            return;
+        };
+        let key = message.id_key.clone();
+        self.accept(message, Hook::Initialize, None, now);
+        if let Some(key) = key {
+            // Its answer is not owed to the host: it had one.
+            self.unowe(&key);
+        }
+    }
+
+    /// The server answered the host's `initialize` for real (or refused it, `error`):
+    /// what the host sent after its answer from memory goes now, in order, through
+    /// the Link as if just sent (or fails the same way).
+    pub(super) fn release_early(&mut self, error: Option<RequestError>, now: Instant) {
+        if error.is_none() {
+            self.early_open = false;
+        }
+        for (seq, kind, method) in std::mem::take(&mut self.early_parked) {
+            if let Some(e) = &error {
+                self.fail_seq(seq, e.clone());
+                continue;
+            }
+            match self.messages.get(&seq) {
+                None => continue,
+                Some(entry) if entry.kind == Kind::Request && !entry.owed => {
+                    // Cancelled or timed out while it waited: it never goes.
+                    self.messages.remove(&seq);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            self.dispatch(LinkEvent::HostSent { seq, kind, method }, now);
+        }
+    }
+
+    /// The server answered the host's `initialize`: remember the answer for the next
+    /// start (when it changed), and when the host got a remembered one that differs,
+    /// say so and have it list the tools again.
+    pub(super) fn remember_initialize(&mut self, message: &Message) {
+        if self.modern() || self.host_modern {
+            return;
+        }
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&message.bytes) else {
+            return;
+        };
+        let Some(result) = answer.get("result").filter(|r| r.is_object()) else {
+            return;
+        };
+        let remembered = self
+            .config
+            .remembered_initialize
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+        if remembered.as_ref() == Some(result) {
+            return;
+        }
+        if self.early_initialize {
+            let tools = result["capabilities"]["tools"].is_object();
+            self.log(super::LogEvent::InitializeChanged { tools });
+            if tools {
+                self.events.push_back(Event::ToHost(HostLine {
+                    bytes: jsonrpc::notification(
+                        "notifications/tools/list_changed",
+                        &serde_json::json!({}),
+                    ),
+                    kind: Kind::Notification,
+                    method: Some("notifications/tools/list_changed".to_owned()),
+                    id: None,
+                    origin: Origin::Proxy,
+                }));
+            }
+        }
+        let text = result.to_string();
+        if text.len() <= super::MAX_REMEMBERED_INITIALIZE {
+            self.config.remembered_initialize = Some(text.clone());
+            self.events.push_back(Event::RememberInitialize(text));
+        }
+    }
+}
+
 /// An id as JSON text, for a request whose own text is not at hand (every request in
 /// the table keeps the host's; this is the fallback that still parses).
 pub(super) fn id_text(key: &IdKey) -> String {
@@ -370,6 +514,7 @@ mod tests {
                 trace: false,
                 protocol: crate::engine::ProtocolMode::Legacy,
                 remembered_era: None,
+                remembered_initialize: None,
             },
             now,
         )

@@ -141,6 +141,9 @@ pub enum Event {
     RememberTransport(Transport),
     /// Forget what was remembered about this server's transport.
     ForgetTransport,
+    /// Remember the server's answer to `initialize` (its `result`, as JSON text):
+    /// the next start can answer the host with it while a sign-in runs.
+    RememberInitialize(String),
     /// Something worth a line in the log.
     Log(LogEvent),
     /// A machine's step or a timer, for `--trace` (only with `EngineConfig::trace`).

@@ -119,6 +119,15 @@ pub enum LogEvent {
     ServerBusy(Duration),
     /// The server refused the Streamable HTTP `initialize` with this status.
     InitializeRefused(u16),
+    /// A sign-in began before the server answered `initialize`: the host got the
+    /// answer remembered from the last session at once.
+    InitializeFromMemory,
+    /// The server's real `initialize` answer differs from the remembered one the
+    /// host got (`tools`: the host was told to list the tools again).
+    InitializeChanged {
+        /// `notifications/tools/list_changed` went to the host.
+        tools: bool,
+    },
     /// The proxy's `notifications/initialized` after a re-initialization failed.
     InitializedFailed(RequestError),
     /// The legacy event stream has been quiet; it is checked before a request relies on it.
@@ -173,6 +182,7 @@ impl LogEvent {
             | KeepAliveUnanswered
             | NotJsonRpc(_)
             | ToolExcluded { .. }
+            | InitializeChanged { .. }
             | Moved { .. }
             | ListenLost { refused: false } => Level::Warn,
             Reinitializing
@@ -187,6 +197,7 @@ impl LogEvent {
             | Resuming(_)
             | ServerBusy(_)
             | InitializeRefused(_)
+            | InitializeFromMemory
             | CheckStarted(_)
             | ListenLost { refused: true }
             | Reissued(_)
@@ -282,6 +293,15 @@ impl fmt::Display for LogEvent {
             InitializeRefused(status) => write!(
                 f,
                 "the server refused the Streamable HTTP initialize: HTTP {status}"
+            ),
+            InitializeFromMemory => f.write_str(
+                "signing in: the host's initialize was answered with the server's answer remembered from the last session; its requests wait for the sign-in (--auth-timeout)",
+            ),
+            InitializeChanged { tools: true } => f.write_str(
+                "the server's initialize answer changed since it was remembered; the host was told to list the tools again",
+            ),
+            InitializeChanged { tools: false } => f.write_str(
+                "the server's initialize answer changed since it was remembered (the host keeps the remembered one until it reconnects)",
             ),
             InitializedFailed(why) => write!(
                 f,

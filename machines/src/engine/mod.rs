@@ -110,7 +110,13 @@ pub struct EngineConfig {
     pub protocol: ProtocolMode,
     /// The era this server turned out to speak last time, if remembered.
     pub remembered_era: Option<Era>,
+    /// The server's `initialize` result from the last session (JSON text), if
+    /// remembered: a host whose `initialize` meets a sign-in gets it at once.
+    pub remembered_initialize: Option<String>,
 }
+
+/// The largest `initialize` answer remembered.
+pub const MAX_REMEMBERED_INITIALIZE: usize = 64 * 1024;
 
 /// Where a host message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +332,16 @@ pub struct Engine {
     host_modern: bool,
     /// Host messages that wait for the probe's verdict (they go in that era's form).
     parked: Vec<(u64, bool)>,
+    /// The host's `initialize` was answered from memory while a sign-in ran: the
+    /// server's real answer is compared, not relayed.
+    early_initialize: bool,
+    /// Since that answer, the server has not answered an `initialize` for real.
+    early_open: bool,
+    /// `initialize`s sent again after that (unique ids).
+    init_retries: u64,
+    /// What the host sent after an `initialize` answered from memory, before the
+    /// server answered it for real: it goes to the Link once the session exists.
+    early_parked: Vec<(u64, Kind, Option<String>)>,
 }
 
 impl Engine {
@@ -356,6 +372,10 @@ impl Engine {
             relists: 0,
             host_modern: false,
             parked: Vec::new(),
+            early_initialize: false,
+            early_open: false,
+            init_retries: 0,
+            early_parked: Vec::new(),
             config,
             link,
             messages: BTreeMap::new(),
@@ -523,6 +543,17 @@ impl Engine {
             true => Some("initialize".to_owned()),
             false => method,
         };
+        if self.early_open && method.as_deref() != Some("initialize") {
+            // The host had its answer from memory; the session is not open yet. If the
+            // real `initialize` failed (the network, a refusal), it goes again first.
+            if self.host_initialize.is_none() {
+                self.initialize_again(now);
+            }
+            if self.host_initialize.is_some() {
+                self.early_parked.push((seq, kind, method));
+                return;
+            }
+        }
         self.dispatch(LinkEvent::HostSent { seq, kind, method }, now);
     }
 
@@ -992,6 +1023,14 @@ impl Engine {
             // Its probe is over (sign-in failed, the network, a refusal): what waited
             // for the era fails the same way.
             self.probe_abandoned(&error);
+            // So does what the host sent after an answer from memory; the host's
+            // next message tries the `initialize` again.
+            for (parked, _, _) in std::mem::take(&mut self.early_parked) {
+                self.fail_seq(parked, error.clone());
+            }
+            if self.early_open {
+                self.host_initialize = None;
+            }
         }
         let owed = match self.messages.get(&seq) {
             None => return,
@@ -1031,7 +1070,9 @@ impl Engine {
         let accepted: Vec<(u64, Option<u64>)> = self
             .messages
             .iter()
-            .filter(|(_, e)| e.owed)
+            // The host's `initialize` answered from memory is owed nothing, and still
+            // fails here: what waits for it must hear.
+            .filter(|(seq, e)| e.owed || self.is_host_initialize(**seq))
             .filter_map(|(seq, e)| match e.stage {
                 Stage::Accepted { .. } => Some((*seq, None)),
                 Stage::Resuming { stream } => Some((*seq, Some(stream))),
@@ -1061,12 +1102,11 @@ impl Engine {
         let session_id = session_id.filter(|_| !self.modern());
         if message.kind == Kind::Response {
             if let Some(key) = message.id_key.clone() {
-                if key.is_reserved() && !self.owed.contains_key(&key) {
-                    self.reserved_answer(&key, &message, session_id, now);
-                    return; // the proxy's own request: never shown to the host
-                }
                 if self.host_initialize.as_ref() == Some(&key) {
                     self.host_initialize = None;
+                    if !message.is_error {
+                        self.remember_initialize(&message);
+                    }
                     let event = if message.is_error {
                         LinkEvent::InitializeFailed
                     } else {
@@ -1076,6 +1116,12 @@ impl Engine {
                         }
                     };
                     self.dispatch(event, now);
+                    let failed = message.is_error.then_some(RequestError::SessionRefused);
+                    self.release_early(failed, now);
+                }
+                if key.is_reserved() && !self.owed.contains_key(&key) {
+                    self.reserved_answer(&key, &message, session_id, now);
+                    return; // the proxy's own request: never shown to the host
                 }
                 if self.input_required(&key, &message, now) {
                     return; // the server asks the host first; the request goes again
@@ -1347,6 +1393,9 @@ impl Engine {
                 self.note_need(status, challenge);
                 back_to_held(self);
                 self.dispatch(LinkEvent::Unauthorized { seq }, now);
+                if is_initialize {
+                    self.answer_initialize_from_memory(seq);
+                }
             }
             Ending::Refused { status, reason } if is_initialize => {
                 // The Link decides: fall back to the other transport, or fail.
@@ -1396,7 +1445,7 @@ impl Engine {
                 retry_ms,
                 broken,
             } => {
-                let key = id_key.filter(|_| owed);
+                let key = id_key.filter(|_| owed || is_initialize);
                 let Some(key) = key else {
                     self.messages.remove(&seq);
                     return;
@@ -1422,7 +1471,9 @@ impl Engine {
                 }
             }
             Ending::Accepted => {
-                let Some(key) = id_key.filter(|_| owed) else {
+                // The host's `initialize` answered from memory is owed nothing but is
+                // still awaited: what the host sent since waits for it.
+                let Some(key) = id_key.filter(|_| owed || is_initialize) else {
                     self.messages.remove(&seq);
                     return;
                 };
@@ -1673,7 +1724,15 @@ impl Engine {
                 StreamEvent::Failed { now },
             ),
         };
+        let unauthorized = link_event == LinkEvent::StreamUnauthorized;
         self.dispatch(link_event, now);
+        if unauthorized {
+            // The host's `initialize` waits for this stream, and now for a sign-in.
+            let seq = self.host_initialize.as_ref().and_then(|k| self.owed.get(k));
+            if let Some(seq) = seq.copied() {
+                self.answer_initialize_from_memory(seq);
+            }
+        }
         if let Some(connection) = lost {
             // POSTs made under the lost connection and still without their 202: whatever
             // the server does with them, their answers were to come on the stream that is

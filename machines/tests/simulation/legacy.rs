@@ -40,6 +40,11 @@ fn legacy_sse_ten_thousand_seeds_keep_every_invariant() {
     let t = outcome.total;
     assert_paths_taken(&[
         ("blackhole", t.blackholes, 5_000),
+        (
+            "initialize answered from memory during a sign-in",
+            t.early_initializes,
+            100,
+        ),
         ("POST swallowed by a blackhole", t.swallowed, 3_000),
         ("slow tool call", t.slow_calls, 5_000),
         ("check", t.checks, 5_000),

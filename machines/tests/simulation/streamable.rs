@@ -53,6 +53,11 @@ fn streamable_http_ten_thousand_seeds_keep_every_invariant() {
         ("Link retry delay", t.retries, 2_000),
         ("token requested", t.token_requests, 1_000),
         (
+            "initialize answered from memory during a sign-in",
+            t.early_initializes,
+            100,
+        ),
+        (
             "response stream broken after its priming event",
             t.streams_broken,
             1_000,

@@ -185,6 +185,9 @@ pub struct Config {
     /// Every answer of the main listener sets `lb=backend-1` (a load balancer's
     /// stickiness cookie).
     pub sticky_cookie: bool,
+    /// The `instructions` of the `initialize` answer instead of the usual text (a
+    /// server whose answer changed since a client remembered it).
+    pub instructions: Option<String>,
     /// Serve MCP 2026-07-28 only at `/mcp` (see [`modern`]): `server/discover`, `_meta`
     /// and header checks, no `initialize`, no sessions, GET and DELETE `405`.
     pub modern: bool,
@@ -242,6 +245,7 @@ impl Default for Config {
             gone: None,
             modern: false,
             sticky_cookie: false,
+            instructions: None,
             retired_sse: false,
             modern_refuse_first: false,
             modern_break_first_list: false,

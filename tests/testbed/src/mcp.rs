@@ -224,7 +224,13 @@ pub(crate) async fn answer(call: &Call, request: &Value) -> Outcome {
         return Outcome::Silent;
     }
     let result = match method {
-        "initialize" => Ok(initialize_result(&params)),
+        "initialize" => {
+            let mut result = initialize_result(&params);
+            if let Some(text) = &call.shared.config().instructions {
+                result["instructions"] = json!(text);
+            }
+            Ok(result)
+        }
         "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => {
             Ok(json!({}))
         }
