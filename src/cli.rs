@@ -274,7 +274,8 @@ pub struct Cli {
     #[arg(long, value_name = "SECRET", help_heading = "Sign-in (OAuth)")]
     pub idp_client_secret: Option<String>,
 
-    /// Forget this server's stored tokens and client registration, then sign in anew.
+    /// Forget this server's stored tokens, client registration and remembered
+    /// initialize answer, then sign in anew.
     #[arg(long, help_heading = "Sign-in (OAuth)")]
     pub clean: bool,
 }
