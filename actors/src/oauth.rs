@@ -203,7 +203,7 @@ pub async fn run(
 
 /// The identity assertion of enterprise-managed authorization: as given, or read
 /// afresh from its file (which the company's tooling keeps current).
-fn read_assertion(options: &AuthOptions) -> Result<String, AuthError> {
+fn read_assertion(options: &AuthOptions) -> Result<machines::auth::flow::Assertion, AuthError> {
     use machines::auth::flow::AssertionSource;
     let Some(e) = &options.enterprise else {
         return Err(AuthError::Assertion("none was given".into()));
@@ -233,7 +233,7 @@ fn read_assertion(options: &AuthOptions) -> Result<String, AuthError> {
             "it is empty or not a single token (an ID token is one line without spaces)".into(),
         ));
     }
-    Ok(text.to_owned())
+    Ok(machines::auth::flow::Assertion(text.to_owned()))
 }
 
 /// The file holding the authorization URL while a sign-in waits for the browser,

@@ -153,6 +153,16 @@ impl std::fmt::Debug for Enterprise {
     }
 }
 
+/// An identity assertion as read (a secret: never shown).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Assertion(pub String);
+
+impl std::fmt::Debug for Assertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Assertion([redacted])")
+    }
+}
+
 /// Where the identity assertion comes from.
 #[derive(Clone)]
 pub enum AssertionSource {
@@ -282,7 +292,7 @@ pub enum FlowInput {
         now_ms: u64,
     },
     /// The identity assertion, read (or why not).
-    AssertionRead(Result<String, AuthError>),
+    AssertionRead(Result<Assertion, AuthError>),
     /// The wait asked for is over.
     Waited {
         /// Milliseconds since the epoch.
@@ -797,7 +807,7 @@ impl Flow {
                 self.poll_device(poll, now_ms)
             }
             (Expect::Assertion, FlowInput::AssertionRead(assertion)) => {
-                self.exchange_assertion(assertion?)
+                self.exchange_assertion(assertion?.0)
             }
             (Expect::AuthorizationCode, FlowInput::CallbackReceived(response)) => {
                 let response = response?;
