@@ -33,6 +33,9 @@ pub struct Settings {
     pub protocol: machines::engine::ProtocolMode,
     /// The cookie jar is on (not `--disable-cookies`).
     pub cookies: bool,
+    /// A host's `initialize` may be answered with the server's remembered answer
+    /// while a sign-in runs (the proxy; `mcp-remote-client` reports the real one).
+    pub initialize_from_memory: bool,
     /// Wait for response headers.
     pub headers_timeout: Option<Duration>,
     /// Largest message either way.
@@ -392,6 +395,7 @@ impl Settings {
                     .map(PathBuf::from),
             },
             cookies: !cli.disable_cookies,
+            initialize_from_memory: true,
             protocol: match cli.protocol {
                 crate::cli::ProtocolArg::Auto => machines::engine::ProtocolMode::Auto,
                 crate::cli::ProtocolArg::Legacy => machines::engine::ProtocolMode::Legacy,

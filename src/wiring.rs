@@ -61,6 +61,7 @@ pub fn start_core(
             host: settings.host.clone(),
             protocol: settings.protocol,
             cookies: settings.cookies,
+            initialize_from_memory: settings.initialize_from_memory,
         },
         http,
         host,

@@ -152,7 +152,7 @@ async fn a_static_client_is_never_sent_to_another_authorization_server() {
     let mut args = vec![url.as_str()];
     args.extend_from_slice(&flags);
     let mut p = env.spawn(&args, &[]);
-    let r = initialize(&mut p).await;
+    let r = sign_in_answer(&mut p).await;
     p.close().await;
     let message = r["error"]["message"]
         .as_str()
@@ -174,9 +174,25 @@ async fn refresh_fails(env: &Env, tb: &Testbed, extra: &[&str]) -> Value {
     let mut args = vec![url.as_str()];
     args.extend_from_slice(extra);
     let mut p = env.spawn(&args, &[("MCP_BROWSER_NO_FOLLOW", "1")]);
+    let r = sign_in_answer(&mut p).await;
+    p.close().await;
+    r
+}
+
+/// What the host hears of a sign-in its `initialize` needed: the `initialize`'s own
+/// answer, or — when the server's answer was remembered and given at once — the
+/// answer to the tool call it sends next, which waits for the sign-in.
+async fn sign_in_answer(p: &mut Proxy) -> Value {
     p.send(common::oauth::initialize_request()).await;
     let (r, _) = p.recv_response(&json!(0)).await;
-    p.close().await;
+    if r.get("error").is_some() {
+        return r;
+    }
+    p.send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await;
+    p.send(call(1, "echo", json!({"text": "after sign-in"})))
+        .await;
+    let (r, _) = p.recv_response(&json!(1)).await;
     r
 }
 
@@ -237,7 +253,8 @@ async fn passing_refresh_failures_keep_the_tokens_byte_for_byte() {
     // invalid_grant, and only that, forgets them (and signs in again).
     tb.revoke_all_tokens();
     let mut p = env.spawn(&[&tb.url()], &[]);
-    assert!(initialize(&mut p).await.get("result").is_some());
+    let r = sign_in_answer(&mut p).await;
+    assert_eq!(text(&r), "after sign-in", "{r}");
     p.close().await;
     assert!(tb
         .token_requests()

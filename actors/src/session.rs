@@ -64,6 +64,8 @@ pub struct SessionConfig {
     pub strategy: Strategy,
     /// The file remembering which transport this server speaks (`<key>_transport.json`).
     pub transport_memory: Option<PathBuf>,
+    /// Answer the host's `initialize` from the remembered answer while a sign-in runs.
+    pub initialize_from_memory: bool,
     /// `--keep-alive` / `--ping-interval`: send a ping this often; one unanswered by the
     /// next tick means the connection went silent.
     pub ping_interval: Option<Duration>,
@@ -123,8 +125,10 @@ impl Session {
     ) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
         let remembered_era = crate::store::read_era(config.transport_memory.as_deref());
-        let remembered_initialize =
-            crate::store::read_initialize(config.transport_memory.as_deref());
+        let remembered_initialize = config
+            .initialize_from_memory
+            .then(|| crate::store::read_initialize(config.transport_memory.as_deref()))
+            .flatten();
         let tracing = crate::trace::get().map(Tracing::new);
         let engine = Engine::new(
             EngineConfig {

@@ -336,7 +336,7 @@ fn main() {
         // another machine pastes the address it ended on here.
         actors::oauth::paste::accept_from_terminal();
     }
-    let settings = match Settings::from_cli(&cli) {
+    let mut settings = match Settings::from_cli(&cli) {
         Ok(s) => s,
         Err(e) if client.doctor => {
             let check = Check::failed(
@@ -352,6 +352,8 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // A diagnostic reports the server's real answer, never a remembered one.
+    settings.initialize_from_memory = false;
     if client.doctor {
         std::process::exit(run_doctor(&settings, json_output));
     }
