@@ -2,10 +2,11 @@
 //! config folder with `--debug`.
 //!
 //! Invariant 8: many MCP hosts never read the server's stderr; once that pipe is
-//! full a blocking write would freeze the proxy. Each sink is a bounded queue of
-//! whole lines drained by its own thread: the message path only ever tries to
-//! enqueue, and when the queue is full the line is dropped and counted, never
-//! waited for. Invariant 7 holds whatever stderr does: at exit the sinks get a
+//! full a blocking write would freeze the proxy. Each sink is a bounded buffer of
+//! whole lines drained by its own thread: the message path only ever appends, and
+//! when the buffer is full the line is dropped and counted, never waited for. The
+//! thread, once woken, lets lines gather for a few milliseconds, so a log line per
+//! relayed message costs no thread wake-up per message. Invariant 7 holds whatever stderr does: at exit the sinks get a
 //! bounded time to drain ([`LogGuard`]'s drop), then the process goes, leaving a
 //! writer thread stuck on a full pipe behind.
 //!
@@ -21,8 +22,7 @@ use crate::settings::Settings;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -31,8 +31,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-/// Lines buffered per sink before new lines are dropped.
-const BUFFERED_LINES: usize = 4096;
+/// Bytes buffered per sink before new lines are dropped.
+const BUFFERED_BYTES: usize = 256 * 1024;
+
+/// How long a writer thread, once woken, lets lines gather before it writes them:
+/// a line per relayed message then costs the message path no thread wake-up of
+/// its own (one per this interval at most), and the destination one `write` per
+/// interval. A person reading stderr does not see the difference.
+const GATHER_FOR: Duration = Duration::from_millis(5);
 
 /// How long the exit waits, at most, for the sinks to write what they hold: the
 /// debug log file then holds every line, and a host that reads stderr sees the last
@@ -43,82 +49,111 @@ const DRAIN_AT_EXIT: Duration = Duration::from_millis(300);
 /// How often the exit looks whether the sinks are drained.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
 
-/// One log destination: whole lines go into a bounded queue, and a thread of its own
-/// writes them, so only that thread ever blocks on the destination.
+/// One log destination: whole lines are appended to a bounded buffer, and a thread
+/// of its own writes them, so only that thread ever blocks on the destination.
 #[derive(Clone)]
 struct Sink {
-    /// The writer thread's queue; `try_send` only.
-    queue: SyncSender<Vec<u8>>,
-    /// What the exit needs to know about this sink.
-    counts: Arc<SinkCounts>,
+    shared: Arc<SinkShared>,
 }
 
-/// Counters a [`Sink`] shares with its writer thread.
-#[derive(Default)]
-struct SinkCounts {
-    /// Lines queued and not yet written: zero means the destination has every line
-    /// that was not dropped.
-    unwritten: AtomicUsize,
-    /// Lines dropped because the queue was full (the destination could not keep up).
+struct SinkShared {
+    state: Mutex<SinkState>,
+    /// The writer thread waits on it when there is nothing to write.
+    work: Condvar,
+    /// Lines dropped because the buffer was full (the destination could not keep up).
     dropped: AtomicUsize,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// Whole lines not yet taken by the writer.
+    buffer: Vec<u8>,
+    /// Bytes taken by the writer and not yet written.
+    writing: usize,
+    /// The writer waits for work: the next line must wake it.
+    idle: bool,
 }
 
 impl Sink {
     /// Starts the writer thread `name` on `destination`.
     fn start(name: &str, mut destination: impl Write + Send + 'static) -> std::io::Result<Sink> {
-        let (queue, lines) = sync_channel::<Vec<u8>>(BUFFERED_LINES);
-        let counts = Arc::new(SinkCounts::default());
-        let written = counts.clone();
+        let shared = Arc::new(SinkShared {
+            state: Mutex::new(SinkState::default()),
+            work: Condvar::new(),
+            dropped: AtomicUsize::new(0),
+        });
+        let writer = shared.clone();
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                for line in lines {
-                    // A destination that fails (a closed stderr) loses the line; nothing
-                    // else can be done with it.
-                    let _ = destination.write_all(&line);
-                    written.unwritten.fetch_sub(1, Ordering::Release);
+                let mut spare = Vec::new();
+                loop {
+                    {
+                        let mut state = writer.lock();
+                        while state.buffer.is_empty() {
+                            state.idle = true;
+                            state = writer.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                        }
+                    }
+                    std::thread::sleep(GATHER_FOR);
+                    let mut state = writer.lock();
+                    std::mem::swap(&mut state.buffer, &mut spare);
+                    state.writing = spare.len();
+                    drop(state);
+                    // A destination that fails (a closed stderr) loses the lines; nothing
+                    // else can be done with them.
+                    let _ = destination.write_all(&spare);
+                    let _ = destination.flush();
+                    spare.clear();
+                    writer.lock().writing = 0;
                 }
             })?;
-        Ok(Sink { queue, counts })
+        Ok(Sink { shared })
     }
 
-    /// Queues one line, or drops and counts it when the queue is full.
+    /// Appends one line, or drops and counts it when the buffer is full.
     fn push(&self, line: &[u8]) {
-        self.counts.unwritten.fetch_add(1, Ordering::AcqRel);
-        if self.queue.try_send(line.to_vec()).is_err() {
-            self.counts.unwritten.fetch_sub(1, Ordering::AcqRel);
-            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.try_push(line) {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Queues one line, waiting until `deadline` at most for room (the report of
-    /// dropped lines at exit: the queue is full exactly when there is one to make).
+    fn try_push(&self, line: &[u8]) -> bool {
+        let mut state = self.shared.lock();
+        if state.buffer.len() + line.len() > BUFFERED_BYTES {
+            return false;
+        }
+        state.buffer.extend_from_slice(line);
+        let wake = std::mem::take(&mut state.idle);
+        drop(state);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        true
+    }
+
+    /// Appends one line, waiting until `deadline` at most for room (the report of
+    /// dropped lines at exit: the buffer is full exactly when there is one to make).
     fn push_by(&self, line: &[u8], deadline: Instant) {
-        self.counts.unwritten.fetch_add(1, Ordering::AcqRel);
-        let mut line = line.to_vec();
-        loop {
-            match self.queue.try_send(line) {
-                Ok(()) => return,
-                Err(e) if Instant::now() < deadline => {
-                    line = match e {
-                        std::sync::mpsc::TrySendError::Full(l) => l,
-                        std::sync::mpsc::TrySendError::Disconnected(_) => break,
-                    };
-                    std::thread::sleep(DRAIN_POLL);
-                }
-                Err(_) => break,
-            }
+        while !self.try_push(line) && Instant::now() < deadline {
+            std::thread::sleep(DRAIN_POLL);
         }
-        self.counts.unwritten.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Whether every queued line has been written.
+    /// Whether every line has been written.
     fn is_drained(&self) -> bool {
-        self.counts.unwritten.load(Ordering::Acquire) == 0
+        let state = self.shared.lock();
+        state.buffer.is_empty() && state.writing == 0
     }
 
     fn dropped(&self) -> usize {
-        self.counts.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl SinkShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -355,18 +390,17 @@ mod tests {
     fn a_blocked_destination_drops_and_counts_lines_and_never_blocks_the_writer() {
         let (release, gate) = mpsc::channel();
         let sink = Sink::start("test-blocked", Blocked(gate)).unwrap();
-        let lines = BUFFERED_LINES + 100;
-        for n in 0..lines {
-            (&sink).write_all(format!("line {n}\n").as_bytes()).unwrap();
+        // The writer takes the first line and blocks on it.
+        (&sink).write_all(b"first\n").unwrap();
+        std::thread::sleep(GATHER_FOR * 10);
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let fit = BUFFERED_BYTES / line.len();
+        for _ in 0..fit + 100 {
+            (&sink).write_all(&line).unwrap();
         }
-        // One line may be in the writer's hands, the queue holds the next ones.
-        let dropped = sink.dropped();
-        assert!(
-            (99..=100).contains(&dropped),
-            "{dropped} dropped of {lines}"
-        );
+        assert_eq!(sink.dropped(), 100, "{} lines fit in the buffer", fit);
         assert!(!sink.is_drained());
-        for _ in 0..lines {
+        for _ in 0..10 {
             let _ = release.send(());
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -375,7 +409,7 @@ mod tests {
         }
         assert!(
             sink.is_drained(),
-            "every queued line is written once let through"
+            "every buffered line is written once let through"
         );
     }
 

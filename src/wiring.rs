@@ -10,13 +10,13 @@ use actix::{Actor, Addr, Recipient};
 use actors::authorizer::Authorizer;
 use actors::http::{build_client, build_oauth_client, HttpSetupError};
 use actors::messages::AuthorizerPeers;
-use actors::messages::{Flush, ServerFrame, Shutdown};
-use actors::session::{Session, SessionConfig};
+use actors::messages::Shutdown;
+use actors::session::{HostLink, Session, SessionConfig};
 use actors::stdin_reader::StdinReader;
 use actors::token_store::TokenStore;
 use machines::auth::discovery::{address_class, AddressClass};
 
-use actors::stdout_writer::StdoutWriter;
+use actors::stdout_writer::HostOutput;
 
 /// The started core: the Session and the Authorizer wired to each other.
 pub struct Core {
@@ -26,12 +26,7 @@ pub struct Core {
 
 /// Start the Session and the Authorizer; lines for the host go to `host`.
 /// Must run inside an actix System.
-pub fn start_core(
-    settings: &Settings,
-    host: Recipient<ServerFrame>,
-    flush: Option<Recipient<Flush>>,
-    seed: u64,
-) -> Result<Core, HttpSetupError> {
+pub fn start_core(settings: &Settings, host: HostLink, seed: u64) -> Result<Core, HttpSetupError> {
     let http = build_client(&settings.http)?;
     let store = TokenStore::new(settings.config_dir.clone(), settings.key.clone());
     if settings.clean {
@@ -65,7 +60,6 @@ pub fn start_core(
         },
         http,
         host,
-        flush,
     )
     .with_authorizer(
         authorizer.clone().recipient(),
@@ -81,18 +75,16 @@ pub fn start_core(
 
 /// Start the whole proxy on this process's stdin and stdout.
 pub fn start_proxy(settings: &Settings, seed: u64) -> Result<Core, HttpSetupError> {
-    let stdout = StdoutWriter::new(tokio::io::stdout()).start();
-    let core = start_core(
-        settings,
-        stdout.clone().recipient(),
-        Some(stdout.recipient()),
-        seed,
-    )?;
-    StdinReader::new(
-        actors::stdin_reader::spawn_stdin_thread(),
-        core.session.clone().recipient(),
-        core.session.clone().recipient(),
+    let stdout = HostOutput::stdout(
+        actors::stdout_writer::DEFAULT_LIMIT,
         settings.max_message_bytes,
+    )
+    .map_err(|e| HttpSetupError::Io(format!("cannot start the stdout writer: {e}")))?;
+    let core = start_core(settings, HostLink::Output(stdout), seed)?;
+    StdinReader::new(
+        actors::stdin_reader::spawn_stdin_thread(settings.max_message_bytes),
+        core.session.clone().recipient(),
+        core.session.clone().recipient(),
     )
     .start();
     watch_signals(core.session.clone().recipient());

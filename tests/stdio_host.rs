@@ -178,7 +178,7 @@ async fn stdin_is_served_before_the_server_answers() {
 /// README "Logs": logging never blocks; if the host does not read stderr, lines are
 /// dropped and their number is reported at exit (DESIGN.md invariant 8). The host here
 /// never reads stderr while thousands of messages go through, each logging two lines:
-/// far more than the pipe (64 KiB) and the log queue (4096 lines) hold. Every request is
+/// far more than the pipe (64 KiB) and the log buffer (256 KiB) hold. Every request is
 /// still answered, and once stderr is read at the end it reports the dropped lines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unread_stderr_never_blocks_and_the_dropped_lines_are_reported_at_exit() {
@@ -289,4 +289,106 @@ async fn an_unread_stderr_never_blocks_and_the_dropped_lines_are_reported_at_exi
         "every message logs two lines: {logged} written + {dropped} dropped < {}",
         2 * PINGS
     );
+}
+
+/// The peak resident memory of a process, in MiB (`VmHWM`).
+fn peak_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM");
+    kib / 1024.0
+}
+
+/// A host that stops reading its stdout while the server streams about 100 MiB of
+/// answers — 120 of 1 MiB on the HTTP+SSE stream, 12 of 8 MiB on as many Streamable
+/// HTTP responses: the proxy leaves them in the network (its memory stays a fraction
+/// of that: 4 MiB waiting for the host, at most one message's worth of unfinished
+/// answers, what the HTTP library read on each connection), takes
+/// the silence for the host's doing (longer than a dead stream's 5 s: no check, no
+/// reconnection, nothing failed), and once the host reads again every answer comes,
+/// whole and once, and the session goes on.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_stops_reading_holds_the_server_back_not_the_proxys_memory() {
+    let cases = [
+        (true, 120u64, 1usize << 20, 24.0),
+        (false, 12, 8 << 20, 40.0),
+    ];
+    for (legacy, calls, bytes, bound) in cases {
+        let name = if legacy {
+            "HTTP+SSE"
+        } else {
+            "Streamable HTTP"
+        };
+        let tb = Testbed::start(Config {
+            transport: if legacy {
+                testbed::Transport::Legacy
+            } else {
+                testbed::Transport::Streamable
+            },
+            keepalives: true,
+            ..Config::default()
+        })
+        .await
+        .expect("testbed");
+        let url = if legacy { tb.sse_url() } else { tb.url() };
+        let mut p = Proxy::spawn(&[&url]);
+        p.initialize("2025-11-25").await;
+        let pid = p.child.id().expect("pid");
+        let before = peak_mib(pid);
+        for id in 1..=calls {
+            p.send(call(id, "big", json!({"bytes": bytes}))).await;
+        }
+        let all_asked = |r: &[testbed::Recorded]| {
+            r.iter()
+                .filter(|r| r.body.windows(5).any(|w| w == b"\"big\""))
+                .count()
+                == calls as usize
+        };
+        assert!(
+            tb.wait_for(all_asked, Duration::from_secs(30)).await,
+            "{name}: every call reaches the server"
+        );
+        // Longer than the silence after which a stream counts as dead (5 s at least).
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let peak = peak_mib(pid);
+        eprintln!("{name}: {:.1} MiB more at the peak", peak - before);
+        let sent = (calls as usize * bytes) >> 20;
+        assert!(
+            peak - before < bound,
+            "{name}: {:.0} MiB more held for a host that reads nothing of {sent} MiB",
+            peak - before
+        );
+        let mut answered = std::collections::BTreeSet::new();
+        for _ in 0..calls {
+            let v = p.recv().await;
+            let Some(id) = v["id"].as_u64() else {
+                continue;
+            };
+            assert_eq!(text(&v).len(), bytes, "{name}: answer {id} whole");
+            assert!(answered.insert(id), "{name}: answer {id} twice");
+        }
+        assert_eq!(answered.len(), calls as usize, "{name}: every answer");
+        still_works(&mut p, 10_000).await;
+        let streams = tb.requests().iter().filter(|r| r.method == "GET").count();
+        let (_, stderr) = p.close().await;
+        assert!(
+            stderr.contains("not reading what it was sent"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("checking that the server is reachable"),
+            "{name}: {stderr}"
+        );
+        if legacy {
+            assert_eq!(
+                streams, 1,
+                "{name}: the stream was never reopened\n{stderr}"
+            );
+        }
+    }
 }

@@ -45,6 +45,9 @@ pub enum HttpSetupError {
     /// reqwest refused the configuration.
     #[error("could not set up the HTTP client: {0}")]
     Client(String),
+    /// A thread of the proxy could not be started.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// What both clients share: TLS (ring, platform verifier, extra CAs), proxies,

@@ -1,5 +1,5 @@
-//! Every message the actors exchange. Commands are imperative (`Shutdown`,
-//! `Flush`), events are past tense (`HostClosed`, `ExchangeEnded`).
+//! Every message the actors exchange. Commands are imperative (`Shutdown`),
+//! events are past tense (`HostClosed`, `ExchangeEnded`).
 
 use actix::Message;
 use machines::jsonrpc::{Incoming, Malformed};
@@ -21,20 +21,20 @@ pub enum ClientFrame {
     },
 }
 
+/// StdinReader → Session: every message of one read of stdin, in order.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ClientFrames(pub Vec<ClientFrame>);
+
 /// StdinReader → Session: stdin reached end of file (the host is gone).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct HostClosed;
 
-/// Session → StdoutWriter: one JSON-RPC message to write as one line.
+/// Session → an actor standing for the host (`mcp-remote-client`): one JSON-RPC message.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct ServerFrame(pub Vec<u8>);
-
-/// → StdoutWriter: answer once everything written before it is flushed.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Flush;
 
 /// → Session: stop (stdin closed, SIGINT, SIGTERM): DELETE the session, then end the process.
 #[derive(Message, Debug, Clone)]

@@ -22,9 +22,10 @@ mod record;
 
 use crate::http::describe_error;
 use crate::messages::{
-    AuthFailed, ClientFrame, Flush, HostClosed, NeedToken, ServerFrame, Shutdown, TokenReady,
-    TokenWorked,
+    AuthFailed, ClientFrame, ClientFrames, HostClosed, NeedToken, ServerFrame, Shutdown,
+    TokenReady, TokenWorked,
 };
+use crate::stdout_writer::HostOutput;
 use actix::fut::{wrap_stream, ActorStreamExt};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -82,6 +83,8 @@ enum Progress {
     /// The head, and (when tracing) what the trace shows of it.
     Head(ResponseHead, Option<HeadSeen>),
     Chunk(Bytes),
+    /// The host's stdout queue is over its limit: the next chunk waits for room.
+    Backlog,
     End(Result<(), NetworkError>),
 }
 
@@ -98,9 +101,7 @@ pub struct Session {
     /// The HTTP client.
     http: reqwest::Client,
     /// Where lines for the host go.
-    stdout: Recipient<ServerFrame>,
-    /// Flushed before the process exits (none for the diagnostic client).
-    flush: Option<Recipient<Flush>>,
+    host_link: HostLink,
     /// Where requests for a token go (none: the server is used without sign-in).
     authorizer: Option<(Recipient<NeedToken>, Recipient<TokenWorked>)>,
     /// `Authorization: Bearer …` for every exchange (marked sensitive).
@@ -113,16 +114,19 @@ pub struct Session {
     exiting: bool,
     /// `--trace` / `-v` (none: nothing is recorded, nothing is built).
     tracing: Option<Tracing>,
+    /// Bodies wait for the host to read its stdout (a watcher waits for room).
+    backlog: bool,
+    /// Bytes of incomplete messages the engine holds, per exchange (none at 0).
+    held: HashMap<ExchangeId, usize>,
+    /// Their sum.
+    held_total: usize,
+    /// Over the output's limit on them, the exchange that reads on.
+    lead: Option<ExchangeId>,
 }
 
 impl Session {
     /// A session to `config.url`.
-    pub fn new(
-        config: SessionConfig,
-        http: reqwest::Client,
-        stdout: Recipient<ServerFrame>,
-        flush: Option<Recipient<Flush>>,
-    ) -> Self {
+    pub fn new(config: SessionConfig, http: reqwest::Client, host_link: HostLink) -> Self {
         let remembered = crate::store::read_transport(config.transport_memory.as_deref());
         let remembered_era = crate::store::read_era(config.transport_memory.as_deref());
         let remembered_initialize = config
@@ -153,14 +157,17 @@ impl Session {
             cookies: config.cookies.then(crate::cookies::CookieJar::default),
             transport_memory: config.transport_memory,
             http,
-            stdout,
-            flush,
+            host_link,
             authorizer: None,
             authorization: None,
             running: HashMap::new(),
             timer: None,
             exiting: false,
             tracing,
+            backlog: false,
+            held: HashMap::new(),
+            held_total: 0,
+            lead: None,
         }
     }
 
@@ -189,6 +196,7 @@ impl Session {
                         if let Some(t) = &mut self.tracing {
                             t.exchange_ended(id, Err(None));
                         }
+                        self.update_held(id);
                     }
                 }
             }
@@ -217,7 +225,10 @@ impl Session {
                         line.id.as_ref(),
                     );
                 }
-                self.stdout.do_send(ServerFrame(line.bytes));
+                match &self.host_link {
+                    HostLink::Output(out) => out.send(line.bytes),
+                    HostLink::Actor(actor) => actor.do_send(ServerFrame(line.bytes)),
+                }
             }
             Event::NeedToken { need, challenge } => match &self.authorizer {
                 Some((ask, _)) => ask.do_send(NeedToken { need, challenge }),
@@ -339,8 +350,9 @@ impl Session {
             request = request.timeout(limit);
         }
         let traced = self.tracing.is_some();
-        let reports =
-            wrap_stream::<_, Self>(progress(request, traced)).map(move |report, act, ctx| {
+        let room = self.host_link.output().cloned();
+        let reports = wrap_stream::<_, Self>(progress(request, traced, room, id.0)).map(
+            move |report, act, ctx| {
                 let now = Instant::now();
                 match report {
                     Progress::Head(head, seen) => {
@@ -358,8 +370,10 @@ impl Session {
                         if let Some(t) = &mut act.tracing {
                             t.chunk(id, chunk.len());
                         }
-                        act.engine.handle_body(id, &chunk, now)
+                        act.engine.handle_body(id, &chunk, now);
+                        act.update_held(id);
                     }
+                    Progress::Backlog => act.host_backlog(ctx, now),
                     Progress::End(result) => {
                         act.running.remove(&id);
                         if let Some(t) = &mut act.tracing {
@@ -368,25 +382,77 @@ impl Session {
                                 result.as_ref().map(|_| ()).map_err(|e| Some(e.to_string())),
                             );
                         }
-                        act.engine.handle_end(id, result, now)
+                        act.engine.handle_end(id, result, now);
+                        act.update_held(id);
                     }
                 }
                 act.drive(ctx);
-            });
+            },
+        );
         let handle = ctx.spawn(reports.finish());
         self.running.insert(id, handle);
+    }
+
+    /// After a chunk or the end of exchange `id`: what the engine holds of incomplete
+    /// messages, told to the output that paces the reading of bodies (a hash lookup
+    /// when nothing changed, as for every small message, which ends in its chunk).
+    fn update_held(&mut self, id: ExchangeId) {
+        let Some(output) = self.host_link.output() else {
+            return;
+        };
+        let now_held = self.engine.held_bytes(id);
+        let before = if now_held == 0 {
+            self.held.remove(&id)
+        } else {
+            self.held.insert(id, now_held)
+        }
+        .unwrap_or(0);
+        if before == now_held {
+            return;
+        }
+        self.held_total = self.held_total + now_held - before;
+        self.lead = if self.held_total <= output.held_limit() {
+            None
+        } else if self.lead.is_some_and(|l| self.held.contains_key(&l)) {
+            self.lead
+        } else {
+            // The one closest to its message's end is finished first.
+            self.held.iter().max_by_key(|(_, n)| **n).map(|(id, _)| *id)
+        };
+        output.set_held(self.held_total, self.lead.map(|l| l.0));
+    }
+
+    /// The host stopped reading its stdout: tell the engine (its silence is not the
+    /// server's), and tell it again once the host has read enough.
+    fn host_backlog(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        let Some(output) = self.host_link.output().cloned() else {
+            return;
+        };
+        if std::mem::replace(&mut self.backlog, true) {
+            return;
+        }
+        self.engine.handle_host_backlog(true, now);
+        ctx.spawn(
+            async move { output.room().await }
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.backlog = false;
+                    act.engine.handle_host_backlog(false, Instant::now());
+                    act.drive(ctx);
+                }),
+        );
     }
 
     fn exit(&mut self, ctx: &mut Context<Self>) {
         for (_, handle) in self.running.drain() {
             ctx.cancel_future(handle);
         }
-        let flush = self.flush.clone();
+        let output = self.host_link.output().cloned();
         ctx.spawn(
             async move {
-                if let Some(stdout) = flush {
+                if let Some(stdout) = output {
                     let _ =
-                        tokio::time::timeout(Duration::from_millis(300), stdout.send(Flush)).await;
+                        tokio::time::timeout(Duration::from_millis(300), stdout.drained()).await;
                 }
                 System::current().stop_with_code(0);
             }
@@ -421,6 +487,7 @@ fn head_of(response: &reqwest::Response) -> ResponseHead {
     };
     ResponseHead {
         status,
+        content_length: response.content_length(),
         content_type: text(CONTENT_TYPE.as_str()),
         session_id: headers
             .get(transport::SESSION_HEADER)
@@ -458,42 +525,77 @@ fn head_of(response: &reqwest::Response) -> ResponseHead {
 fn progress(
     request: reqwest::RequestBuilder,
     traced: bool,
+    room: Option<HostOutput>,
+    exchange: u64,
 ) -> impl futures_util::Stream<Item = Progress> {
     enum Step {
         Send(reqwest::RequestBuilder),
         Read(reqwest::Response),
+        /// Told the Session of the backlog: wait for room, then read.
+        WaitThenRead(reqwest::Response),
         Done,
     }
-    futures_util::stream::unfold(Step::Send(request), move |step| async move {
-        match step {
-            Step::Send(request) => match request.send().await {
-                Ok(response) => {
-                    let seen = traced.then(|| HeadSeen {
-                        names: response
-                            .headers()
-                            .keys()
-                            .map(|name| name.as_str().to_owned())
-                            .collect(),
-                        local: response
-                            .extensions()
-                            .get::<hyper_util::client::legacy::connect::HttpInfo>()
-                            .map(|info| info.local_addr()),
-                    });
-                    Some((
-                        Progress::Head(head_of(&response), seen),
-                        Step::Read(response),
-                    ))
+    futures_util::stream::unfold(Step::Send(request), move |step| {
+        let room = room.clone();
+        async move {
+            match step {
+                Step::Send(request) => match request.send().await {
+                    Ok(response) => {
+                        let seen = traced.then(|| HeadSeen {
+                            names: response
+                                .headers()
+                                .keys()
+                                .map(|name| name.as_str().to_owned())
+                                .collect(),
+                            local: response
+                                .extensions()
+                                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                                .map(|info| info.local_addr()),
+                        });
+                        Some((
+                            Progress::Head(head_of(&response), seen),
+                            Step::Read(response),
+                        ))
+                    }
+                    Err(e) => Some((Progress::End(Err(network_error(e))), Step::Done)),
+                },
+                // Backpressure: while the host does not read its stdout, the rest of the
+                // body stays in the socket (TCP flow control), not in this process.
+                Step::Read(response) if room.as_ref().is_some_and(|r| !r.may_read(exchange)) => {
+                    Some((Progress::Backlog, Step::WaitThenRead(response)))
                 }
-                Err(e) => Some((Progress::End(Err(network_error(e))), Step::Done)),
-            },
-            Step::Read(mut response) => match response.chunk().await {
-                Ok(Some(chunk)) => Some((Progress::Chunk(chunk), Step::Read(response))),
-                Ok(None) => Some((Progress::End(Ok(())), Step::Done)),
-                Err(e) => Some((Progress::End(Err(network_error(e))), Step::Done)),
-            },
-            Step::Done => None,
+                Step::Read(mut response) | Step::WaitThenRead(mut response) => {
+                    if let Some(room) = &room {
+                        room.room_for(exchange).await;
+                    }
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => Some((Progress::Chunk(chunk), Step::Read(response))),
+                        Ok(None) => Some((Progress::End(Ok(())), Step::Done)),
+                        Err(e) => Some((Progress::End(Err(network_error(e))), Step::Done)),
+                    }
+                }
+                Step::Done => None,
+            }
         }
     })
+}
+
+/// Where the Session's lines for the host go.
+#[derive(Clone)]
+pub enum HostLink {
+    /// This process's stdout: the proxy. Its queue also paces the reading of bodies.
+    Output(HostOutput),
+    /// An actor of this process: `mcp-remote-client`'s probe, tests.
+    Actor(Recipient<ServerFrame>),
+}
+
+impl HostLink {
+    fn output(&self) -> Option<&HostOutput> {
+        match self {
+            HostLink::Output(out) => Some(out),
+            HostLink::Actor(_) => None,
+        }
+    }
 }
 
 impl Actor for Session {
@@ -531,7 +633,26 @@ impl Handler<ClientFrame> for Session {
     type Result = ();
 
     fn handle(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        self.host_frame(frame, Instant::now());
+        self.drive(ctx);
+    }
+}
+
+/// A whole read of stdin: every message goes into the engine, then one drive.
+impl Handler<ClientFrames> for Session {
+    type Result = ();
+
+    fn handle(&mut self, ClientFrames(frames): ClientFrames, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        for frame in frames {
+            self.host_frame(frame, now);
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Session {
+    fn host_frame(&mut self, frame: ClientFrame, now: Instant) {
         match frame {
             ClientFrame::Incoming(incoming) => {
                 if tracing::enabled!(tracing::Level::INFO) {
@@ -553,7 +674,6 @@ impl Handler<ClientFrame> for Session {
                 self.engine.handle_host_oversized(len, max);
             }
         }
-        self.drive(ctx);
     }
 }
 

@@ -1,51 +1,44 @@
 //! StdinReader: reads the host's stdin from the first instant, frames it into
-//! bounded lines, parses each line once and hands it to the Session.
+//! bounded lines, parses each line once and hands them to the Session.
 //!
-//! Backpressure: each frame is sent with `send().await`, which waits while the
-//! Session's mailbox is full, so stdin is not read faster than the proxy can
-//! route (memory stays bounded). An oversized line is reported and skipped,
-//! the lines after it are served (the framer never ends the stream on it).
-//! End of file is announced with `HostClosed`.
+//! The process's stdin is read by a plain thread ([`spawn_stdin_thread`]), not by
+//! tokio's blocking pool: a runtime waits for its blocking tasks when it shuts
+//! down, and a read on a pipe the host keeps open never ends, so a SIGTERM would
+//! never end the process. That thread also frames and parses what it read, off
+//! the Session's thread, and passes on every message of one read as one batch:
+//! a host that pipelines costs the Session one wake-up per read, not per message.
 //!
-//! The process's stdin is read by a plain thread ([`spawn_stdin_thread`]), not
-//! by tokio's blocking pool: a runtime waits for its blocking tasks when it
-//! shuts down, and a read on a pipe the host keeps open never ends, so a
-//! SIGTERM would never end the process.
+//! Backpressure: the thread blocks while the channel holds [`QUEUED_BATCHES`]
+//! batches, and the actor sends each batch with `send().await`, which waits for
+//! the Session to have handled it, so stdin is not read faster than the proxy can
+//! route (memory stays bounded). An oversized line is reported and skipped, the
+//! lines after it are served (the framer never ends the stream on it). End of
+//! file is announced with `HostClosed`.
 
-use crate::messages::{ClientFrame, HostClosed};
+use crate::messages::{ClientFrame, ClientFrames, HostClosed};
 use actix::prelude::*;
 use machines::framing::{Frame, LineFramer};
 use machines::jsonrpc;
 use std::io::Read;
 use tokio::sync::mpsc;
 
-/// Chunks of input; `None` (the channel closing) is end of file.
-pub type Chunks = mpsc::Receiver<Vec<u8>>;
+/// Batches read ahead of the Session.
+pub const QUEUED_BATCHES: usize = 4;
 
-/// Read this process's stdin on a detached thread, chunk by chunk. The thread
-/// blocks when the channel is full (backpressure) and ends at end of file.
-pub fn spawn_stdin_thread() -> Chunks {
-    let (tx, rx) = mpsc::channel(4);
+/// Batches of parsed frames; `None` (the channel closing) is end of file.
+pub type Batches = mpsc::Receiver<Vec<ClientFrame>>;
+
+/// Read this process's stdin on a detached thread, frame and parse each line
+/// (at most `max_line` bytes), and pass on each read's messages as one batch.
+/// The thread blocks when the channel is full (backpressure) and ends at end of
+/// file.
+pub fn spawn_stdin_thread(max_line: usize) -> Batches {
+    let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
     let spawned = std::thread::Builder::new()
         .name("mcp-remote-stdin".into())
         .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if tx.blocking_send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::warn!("reading stdin failed: {e}; treating it as closed");
-                        break;
-                    }
-                }
-            }
+            crate::stdout_writer::widen_pipe(0);
+            read_frames(std::io::stdin().lock(), max_line, &tx)
         });
     if let Err(e) = spawned {
         tracing::error!("cannot start the stdin reader: {e}");
@@ -53,72 +46,39 @@ pub fn spawn_stdin_thread() -> Chunks {
     rx
 }
 
-/// The stdin actor. It owns nothing but the task that reads.
-pub struct StdinReader {
-    /// The input, taken by the reading task when the actor starts.
-    input: Option<Chunks>,
-    /// Where frames go.
-    session: Recipient<ClientFrame>,
-    /// Who hears about end of file.
-    closed: Recipient<HostClosed>,
-    /// Longest accepted line, in bytes.
-    max_line: usize,
-}
-
-impl StdinReader {
-    /// A reader of `input` feeding `session`.
-    pub fn new(
-        input: Chunks,
-        session: Recipient<ClientFrame>,
-        closed: Recipient<HostClosed>,
-        max_line: usize,
-    ) -> Self {
-        Self {
-            input: Some(input),
-            session,
-            closed,
-            max_line,
-        }
-    }
-}
-
-impl Actor for StdinReader {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(input) = self.input.take() else {
-            return;
-        };
-        let session = self.session.clone();
-        let closed = self.closed.clone();
-        let max_line = self.max_line;
-        ctx.spawn(read_loop(input, session, closed, max_line).into_actor(self));
-    }
-}
-
-async fn read_loop(
-    mut input: Chunks,
-    session: Recipient<ClientFrame>,
-    closed: Recipient<HostClosed>,
-    max_line: usize,
-) {
+/// Reads `input` to its end, sending each read's frames as one batch.
+fn read_frames(mut input: impl Read, max_line: usize, tx: &mpsc::Sender<Vec<ClientFrame>>) {
     let mut framer = LineFramer::new(max_line);
-    while let Some(chunk) = input.recv().await {
-        framer.push(&chunk);
-        if !deliver(&mut framer, &session).await {
-            return;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                framer.push(&buf[..n]);
+                let batch = frames(&mut framer);
+                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("reading stdin failed: {e}; treating it as closed");
+                break;
+            }
         }
     }
     framer.finish();
-    deliver(&mut framer, &session).await;
-    tracing::debug!("stdin closed");
-    let _ = closed.send(HostClosed).await;
+    let batch = frames(&mut framer);
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
 }
 
-/// Send every complete frame; false when the Session is gone.
-async fn deliver(framer: &mut LineFramer, session: &Recipient<ClientFrame>) -> bool {
+/// Every complete frame the framer holds, parsed.
+fn frames(framer: &mut LineFramer) -> Vec<ClientFrame> {
+    let mut batch = Vec::new();
     while let Some(frame) = framer.next_frame() {
-        let message = match frame {
+        batch.push(match frame {
             Frame::Line(line) => match jsonrpc::parse_incoming(line) {
                 Ok(incoming) => ClientFrame::Incoming(incoming),
                 Err(malformed) => ClientFrame::Garbage(malformed),
@@ -127,10 +87,108 @@ async fn deliver(framer: &mut LineFramer, session: &Recipient<ClientFrame>) -> b
                 len,
                 max: framer.max_line(),
             },
-        };
-        if session.send(message).await.is_err() {
-            return false;
+        });
+    }
+    batch
+}
+
+/// The stdin actor. It owns nothing but the task that hands batches on.
+pub struct StdinReader {
+    /// The input, taken by the reading task when the actor starts.
+    input: Option<Batches>,
+    /// Where frames go.
+    session: Recipient<ClientFrames>,
+    /// Who hears about end of file.
+    closed: Recipient<HostClosed>,
+}
+
+impl StdinReader {
+    /// A reader of `input` feeding `session`.
+    pub fn new(
+        input: Batches,
+        session: Recipient<ClientFrames>,
+        closed: Recipient<HostClosed>,
+    ) -> Self {
+        Self {
+            input: Some(input),
+            session,
+            closed,
         }
     }
-    true
+}
+
+impl Actor for StdinReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut input) = self.input.take() else {
+            return;
+        };
+        let session = self.session.clone();
+        let closed = self.closed.clone();
+        ctx.spawn(
+            async move {
+                while let Some(batch) = input.recv().await {
+                    if session.send(ClientFrames(batch)).await.is_err() {
+                        return;
+                    }
+                }
+                tracing::debug!("stdin closed");
+                let _ = closed.send(HostClosed).await;
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &[u8], max_line: usize) -> Vec<Vec<ClientFrame>> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        read_frames(input, max_line, &tx);
+        drop(tx);
+        let mut batches = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            batches.push(b);
+        }
+        batches
+    }
+
+    #[test]
+    fn one_read_is_one_batch_in_order_with_garbage_and_oversized_lines_reported() {
+        let long = format!("{{\"jsonrpc\":\"2.0\",\"method\":\"{}\"}}", "x".repeat(200));
+        let input = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}\nnot json\n{long}\n{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}}\n{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}}"
+        );
+        let batches = read_all(input.as_bytes(), 100);
+        // A slice is read whole: one batch, then the unterminated last line at the end.
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        let kinds: Vec<String> = batches
+            .iter()
+            .flatten()
+            .map(|f| match f {
+                ClientFrame::Incoming(jsonrpc::Incoming::Single(m)) => {
+                    format!(
+                        "id {}",
+                        m.id_key.as_ref().map(|i| i.to_string()).unwrap_or_default()
+                    )
+                }
+                ClientFrame::Incoming(_) => "batch".into(),
+                ClientFrame::Garbage(_) => "garbage".into(),
+                ClientFrame::Oversized { len, max } => format!("oversized {len}>{max}"),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "id 1",
+                "garbage",
+                &format!("oversized {}>100", long.len()),
+                "id 2",
+                "id 3"
+            ]
+        );
+    }
 }

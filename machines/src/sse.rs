@@ -107,21 +107,55 @@ impl SseParser {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        for &b in chunk {
-            if !self.started {
-                // WHATWG §9.2.6: one leading BOM is ignored, wherever the chunks split it.
-                if b == BOM[self.bom_matched] {
-                    self.bom_matched += 1;
-                    self.started = self.bom_matched == BOM.len();
-                    continue;
-                }
-                self.started = true;
-                for &kept in &BOM[..self.bom_matched] {
-                    self.byte(kept)?;
-                }
+        let mut rest = chunk;
+        while !self.started {
+            let Some((&b, after)) = rest.split_first() else {
+                return Ok(());
+            };
+            rest = after;
+            // WHATWG §9.2.6: one leading BOM is ignored, wherever the chunks split it.
+            if b == BOM[self.bom_matched] {
+                self.bom_matched += 1;
+                self.started = self.bom_matched == BOM.len();
+                continue;
+            }
+            self.started = true;
+            for &kept in &BOM[..self.bom_matched] {
+                self.byte(kept)?;
             }
             self.byte(b)?;
         }
+        // Whole runs between line ends at a time: a long `data:` line costs one copy.
+        while !rest.is_empty() {
+            if self.after_cr {
+                self.after_cr = false;
+                if rest[0] == b'\n' {
+                    rest = &rest[1..];
+                    continue;
+                }
+            }
+            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                Some(i) => {
+                    self.extend_line(&rest[..i])?;
+                    self.after_cr = rest[i] == b'\r';
+                    rest = &rest[i + 1..];
+                    self.end_line()?;
+                }
+                None => {
+                    self.extend_line(rest)?;
+                    rest = &[];
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the current line (no line end among them).
+    fn extend_line(&mut self, run: &[u8]) -> Result<(), SseError> {
+        if self.line.len() + run.len() + self.data.len() > self.max_event {
+            return self.fail();
+        }
+        self.line.extend_from_slice(run);
         Ok(())
     }
 
@@ -139,13 +173,7 @@ impl SseParser {
                 self.after_cr = true;
                 self.end_line()
             }
-            _ => {
-                self.line.push(b);
-                if self.line.len() + self.data.len() > self.max_event {
-                    return self.fail();
-                }
-                Ok(())
-            }
+            _ => self.extend_line(&[b]),
         }
     }
 
@@ -162,6 +190,11 @@ impl SseParser {
     /// The latest reconnection time the server asked for, in milliseconds.
     pub fn retry(&self) -> Option<u64> {
         self.retry
+    }
+
+    /// Memory held for the event being assembled (its line and data so far).
+    pub fn buffered(&self) -> usize {
+        self.line.capacity() + self.data.capacity()
     }
 
     /// How many comment lines (keep-alives) were seen so far.
@@ -196,6 +229,13 @@ impl SseParser {
             None => (&line[..], &[][..]),
         };
         match field {
+            b"data" if !self.has_data && self.data.is_empty() => {
+                // The event's first data line becomes its data in place (no second copy).
+                let start = line.len() - value.len();
+                self.has_data = true;
+                self.data = line;
+                self.data.drain(..start);
+            }
             b"data" => {
                 if self.has_data {
                     self.data.push(b'\n');

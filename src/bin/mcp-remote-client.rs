@@ -373,7 +373,11 @@ fn main() {
             step: 0,
         }
         .start();
-        let core = wiring::start_core(&settings, probe.clone().recipient(), None, wiring::seed())?;
+        let core = wiring::start_core(
+            &settings,
+            actors::session::HostLink::Actor(probe.clone().recipient()),
+            wiring::seed(),
+        )?;
         wiring::watch_signals(core.session.clone().recipient());
         let frames = core.session.clone().recipient();
         let session = core.session.recipient();
@@ -492,8 +496,11 @@ fn run_doctor(settings: &Settings, json_output: bool) -> i32 {
                 step: 0,
             }
             .start();
-            let core =
-                wiring::start_core(settings, probe.clone().recipient(), None, wiring::seed())?;
+            let core = wiring::start_core(
+                settings,
+                actors::session::HostLink::Actor(probe.clone().recipient()),
+                wiring::seed(),
+            )?;
             wiring::watch_signals(core.session.clone().recipient());
             let frames = core.session.clone().recipient();
             let session = core.session.recipient();

@@ -120,8 +120,9 @@ pub(super) enum Ending {
 enum Phase {
     /// Waiting for the response head.
     Head,
-    /// Reading a JSON body (a POST's answer).
-    Json(Vec<u8>),
+    /// Reading a JSON body (a POST's answer); with the `Content-Length` it
+    /// announced (within the message limit), reserved when its first bytes come.
+    Json(Vec<u8>, usize),
     /// Reading an event stream.
     Sse(Box<SseParser>),
     /// Reading an error body, to pass on a JSON-RPC error in it (transports
@@ -152,7 +153,7 @@ pub(super) struct Ex {
     /// `Mcp-Session-Id` of the response.
     session_id: Option<String>,
     /// A GET stream's pulse, to notice it died silently (the legacy stream uses the engine's).
-    watch: SilenceWatch,
+    pub(super) watch: SilenceWatch,
     /// A silence timer is armed for it.
     silence_armed: bool,
     /// The head time limit, for the message when it passes.
@@ -163,6 +164,14 @@ pub(super) struct Ex {
 }
 
 impl Ex {
+    /// Bytes of an incomplete message held for this exchange.
+    pub(super) fn held_bytes(&self) -> usize {
+        match &self.phase {
+            Phase::Json(body, _) => body.capacity(),
+            Phase::Sse(parser) => parser.buffered(),
+            _ => 0,
+        }
+    }
     /// Whether it is presumed dead when it shows no sign of life after an outage: the
     /// host's POSTs and the event streams (the proxy's own pings and replays have
     /// watches of their own; the DELETE is bounded).
@@ -366,7 +375,14 @@ impl Engine {
                 self.finish_keep_reading(id, Ending::Accepted, now)
             }
             PostOutcome::Accepted => self.finish_keep_reading(id, Ending::Accepted, now),
-            PostOutcome::Json => ex.phase = Phase::Json(Vec::new()),
+            PostOutcome::Json => {
+                let expected = head
+                    .content_length
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n <= self.config.max_message_bytes)
+                    .unwrap_or(0);
+                ex.phase = Phase::Json(Vec::new(), expected);
+            }
             PostOutcome::EventStream => {
                 ex.phase = Phase::Sse(Box::new(SseParser::new(self.config.max_message_bytes)));
                 match ex.role {
@@ -422,7 +438,12 @@ impl Engine {
         ex.progress_at = now;
         match &mut ex.phase {
             Phase::Head => {}
-            Phase::Json(body) => {
+            Phase::Json(body, expected) => {
+                if body.capacity() == 0 {
+                    // Made as large as announced at once: no growing copies. Not
+                    // sooner: many answers whose heads came at once are not all read.
+                    body.reserve_exact(std::mem::take(expected).max(chunk.len()));
+                }
                 if body.len() + chunk.len() > max {
                     let detail = format!("the server's response is larger than {max} bytes");
                     self.abort_with(id, Ending::Oversized(detail), now);
@@ -464,7 +485,7 @@ impl Engine {
                     .unwrap_or_else(|| NetworkError::Broken("the server sent no response".into()));
                 self.exchanges_remove_then(id, Ending::Failed(error), now);
             }
-            Phase::Json(body) => match result {
+            Phase::Json(body, _) => match result {
                 Ok(()) => {
                     let role = ex.role;
                     let session_id = ex.session_id.take();
@@ -740,6 +761,12 @@ impl Engine {
         let (Some(limit), Some(last)) = (watch.limit(), watch.last_bytes()) else {
             return;
         };
+        if self.host_backlog {
+            // Held back for the host, not silent: look again later.
+            ex.silence_armed = true;
+            self.set_timer(now + limit, Timer::Silence(id));
+            return;
+        }
         if now.saturating_duration_since(last) < limit {
             ex.silence_armed = true;
             self.set_timer(last + limit, Timer::Silence(id));

@@ -106,6 +106,9 @@ pub struct ResponseHead {
     pub link: Option<String>,
     /// Every `Set-Cookie`, for the driver's cookie jar (the engine ignores them).
     pub set_cookie: Vec<String>,
+    /// `Content-Length`, when the server sent one: a JSON body's buffer is made that
+    /// large at once (no growing copies of a large answer).
+    pub content_length: Option<u64>,
 }
 
 /// How an exchange's network side ended.

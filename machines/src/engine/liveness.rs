@@ -96,7 +96,10 @@ impl Engine {
     /// Whether a request about to be sent should wait for the legacy stream to be
     /// confirmed alive (it is up, quiet, and not being checked already).
     pub(super) fn stream_is_quiet(&self, now: Instant) -> bool {
-        self.live_connection.is_some() && self.check.is_none() && self.pulse.is_quiet(now)
+        self.live_connection.is_some()
+            && self.check.is_none()
+            && !self.host_backlog
+            && self.pulse.is_quiet(now)
     }
 
     /// Watches the POST of message `seq`: no response in the usual time is a sign of trouble.
@@ -203,7 +206,7 @@ impl Engine {
             true => self.live_connection.is_some(),
             false => self.link.established(),
         };
-        if self.check.is_some() || !connected || self.exiting {
+        if self.check.is_some() || !connected || self.exiting || self.host_backlog {
             return;
         }
         self.log(LogEvent::CheckStarted(why));

@@ -132,6 +132,9 @@ pub enum LogEvent {
     InitializedFailed(RequestError),
     /// The legacy event stream has been quiet; it is checked before a request relies on it.
     QuietBeforeSend,
+    /// The host stopped reading its stdout (`true`): what the server sends waits in the
+    /// network; or it reads again (`false`).
+    HostBacklog(bool),
     /// Something suggests trouble: the connection is checked.
     CheckStarted(Suspicion),
     /// A check confirmed the connection.
@@ -198,6 +201,7 @@ impl LogEvent {
             | ServerBusy(_)
             | InitializeRefused(_)
             | InitializeFromMemory
+            | HostBacklog(_)
             | CheckStarted(_)
             | ListenLost { refused: true }
             | Reissued(_)
@@ -294,6 +298,10 @@ impl fmt::Display for LogEvent {
                 f,
                 "the server refused the Streamable HTTP initialize: HTTP {status}"
             ),
+            HostBacklog(true) => f.write_str(
+                "the client is not reading what it was sent; the server's answers wait until it does",
+            ),
+            HostBacklog(false) => f.write_str("the client reads again"),
             InitializeFromMemory => f.write_str(
                 "signing in: the host's initialize was answered with the server's answer remembered from the last session; its requests wait for the sign-in (--auth-timeout)",
             ),

@@ -270,6 +270,10 @@ pub struct Engine {
     legacy_open: LegacyOpen,
     /// Shutdown has begun.
     exiting: bool,
+    /// The host is not reading what it was sent, and the driver stopped reading
+    /// bodies until it does ([`Engine::handle_host_backlog`]): silence is the host's
+    /// doing, not the network's.
+    host_backlog: bool,
     /// A token is in use (the driver sends it).
     has_token: bool,
     /// A request already succeeded with the current token (reported once).
@@ -398,6 +402,7 @@ impl Engine {
             pulse: SilenceWatch::default(),
             legacy_open: LegacyOpen::default(),
             exiting: false,
+            host_backlog: false,
             has_token: false,
             token_confirmed: false,
             last_need: None,
@@ -557,6 +562,37 @@ impl Engine {
         self.dispatch(LinkEvent::HostSent { seq, kind, method }, now);
     }
 
+    /// Bytes of exchange `id`'s body held while the message they begin is incomplete
+    /// (the driver paces the reading of bodies by them and by its output queue).
+    pub fn held_bytes(&self, id: ExchangeId) -> usize {
+        self.exchanges.get(&id).map_or(0, |ex| ex.held_bytes())
+    }
+
+    /// The host stopped reading its stdout (`true`: the driver holds back the bodies
+    /// of responses until it reads again) or reads again (`false`). Meanwhile no
+    /// silence counts against the server: no connection check starts, no stream is
+    /// declared dead, nothing is put on probation; when the host reads again every
+    /// stream's silence counts from then.
+    pub fn handle_host_backlog(&mut self, backlog: bool, now: Instant) {
+        if self.host_backlog == backlog {
+            return;
+        }
+        self.host_backlog = backlog;
+        self.log(LogEvent::HostBacklog(backlog));
+        if !backlog {
+            if self.pulse.last_bytes().is_some() {
+                self.pulse.on_bytes(now);
+            }
+            for ex in self.exchanges.values_mut() {
+                ex.progress_at = now;
+                if ex.watch.last_bytes().is_some() {
+                    ex.watch.on_bytes(now);
+                }
+            }
+        }
+        self.settle(now);
+    }
+
     /// A token request ended.
     pub fn handle_token(&mut self, outcome: TokenOutcome, now: Instant) {
         match outcome {
@@ -631,10 +667,11 @@ impl Engine {
             Timer::InputLeg(seq, round) => self.input_leg_due(seq, round),
             Timer::InputRound(seq) => self.maybe_next_round(seq, now),
             Timer::Probation(id, since) => {
-                if self
-                    .exchanges
-                    .get(&id)
-                    .is_some_and(|ex| ex.progress_at < since)
+                if !self.host_backlog
+                    && self
+                        .exchanges
+                        .get(&id)
+                        .is_some_and(|ex| ex.progress_at < since)
                 {
                     self.abandon_exchange(id, now);
                 }
