@@ -65,6 +65,8 @@ struct Figures {
     idle_rss_kib: Option<u64>,
     peak_rss_8_kib: Option<u64>,
     peak_rss_kib: Option<u64>,
+    /// `VmHWM` after each echo, smallest first.
+    echo_peaks: Vec<Option<u64>>,
 }
 
 // ---------------------------------------------------------------- a stdio proxy
@@ -228,32 +230,9 @@ async fn through_stdio(program: &str, url: &str, transport: &str, counts: &Count
     f.p99 = Some(percentile(&times, 99));
 
     // Pipelined: IN_FLIGHT outstanding, one more sent per answer.
-    let first = 100_000u64;
-    let requests: Vec<Vec<u8>> = (first..first + counts.pipelined as u64)
-        .map(|id| line(&echo(id, "ping")))
-        .collect();
-    let cpu = cpu_us(pid);
-    let t = Instant::now();
-    let mut sent = 0;
-    let mut batch = Vec::new();
-    for r in requests.iter().take(IN_FLIGHT) {
-        batch.extend_from_slice(r);
-        sent += 1;
-    }
-    p.send(&batch).await;
-    for _ in 0..counts.pipelined {
-        let answer = p.recv().await;
-        debug_assert!(memchr(answer, b"\"result\""));
-        if sent < requests.len() {
-            p.send(&requests[sent]).await;
-            sent += 1;
-        }
-    }
-    let took = t.elapsed();
-    f.per_second = Some(counts.pipelined as f64 / took.as_secs_f64());
-    f.cpu_pipelined_us = cpu
-        .zip(cpu_us(pid))
-        .map(|(a, b)| (b - a) / counts.pipelined as f64);
+    let (per_second, cpu) = pipelined(&mut p, 100_000, counts.pipelined, IN_FLIGHT).await;
+    f.per_second = Some(per_second);
+    f.cpu_pipelined_us = cpu;
 
     // Echoes, smallest first; the peak after 8 MiB, then after the largest.
     for (i, (label, size)) in ECHOES.iter().enumerate() {
@@ -276,6 +255,7 @@ async fn through_stdio(program: &str, url: &str, transport: &str, counts: &Count
             println!("  {program}: echo {label} was not answered with its text: {seen}");
         }
         f.echoes.push(ok.then_some(took));
+        f.echo_peaks.push(status_kib(pid, "VmHWM:"));
         if answer.is_none() {
             break;
         }
@@ -287,6 +267,72 @@ async fn through_stdio(program: &str, url: &str, transport: &str, counts: &Count
     p.end().await;
     let _ = std::fs::remove_dir_all(&dir);
     f
+}
+
+/// `calls` echoes from id `first`, `in_flight` outstanding (one more sent per
+/// answer): requests per second and CPU µs per request of the proxy.
+async fn pipelined(
+    p: &mut Stdio_,
+    first: u64,
+    calls: usize,
+    in_flight: usize,
+) -> (f64, Option<f64>) {
+    let pid = p.pid();
+    let requests: Vec<Vec<u8>> = (first..first + calls as u64)
+        .map(|id| line(&echo(id, "ping")))
+        .collect();
+    let cpu = cpu_us(pid);
+    let t = Instant::now();
+    let mut sent = 0;
+    let mut batch = Vec::new();
+    for r in requests.iter().take(in_flight) {
+        batch.extend_from_slice(r);
+        sent += 1;
+    }
+    p.send(&batch).await;
+    let mut failed = 0;
+    for _ in 0..calls {
+        let answer = p.recv().await;
+        if !memchr(answer, b"\"result\"") {
+            failed += 1;
+        }
+        if sent < requests.len() {
+            p.send(&requests[sent]).await;
+            sent += 1;
+        }
+    }
+    let took = t.elapsed();
+    let cpu = cpu.zip(cpu_us(pid)).map(|(a, b)| (b - a) / calls as f64);
+    if failed > 0 {
+        println!("  {failed} of {calls} calls with {in_flight} in flight were not answered with a result");
+    }
+    (calls as f64 / took.as_secs_f64(), cpu)
+}
+
+/// This proxy with 1 … 1,024 requests in flight, in one process: requests per second,
+/// CPU per request and the peak RSS after each level.
+async fn in_flight_sweep(
+    program: &str,
+    url: &str,
+    transport: &str,
+    calls: usize,
+) -> Vec<(usize, f64, Option<f64>, Option<u64>)> {
+    let dir = std::env::temp_dir().join(format!("mcp-remote-side-by-side-{}", std::process::id()));
+    let mut p = spawn(program, url, transport, &dir);
+    p.send(&line(&initialize(0))).await;
+    p.recv().await;
+    p.send(&line(&initialized())).await;
+    let mut rows = Vec::new();
+    let mut first = 5_000_000u64;
+    for level in [1usize, 16, 64, 256, 1024] {
+        let calls = calls.max(level * 4);
+        let (per_second, cpu) = pipelined(&mut p, first, calls, level).await;
+        first += calls as u64;
+        rows.push((level, per_second, cpu, status_kib(p.pid(), "VmHWM:")));
+    }
+    p.end().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    rows
 }
 
 fn memchr(haystack: &[u8], needle: &[u8]) -> bool {
@@ -677,6 +723,7 @@ fn to_json(f: &Figures) -> Value {
         "idle_rss_kib": f.idle_rss_kib,
         "peak_rss_8mib_kib": f.peak_rss_8_kib,
         "peak_rss_kib": f.peak_rss_kib,
+        "echo_peak_rss_kib": f.echo_peaks,
     })
 }
 
@@ -800,9 +847,29 @@ async fn main() {
         let o = through_stdio(&proxy, &url, transport, &counts).await;
         tb.clear_requests();
         print_table(name, &d, &o, &n);
+        let sweep = in_flight_sweep(&proxy, &url, transport, counts.sequential).await;
+        println!(
+            "  this proxy, cost vs size:     {}",
+            ECHOES
+                .iter()
+                .zip(o.echoes.iter().zip(&o.echo_peaks))
+                .map(|((label, _), (t, peak))| format!("{label}: {} / peak {}", ms(*t), mib(*peak)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!("  this proxy, cost vs in flight:");
+        for (level, per_second, cpu, peak) in &sweep {
+            println!(
+                "    {level:>5} in flight: {per_second:>8.0}/s, {} µs CPU per request, peak RSS {}",
+                cpu.map_or("n/a".into(), |c| format!("{c:.0}")),
+                mib(*peak)
+            );
+        }
         report.insert(
             name.into(),
-            json!({"direct": to_json(&d), "node": to_json(&n), "ours": to_json(&o)}),
+            json!({"direct": to_json(&d), "node": to_json(&n), "ours": to_json(&o),
+                "ours_in_flight": sweep.iter().map(|(level, per_second, cpu, peak)| json!({
+                    "in_flight": level, "per_s": per_second.round(), "cpu_us": cpu.map(f64::round), "peak_rss_kib": peak})).collect::<Vec<_>>()}),
         );
         all_budgets.push((name, budgets(&d, &o, &n)));
     }
