@@ -69,12 +69,20 @@ impl HostOutput {
     /// Writes to this process's stdout from a thread of its own.
     pub fn stdout(limit: usize, held_limit: usize) -> std::io::Result<HostOutput> {
         widen_pipe(1);
-        Self::start_on(
-            std::io::stdout(),
-            limit,
-            held_limit,
-            cfg!(unix).then_some(1),
-        )
+        #[cfg(unix)]
+        {
+            use std::os::fd::FromRawFd;
+            // Written as it is, not through std's line buffer (which looks for the last
+            // newline in each write: a scan of every large message). A copy of the
+            // descriptor, so the thread owns what it closes.
+            // SAFETY: dup of this process's stdout; the File owns the new descriptor.
+            let fd = unsafe { libc::dup(1) };
+            if fd >= 0 {
+                let file = unsafe { std::fs::File::from_raw_fd(fd) };
+                return Self::start_on(file, limit, held_limit, Some(1));
+            }
+        }
+        Self::start_on(std::io::stdout(), limit, held_limit, None)
     }
 
     /// Writes to `output` from a thread of its own; body reads wait while more than

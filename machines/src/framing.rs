@@ -59,7 +59,7 @@ impl LineFramer {
     /// Feed the next chunk of input.
     pub fn push(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
-            let newline = chunk.iter().position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', chunk);
             let (piece, rest, ended) = match newline {
                 Some(i) => (&chunk[..i], &chunk[i + 1..], true),
                 None => (chunk, &[][..], false),

@@ -375,7 +375,7 @@ pub fn request(id: &str, method: &str, params: Option<&serde_json::Value>) -> Ve
 /// Remove the whitespace outside strings, so a pretty-printed body becomes one
 /// line. Returns the input untouched (no copy) when it has no line breaks.
 pub fn compact(bytes: Vec<u8>) -> Vec<u8> {
-    if !bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', &bytes).is_none() {
         return bytes;
     }
     let mut out = Vec::with_capacity(bytes.len());

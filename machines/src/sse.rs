@@ -134,7 +134,7 @@ impl SseParser {
                     continue;
                 }
             }
-            match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            match memchr::memchr2(b'\n', b'\r', rest) {
                 Some(i) => {
                     self.extend_line(&rest[..i])?;
                     self.after_cr = rest[i] == b'\r';
