@@ -6,6 +6,7 @@ use mcp_remote::settings::Settings;
 use mcp_remote::{logging, wiring};
 
 fn main() {
+    actors::allocator::tune();
     let cli = Cli::parse();
     let settings = match Settings::from_cli(&cli) {
         Ok(s) => s,
