@@ -82,7 +82,7 @@ pub fn start_proxy(settings: &Settings, seed: u64) -> Result<Core, HttpSetupErro
     .map_err(|e| HttpSetupError::Io(format!("cannot start the stdout writer: {e}")))?;
     let core = start_core(settings, HostLink::Output(stdout), seed)?;
     StdinReader::new(
-        actors::stdin_reader::spawn_stdin_thread(settings.max_message_bytes),
+        actors::stdin_reader::stdin_input(settings.max_message_bytes),
         core.session.clone().recipient(),
         core.session.clone().recipient(),
     )

@@ -392,3 +392,42 @@ async fn a_host_that_stops_reading_holds_the_server_back_not_the_proxys_memory()
         }
     }
 }
+
+/// A pipe is read on the proxy's own runtime (Linux); anything else — here a file,
+/// as in `mcp-remote URL < requests.jsonl` — by a thread, which serves it too. (Only
+/// `initialize` here: a file cannot wait for its answer before the next request.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_from_a_file_is_served_too() {
+    let tb = Testbed::start(Config::default()).await.expect("testbed");
+    let dir =
+        std::env::temp_dir().join(format!("mcp-remote-test-file-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let requests = dir.join("requests.jsonl");
+    let lines = [
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"file","version":"1"}}}),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    ];
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&requests, body).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(common::binary())
+            .arg(tb.url())
+            .env("MCP_REMOTE_CONFIG_DIR", dir.join("config"))
+            .stdin(std::fs::File::open(&requests).unwrap())
+            .stderr(std::process::Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("exits after the file's end")
+    .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0));
+    let answers: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["result"]["serverInfo"]["name"], "mcp-testbed");
+}

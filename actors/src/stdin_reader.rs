@@ -28,6 +28,43 @@ pub const QUEUED_BATCHES: usize = 4;
 /// Batches of parsed frames; `None` (the channel closing) is end of file.
 pub type Batches = mpsc::Receiver<Vec<ClientFrame>>;
 
+/// Where the StdinReader gets the host's messages.
+pub enum Input {
+    /// Batches from the stdin thread ([`spawn_stdin_thread`]).
+    Thread(Batches),
+    /// stdin itself, a pipe read without blocking on the Session's runtime
+    /// ([`open_stdin_pipe`]): no thread hand-off per message; lines of at most
+    /// the given length.
+    #[cfg(target_os = "linux")]
+    Pipe(tokio::net::unix::pipe::Receiver, usize),
+}
+
+/// The host's stdin, read without a thread: Linux, when stdin is a pipe (as every MCP
+/// host makes it). It is opened again through `/proc/self/fd/0`, which gives a file
+/// description of this process's own, so making it non-blocking changes nothing for
+/// anyone else holding the pipe. Anything else (a terminal, a file, no `/proc`) gets
+/// the thread.
+pub fn stdin_input(max_line: usize) -> Input {
+    #[cfg(target_os = "linux")]
+    if let Some(pipe) = open_stdin_pipe() {
+        crate::stdout_writer::widen_pipe(0);
+        return Input::Pipe(pipe, max_line);
+    }
+    Input::Thread(spawn_stdin_thread(max_line))
+}
+
+#[cfg(target_os = "linux")]
+fn open_stdin_pipe() -> Option<tokio::net::unix::pipe::Receiver> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let own = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/proc/self/fd/0")
+        .ok()?;
+    // Refuses anything but a pipe open for reading.
+    tokio::net::unix::pipe::Receiver::from_file(own).ok()
+}
+
 /// Read this process's stdin on a detached thread, frame and parse each line
 /// (at most `max_line` bytes), and pass on each read's messages as one batch.
 /// The thread blocks when the channel is full (backpressure) and ends at end of
@@ -95,7 +132,7 @@ fn frames(framer: &mut LineFramer) -> Vec<ClientFrame> {
 /// The stdin actor. It owns nothing but the task that hands batches on.
 pub struct StdinReader {
     /// The input, taken by the reading task when the actor starts.
-    input: Option<Batches>,
+    input: Option<Input>,
     /// Where frames go.
     session: Recipient<ClientFrames>,
     /// Who hears about end of file.
@@ -105,7 +142,7 @@ pub struct StdinReader {
 impl StdinReader {
     /// A reader of `input` feeding `session`.
     pub fn new(
-        input: Batches,
+        input: Input,
         session: Recipient<ClientFrames>,
         closed: Recipient<HostClosed>,
     ) -> Self {
@@ -121,24 +158,67 @@ impl Actor for StdinReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut input) = self.input.take() else {
+        let Some(input) = self.input.take() else {
             return;
         };
         let session = self.session.clone();
         let closed = self.closed.clone();
         ctx.spawn(
             async move {
-                while let Some(batch) = input.recv().await {
-                    if session.send(ClientFrames(batch)).await.is_err() {
-                        return;
+                let open = match input {
+                    Input::Thread(mut batches) => {
+                        let mut open = true;
+                        while let Some(batch) = batches.recv().await {
+                            if session.send(ClientFrames(batch)).await.is_err() {
+                                open = false;
+                                break;
+                            }
+                        }
+                        open
                     }
+                    #[cfg(target_os = "linux")]
+                    Input::Pipe(pipe, max_line) => read_pipe(pipe, max_line, &session).await,
+                };
+                if open {
+                    tracing::debug!("stdin closed");
+                    let _ = closed.send(HostClosed).await;
                 }
-                tracing::debug!("stdin closed");
-                let _ = closed.send(HostClosed).await;
             }
             .into_actor(self),
         );
     }
+}
+
+/// Reads the pipe to its end on this runtime; false when the Session is gone.
+#[cfg(target_os = "linux")]
+async fn read_pipe(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    max_line: usize,
+    session: &Recipient<ClientFrames>,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut framer = LineFramer::new(max_line);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                framer.push(&buf[..n]);
+                let batch = frames(&mut framer);
+                if !batch.is_empty() && session.send(ClientFrames(batch)).await.is_err() {
+                    return false;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!("reading stdin failed: {e}; treating it as closed");
+                break;
+            }
+        }
+    }
+    framer.finish();
+    let batch = frames(&mut framer);
+    batch.is_empty() || session.send(ClientFrames(batch)).await.is_ok()
 }
 
 #[cfg(test)]
