@@ -274,6 +274,8 @@ pub struct Engine {
     /// bodies until it does ([`Engine::handle_host_backlog`]): silence is the host's
     /// doing, not the network's.
     host_backlog: bool,
+    /// The legacy endpoint as last parsed: its text and its URL.
+    endpoint_url: Option<(String, Url)>,
     /// A token is in use (the driver sends it).
     has_token: bool,
     /// A request already succeeded with the current token (reported once).
@@ -403,6 +405,7 @@ impl Engine {
             legacy_open: LegacyOpen::default(),
             exiting: false,
             host_backlog: false,
+            endpoint_url: None,
             has_token: false,
             token_confirmed: false,
             last_need: None,
@@ -929,6 +932,22 @@ impl Engine {
         self.post_with(body, with_session, Vec::new(), role, now)
     }
 
+    /// The legacy transport's message endpoint, parsed once per `endpoint` event (not
+    /// per message: parsing costs a host name's IDNA pass and the query's).
+    fn legacy_endpoint_url(&mut self) -> Url {
+        let Some(endpoint) = self.link.endpoint() else {
+            return self.config.url.clone();
+        };
+        if let Some((text, url)) = &self.endpoint_url {
+            if text == endpoint {
+                return url.clone();
+            }
+        }
+        let url = Url::parse(endpoint).unwrap_or_else(|_| self.config.url.clone());
+        self.endpoint_url = Some((endpoint.to_owned(), url.clone()));
+        url
+    }
+
     /// [`Engine::post`] with `extra` headers.
     fn post_with(
         &mut self,
@@ -939,9 +958,9 @@ impl Engine {
         now: Instant,
     ) -> ExchangeId {
         let legacy = self.is_legacy();
-        let url = match self.link.endpoint().filter(|_| legacy) {
-            Some(endpoint) => Url::parse(endpoint).unwrap_or_else(|_| self.config.url.clone()),
-            None => self.config.url.clone(),
+        let url = match legacy {
+            true => self.legacy_endpoint_url(),
+            false => self.config.url.clone(),
         };
         let mut headers = vec![
             ("accept", transport::POST_ACCEPT.to_owned()),
