@@ -626,6 +626,10 @@ fn print_table(transport: &str, direct: &Figures, ours: &Figures, node: &Figures
     let row = |name: &str, d: String, n: String, o: String| {
         println!("  {name:<34} {d:>14} | {n:>22} | {o:>22}");
     };
+    // A time, and its ratio to the direct client's.
+    let with_ratio = |show: fn(Option<Duration>) -> String, t: Option<Duration>, base| {
+        format!("{}{}", show(t), x(ratio(secs(t), secs(base))))
+    };
     row(
         "spawn → initialize answered",
         "–".into(),
@@ -635,30 +639,14 @@ fn print_table(transport: &str, direct: &Figures, ours: &Figures, node: &Figures
     row(
         "sequential p50",
         us(direct.p50),
-        format!(
-            "{}{}",
-            us(node.p50),
-            x(ratio(secs(node.p50), secs(direct.p50)))
-        ),
-        format!(
-            "{}{}",
-            us(ours.p50),
-            x(ratio(secs(ours.p50), secs(direct.p50)))
-        ),
+        with_ratio(us, node.p50, direct.p50),
+        with_ratio(us, ours.p50, direct.p50),
     );
     row(
         "sequential p99",
         us(direct.p99),
-        format!(
-            "{}{}",
-            us(node.p99),
-            x(ratio(secs(node.p99), secs(direct.p99)))
-        ),
-        format!(
-            "{}{}",
-            us(ours.p99),
-            x(ratio(secs(ours.p99), secs(direct.p99)))
-        ),
+        with_ratio(us, node.p99, direct.p99),
+        with_ratio(us, ours.p99, direct.p99),
     );
     let rps = |r: Option<f64>| r.map_or("n/a".into(), |r| format!("{r:.0}/s"));
     row(
@@ -692,8 +680,8 @@ fn print_table(transport: &str, direct: &Figures, ours: &Figures, node: &Figures
         row(
             &format!("echo {label}"),
             ms(d),
-            format!("{}{}", ms(n), x(ratio(secs(n), secs(d)))),
-            format!("{}{}", ms(o), x(ratio(secs(o), secs(d)))),
+            with_ratio(ms, n, d),
+            with_ratio(ms, o, d),
         );
     }
     row(

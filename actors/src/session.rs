@@ -36,6 +36,7 @@ use machines::engine::{
 };
 use machines::jsonrpc::{IdKey, Kind};
 use machines::link::Strategy;
+use machines::pacing::BodyPacing;
 use machines::transport;
 use record::{HeadSeen, Tracing};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -116,12 +117,8 @@ pub struct Session {
     tracing: Option<Tracing>,
     /// Bodies wait for the host to read its stdout (a watcher waits for room).
     backlog: bool,
-    /// Bytes of incomplete messages the engine holds, per exchange (none at 0).
-    held: HashMap<ExchangeId, usize>,
-    /// Their sum.
-    held_total: usize,
-    /// Over the output's limit on them, the exchange that reads on.
-    lead: Option<ExchangeId>,
+    /// What the engine holds of incomplete messages, and who reads on (with stdout).
+    pacing: Option<BodyPacing>,
 }
 
 impl Session {
@@ -165,9 +162,7 @@ impl Session {
             exiting: false,
             tracing,
             backlog: false,
-            held: HashMap::new(),
-            held_total: 0,
-            lead: None,
+            pacing: None,
         }
     }
 
@@ -394,32 +389,17 @@ impl Session {
     }
 
     /// After a chunk or the end of exchange `id`: what the engine holds of incomplete
-    /// messages, told to the output that paces the reading of bodies (a hash lookup
-    /// when nothing changed, as for every small message, which ends in its chunk).
+    /// messages ([`BodyPacing`]), told to the output that gates the reading of bodies.
     fn update_held(&mut self, id: ExchangeId) {
         let Some(output) = self.host_link.output() else {
             return;
         };
-        let now_held = self.engine.held_bytes(id);
-        let before = if now_held == 0 {
-            self.held.remove(&id)
-        } else {
-            self.held.insert(id, now_held)
+        let pacing = self
+            .pacing
+            .get_or_insert_with(|| BodyPacing::new(output.held_limit()));
+        if let Some((total, lead)) = pacing.update(id.0, self.engine.held_bytes(id)) {
+            output.set_held(total, lead);
         }
-        .unwrap_or(0);
-        if before == now_held {
-            return;
-        }
-        self.held_total = self.held_total + now_held - before;
-        self.lead = if self.held_total <= output.held_limit() {
-            None
-        } else if self.lead.is_some_and(|l| self.held.contains_key(&l)) {
-            self.lead
-        } else {
-            // The one closest to its message's end is finished first.
-            self.held.iter().max_by_key(|(_, n)| **n).map(|(id, _)| *id)
-        };
-        output.set_held(self.held_total, self.lead.map(|l| l.0));
     }
 
     /// The host stopped reading its stdout: tell the engine (its silence is not the

@@ -85,29 +85,72 @@ pub fn spawn_stdin_thread(max_line: usize) -> Batches {
 
 /// Reads `input` to its end, sending each read's frames as one batch.
 fn read_frames(mut input: impl Read, max_line: usize, tx: &mpsc::Sender<Vec<ClientFrame>>) {
-    let mut framer = LineFramer::new(max_line);
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut reading = Reading::new(max_line);
     loop {
-        match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                framer.push(&buf[..n]);
-                let batch = frames(&mut framer);
-                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+        let read = input.read(reading.buffer());
+        match reading.after(read) {
+            Step::Again => {}
+            Step::Batch(batch) => {
+                if tx.blocking_send(batch).is_err() {
                     return;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!("reading stdin failed: {e}; treating it as closed");
-                break;
+            Step::End(last) => {
+                if !last.is_empty() {
+                    let _ = tx.blocking_send(last);
+                }
+                return;
             }
         }
     }
-    framer.finish();
-    let batch = frames(&mut framer);
-    if !batch.is_empty() {
-        let _ = tx.blocking_send(batch);
+}
+
+/// What a read of stdin gave: the same for the thread and the event loop.
+enum Step {
+    /// Nothing to pass on yet (no complete line, or an interrupted read).
+    Again,
+    /// Every message the read completed.
+    Batch(Vec<ClientFrame>),
+    /// End of file (or a failed read, taken as one): the last messages, if any.
+    End(Vec<ClientFrame>),
+}
+
+/// The framer and the read buffer of one stdin.
+struct Reading {
+    framer: LineFramer,
+    buf: Vec<u8>,
+}
+
+impl Reading {
+    fn new(max_line: usize) -> Self {
+        Self {
+            framer: LineFramer::new(max_line),
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    /// Where the next read goes.
+    fn buffer(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// What the read that filled [`Reading::buffer`] gave.
+    fn after(&mut self, read: std::io::Result<usize>) -> Step {
+        match read {
+            Ok(0) => {}
+            Ok(n) => {
+                self.framer.push(&self.buf[..n]);
+                let batch = frames(&mut self.framer);
+                return match batch.is_empty() {
+                    true => Step::Again,
+                    false => Step::Batch(batch),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Step::Again,
+            Err(e) => tracing::warn!("reading stdin failed: {e}; treating it as closed"),
+        }
+        self.framer.finish();
+        Step::End(frames(&mut self.framer))
     }
 }
 
@@ -197,28 +240,21 @@ async fn read_pipe(
     session: &Recipient<ClientFrames>,
 ) -> bool {
     use tokio::io::AsyncReadExt;
-    let mut framer = LineFramer::new(max_line);
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut reading = Reading::new(max_line);
     loop {
-        match pipe.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                framer.push(&buf[..n]);
-                let batch = frames(&mut framer);
-                if !batch.is_empty() && session.send(ClientFrames(batch)).await.is_err() {
+        let read = pipe.read(reading.buffer()).await;
+        match reading.after(read) {
+            Step::Again => {}
+            Step::Batch(batch) => {
+                if session.send(ClientFrames(batch)).await.is_err() {
                     return false;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!("reading stdin failed: {e}; treating it as closed");
-                break;
+            Step::End(last) => {
+                return last.is_empty() || session.send(ClientFrames(last)).await.is_ok();
             }
         }
     }
-    framer.finish();
-    let batch = frames(&mut framer);
-    batch.is_empty() || session.send(ClientFrames(batch)).await.is_ok()
 }
 
 #[cfg(test)]

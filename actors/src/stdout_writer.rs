@@ -10,7 +10,7 @@
 //! write to its blocking pool: a thread hand-off per message.
 //!
 //! Backpressure: the queue counts the bytes it holds. When a host stops reading
-//! its stdout, the queue grows past [`HostOutput::limit`] and [`HostOutput::room`]
+//! its stdout, the queue grows past its limit ([`DEFAULT_LIMIT`]) and [`HostOutput::room`]
 //! waits until the thread has written it down again; the Session asks for room
 //! before it reads each chunk of an HTTP body, so what the server sends stays in
 //! the socket (TCP flow control) instead of in this process, and tells the
@@ -45,7 +45,7 @@ struct Shared {
     closed: AtomicBool,
     /// Woken each time the thread has written a batch.
     written: Notify,
-    /// See [`HostOutput::limit`].
+    /// Bytes queued over which bodies are not read further.
     limit: usize,
     /// Bytes of incomplete messages the Session holds for the bodies it reads.
     held: AtomicUsize,
@@ -145,11 +145,6 @@ impl HostOutput {
         if wake {
             self.shared.work.notify_one();
         }
-    }
-
-    /// How many bytes may be queued before [`HostOutput::room`] waits.
-    pub fn limit(&self) -> usize {
-        self.shared.limit
     }
 
     /// Whether exchange `exchange` may read the next chunk of its body: the queue

@@ -35,6 +35,7 @@ pub mod fuzzing;
 pub mod jsonrpc;
 pub mod link;
 pub mod modern;
+pub mod pacing;
 pub mod sse;
 pub mod stream;
 pub mod trace;

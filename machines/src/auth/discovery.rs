@@ -215,14 +215,14 @@ impl std::fmt::Display for AddressClass {
 }
 
 /// The class of an address.
-pub fn ip_class(ip: std::net::IpAddr) -> AddressClass {
+pub fn ip_class(ip: core::net::IpAddr) -> AddressClass {
     match ip {
-        std::net::IpAddr::V4(a) => v4_class(a),
-        std::net::IpAddr::V6(a) => v6_class(a),
+        core::net::IpAddr::V4(a) => v4_class(a),
+        core::net::IpAddr::V6(a) => v6_class(a),
     }
 }
 
-fn v4_class(a: std::net::Ipv4Addr) -> AddressClass {
+fn v4_class(a: core::net::Ipv4Addr) -> AddressClass {
     let [x, y, ..] = a.octets();
     if a.is_loopback() {
         AddressClass::Loopback
@@ -235,7 +235,7 @@ fn v4_class(a: std::net::Ipv4Addr) -> AddressClass {
     }
 }
 
-fn v6_class(a: std::net::Ipv6Addr) -> AddressClass {
+fn v6_class(a: core::net::Ipv6Addr) -> AddressClass {
     if let Some(m) = a.to_ipv4_mapped() {
         return v4_class(m);
     }
