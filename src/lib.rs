@@ -3,7 +3,9 @@
 //! here: it is in the `machines` crate, performed by the `actors` crate.
 
 pub mod cli;
+pub mod client_config;
 pub mod doctor;
+pub mod jsonc;
 pub mod logging;
 pub mod servers;
 pub mod settings;

@@ -45,7 +45,7 @@ const STEPS: [(&str, &str); 3] = [
     about = "Connect to a remote MCP server the way mcp-remote does, list its tools, resources and prompts (or call one tool), and exit: 0 when it answered, 1 with the reason.",
     mut_arg("server_url", |a| a.required(false).required_unless_present("list_servers").default_value("").hide_default_value(true)),
     mut_arg("clean", |a| a.help("Forget this server's stored tokens, client registration and remembered transport, print what was removed, and exit (with --call or --doctor: forget, then sign in anew)")),
-    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl\n  mcp-remote-client https://remote.example.com/mcp --doctor\n  mcp-remote-client --list-servers\n  mcp-remote-client https://remote.example.com/mcp --clean"
+    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl\n  mcp-remote-client https://remote.example.com/mcp --doctor\n  mcp-remote-client --list-servers\n  mcp-remote-client https://remote.example.com/mcp --clean\n\nAdd this proxy to an MCP client's config (Claude Desktop, Cursor, Windsurf, Claude Code, VS Code):\n  mcp-remote-client config add https://remote.example.com/mcp --client claude-desktop\n  mcp-remote-client config list\n  mcp-remote-client config --help"
 )]
 struct ClientCli {
     #[command(flatten)]
@@ -304,7 +304,12 @@ impl Handler<ServerFrame> for Probe {
 const CALL_ID: u64 = 100;
 
 fn main() {
-    let client = ClientCli::parse();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "config") {
+        let args = std::iter::once("mcp-remote-client config".into()).chain(argv.drain(2..));
+        std::process::exit(mcp_remote::client_config::run(args));
+    }
+    let client = ClientCli::parse_from(argv);
     if client.list_servers {
         let code = match mcp_remote::settings::credentials_dir() {
             Ok(dir) => servers::print_list(&dir, client.json),
