@@ -25,6 +25,10 @@ NODE22_VERSION="22.23.3"                # npm package `node` -> a Node 22 binary
 SDK_VERSION="1.32.2"                    # @modelcontextprotocol/sdk (conformance driver)
 MCP_REMOTE_VERSION="0.15.1"             # mcp-remote (Node reference proxy / stand-in)
 FASTMCP_MCP_VERSION="1.30.0"            # PyPI mcp (FastMCP lives in mcp<2; 2.x renamed it MCPServer)
+VERDACCIO_VERSION="6.10.4"              # a local npm registry for the install tests (runs on Node 22)
+MCPB_VERSION="2.1.2"                    # @anthropic-ai/mcpb: validates and packs the .mcpb bundle
+MATURIN_VERSION="1.16.0"                # PyPI maturin: builds the wheel (in the same venv)
+UV_VERSION="0.13.9"                     # PyPI uv: its uvx runs the built wheel as users do
 
 PKGS=(
   "@modelcontextprotocol/server-everything@$SERVER_EVERYTHING_VERSION"
@@ -33,6 +37,8 @@ PKGS=(
   "node@$NODE22_VERSION"
   "@modelcontextprotocol/sdk@$SDK_VERSION"
   "mcp-remote@$MCP_REMOTE_VERSION"
+  "verdaccio@$VERDACCIO_VERSION"
+  "@anthropic-ai/mcpb@$MCPB_VERSION"
 )
 
 ENV_ONLY=0
@@ -88,15 +94,16 @@ VENV="$PREFIX/venv"
 VENV_PY="$VENV/bin/python"
 FASTMCP_CONSTRAINTS="$HERE/fastmcp-constraints.txt"
 
-venv_mcp_version() { # prints the mcp version in the venv, or nothing
+venv_version() { # $1 = distribution; prints its version in the venv, or nothing
   [[ -x "$VENV_PY" ]] || return 0
-  "$VENV_PY" -c 'import importlib.metadata as m; print(m.version("mcp"), end="")' 2>/dev/null || true
+  "$VENV_PY" -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]), end="")' "$1" 2>/dev/null || true
 }
+venv_mcp_version() { venv_version mcp; }
 
 if [[ "${INTEROP_SKIP_PYTHON:-0}" == "1" ]]; then
   log "setup: INTEROP_SKIP_PYTHON=1: no Python venv"
-elif [[ "$(venv_mcp_version)" == "$FASTMCP_MCP_VERSION" ]]; then
-  log "setup: venv $VENV already has mcp $FASTMCP_MCP_VERSION (nothing to do)"
+elif [[ "$(venv_mcp_version)" == "$FASTMCP_MCP_VERSION" && "$(venv_version maturin)" == "$MATURIN_VERSION" && "$(venv_version uv)" == "$UV_VERSION" ]]; then
+  log "setup: venv $VENV already has mcp $FASTMCP_MCP_VERSION, maturin $MATURIN_VERSION and uv $UV_VERSION (nothing to do)"
 else
   PY="${INTEROP_PYTHON:-python3}"
   command -v "$PY" >/dev/null || { echo "setup: $PY not found (needed for the FastMCP venv; INTEROP_SKIP_PYTHON=1 skips it)" >&2; exit 1; }
@@ -113,8 +120,10 @@ else
   fi
   log "setup: pip install mcp==$FASTMCP_MCP_VERSION into $VENV (was: $(venv_mcp_version || true))"
   "$VENV_PY" -m pip install --disable-pip-version-check --no-input --quiet \
-    -c "$FASTMCP_CONSTRAINTS" "mcp==$FASTMCP_MCP_VERSION" >&2
+    -c "$FASTMCP_CONSTRAINTS" "mcp==$FASTMCP_MCP_VERSION" "maturin==$MATURIN_VERSION" "uv==$UV_VERSION" >&2
   [[ "$(venv_mcp_version)" == "$FASTMCP_MCP_VERSION" ]] || { echo "setup: mcp $FASTMCP_MCP_VERSION not importable in $VENV" >&2; exit 1; }
+  [[ "$(venv_version maturin)" == "$MATURIN_VERSION" ]] || { echo "setup: maturin $MATURIN_VERSION not in $VENV" >&2; exit 1; }
+  [[ "$(venv_version uv)" == "$UV_VERSION" ]] || { echo "setup: uv $UV_VERSION not in $VENV" >&2; exit 1; }
   log "setup: venv ready: mcp $(venv_mcp_version)"
 fi
 
@@ -132,6 +141,10 @@ if [[ $ENV_ONLY == 1 ]]; then
   echo "MCP_REMOTE_NODE=$NM/.bin/mcp-remote"
   echo "FASTMCP_PYTHON=$VENV_PY"
   echo "FASTMCP_SERVER=$HERE/fastmcp_server.py"
+  echo "VERDACCIO_JS=$NM/verdaccio/bin/verdaccio"
+  echo "MCPB_JS=$NM/@anthropic-ai/mcpb/dist/cli/cli.js"
+  echo "MATURIN=$VENV/bin/maturin"
+  echo "UVX=$VENV/bin/uvx"
   echo "SDK_OAUTH_EXAMPLE_JS=$NM/@modelcontextprotocol/sdk/dist/esm/examples/server/simpleStreamableHttp.js"
 else
   cat <<EOF
