@@ -7,6 +7,7 @@ pub mod client_config;
 pub mod doctor;
 pub mod jsonc;
 pub mod logging;
+pub mod manuals;
 pub mod run;
 pub mod servers;
 pub mod settings;

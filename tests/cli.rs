@@ -413,3 +413,85 @@ async fn client_calls_one_tool_and_speaks_json() {
         .unwrap()
         .contains("could not connect"));
 }
+
+/// `mcp-remote-client completions` and `man`: made from the clap definitions, so each
+/// flag `--help` shows is in them; the bash script parses.
+#[test]
+fn completions_and_man_pages_cover_every_flag() {
+    let client = env!("CARGO_BIN_EXE_mcp-remote-client");
+    let help = String::from_utf8(run(&["--help"], &[]).stdout).unwrap();
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 3)
+        .map(|w| w.trim_end_matches([',', '.', ')', '=']))
+        .filter(|w| {
+            w.chars()
+                .skip(2)
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .collect();
+    assert!(flags.len() > 30, "{flags:?}");
+    let bash = Command::new(client)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    let bash = String::from_utf8(bash.stdout).unwrap();
+    for flag in &flags {
+        assert!(bash.contains(flag), "the bash completion lacks {flag}");
+    }
+    let script =
+        std::env::temp_dir().join(format!("mcp-remote-completion-{}.bash", std::process::id()));
+    std::fs::write(&script, &bash).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&script);
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let zsh = Command::new(client)
+        .args(["completions", "zsh", "--program", "mcp-remote-client"])
+        .output()
+        .unwrap();
+    let zsh = String::from_utf8(zsh.stdout).unwrap();
+    for word in [
+        "#compdef mcp-remote-client",
+        "--doctor",
+        "--list-servers",
+        "config",
+        "--force",
+    ] {
+        assert!(zsh.contains(word), "the zsh completion lacks {word}");
+    }
+    let bad = Command::new(client)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    let dir = std::env::temp_dir().join(format!("mcp-remote-man-{}", std::process::id()));
+    let man = Command::new(client).arg("man").arg(&dir).output().unwrap();
+    assert!(
+        man.status.success(),
+        "{}",
+        String::from_utf8_lossy(&man.stderr)
+    );
+    let page = std::fs::read_to_string(dir.join("mcp-remote.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH mcp-remote"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    for flag in &flags {
+        let roff = flag.replace('-', "\\-");
+        assert!(page.contains(&roff), "the man page lacks {flag}");
+    }
+    let client_page = std::fs::read_to_string(dir.join("mcp-remote-client.1")).unwrap();
+    assert!(client_page.contains("\\-\\-doctor") && client_page.contains("config"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

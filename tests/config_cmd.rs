@@ -21,15 +21,26 @@ impl Home {
         Home(dir)
     }
 
-    /// Where each client keeps its user-level file, under this home (Linux layout).
+    /// The per-user application folder under this home, as each platform has it.
+    fn app_data(&self) -> PathBuf {
+        if cfg!(windows) {
+            self.0.join("AppData").join("Roaming")
+        } else if cfg!(target_os = "macos") {
+            self.0.join("Library").join("Application Support")
+        } else {
+            self.0.join(".config")
+        }
+    }
+
+    /// Where each client keeps its user-level file, under this home.
     fn file(&self, client: &str) -> PathBuf {
         let h = &self.0;
         match client {
-            "claude-desktop" => h.join(".config/Claude/claude_desktop_config.json"),
+            "claude-desktop" => self.app_data().join("Claude/claude_desktop_config.json"),
             "cursor" => h.join(".cursor/mcp.json"),
             "windsurf" => h.join(".codeium/windsurf/mcp_config.json"),
             "claude-code" => h.join(".claude.json"),
-            "vscode" => h.join(".config/Code/User/mcp.json"),
+            "vscode" => self.app_data().join("Code/User/mcp.json"),
             _ => unreachable!(),
         }
     }
@@ -47,7 +58,9 @@ impl Home {
             .arg("config")
             .args(args)
             .env("HOME", &self.0)
+            .env("USERPROFILE", &self.0)
             .env("XDG_CONFIG_HOME", self.0.join(".config"))
+            .env("APPDATA", self.0.join("AppData").join("Roaming"))
             .env_remove("MCP_REMOTE_LAUNCHER")
             .output()
             .unwrap();

@@ -45,7 +45,7 @@ const STEPS: [(&str, &str); 3] = [
     about = "Connect to a remote MCP server the way mcp-remote does, list its tools, resources and prompts (or call one tool), and exit: 0 when it answered, 1 with the reason.",
     mut_arg("server_url", |a| a.required(false).required_unless_present("list_servers").default_value("").hide_default_value(true)),
     mut_arg("clean", |a| a.help("Forget this server's stored tokens, client registration and remembered transport, print what was removed, and exit (with --call or --doctor: forget, then sign in anew)")),
-    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl\n  mcp-remote-client https://remote.example.com/mcp --doctor\n  mcp-remote-client --list-servers\n  mcp-remote-client https://remote.example.com/mcp --clean\n\nAdd this proxy to an MCP client's config (Claude Desktop, Cursor, Windsurf, Claude Code, VS Code):\n  mcp-remote-client config add https://remote.example.com/mcp --client claude-desktop\n  mcp-remote-client config list\n  mcp-remote-client config --help"
+    after_help = "Examples:\n  mcp-remote-client https://remote.example.com/mcp\n  mcp-remote-client https://remote.example.com/mcp --json\n  mcp-remote-client https://remote.example.com/mcp --call echo --args '{\"text\":\"hi\"}'\n  mcp-remote-client https://remote.example.com/mcp --trace bug.jsonl\n  mcp-remote-client https://remote.example.com/mcp --doctor\n  mcp-remote-client --list-servers\n  mcp-remote-client https://remote.example.com/mcp --clean\n\nAdd this proxy to an MCP client's config (Claude Desktop, Cursor, Windsurf, Claude Code, VS Code):\n  mcp-remote-client config add https://remote.example.com/mcp --client claude-desktop\n  mcp-remote-client config list\n  mcp-remote-client config --help\n\nShell completions and man pages:\n  mcp-remote-client completions bash|zsh|fish|powershell|elvish [--program mcp-remote-client]\n  mcp-remote-client man [DIR]"
 )]
 struct ClientCli {
     #[command(flatten)]
@@ -308,6 +308,18 @@ fn main() {
     if argv.get(1).is_some_and(|a| a == "config") {
         let args = std::iter::once("mcp-remote-client config".into()).chain(argv.drain(2..));
         std::process::exit(mcp_remote::client_config::run(args));
+    }
+    if argv
+        .get(1)
+        .is_some_and(|a| a == "completions" || a == "man")
+    {
+        use clap::CommandFactory;
+        let programs = mcp_remote::manuals::Programs {
+            proxy: Cli::command(),
+            client: ClientCli::command()
+                .subcommand(mcp_remote::client_config::ConfigCli::command().name("config")),
+        };
+        std::process::exit(mcp_remote::manuals::run(argv, programs));
     }
     let client = ClientCli::parse_from(argv);
     if client.list_servers {

@@ -76,7 +76,7 @@ fn modern_schedules_are_deterministic() {
     assert_deterministic::<Sim>(&[1, 7, 42, 99]);
 }
 
-/// Prints the trace of one seed: `SIM_SEED=7 cargo test -p machines --test simulation
+/// Prints the trace of one seed: `SIM_SEED=7 cargo test -p mcp-remote-machines --test simulation
 /// modern_trace -- --ignored --nocapture`.
 #[test]
 #[ignore = "a debugging aid: prints the trace of the seed in SIM_SEED"]
