@@ -157,6 +157,16 @@ impl Entry {
             env.insert(key.clone(), Value::String(value.clone()));
         }
         args.extend(self.extra_args.iter().cloned());
+        if windows && matches!(self.launch, Launch::Npx(_)) {
+            // `cmd /c` reads the line again: `&`, `|`, `<`, `>`, `^`, `%` and quotes in
+            // an argument (a URL's query, say) would run or redirect something else.
+            if let Some(arg) = args
+                .iter()
+                .find(|a| a.contains(['&', '|', '<', '>', '^', '%', '"']))
+            {
+                return Err(ConfigError::CmdUnsafe(shown_arg(arg)));
+            }
+        }
         let mut entry = Map::new();
         if client.typed() {
             entry.insert("type".into(), json!("stdio"));
@@ -215,6 +225,8 @@ pub enum ConfigError {
     NotFound { what: String, path: PathBuf },
     /// A `--header` that is not `Name: value`.
     BadHeader(String),
+    /// On Windows, `npx` runs through `cmd /c`, which would misread this argument.
+    CmdUnsafe(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -239,6 +251,10 @@ impl fmt::Display for ConfigError {
                 path.display()
             ),
             ConfigError::BadHeader(h) => write!(f, "--header {h}: expected \"Name: value\""),
+            ConfigError::CmdUnsafe(arg) => write!(
+                f,
+                "on Windows npx is started through `cmd /c`, which would misread {arg} (it holds & | < > ^ % or a quote); nothing was changed: use --via uvx or --via path"
+            ),
         }
     }
 }
@@ -689,6 +705,15 @@ fn shape(path: &Path, what: &str) -> ConfigError {
     }
 }
 
+/// `path` with symbolic links followed; on Windows as it is (canonical paths there
+/// start with `\\?\`, which clients and people do not expect to read).
+fn resolved(path: &Path) -> PathBuf {
+    if cfg!(windows) {
+        return path.to_owned();
+    }
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+}
+
 /// The file's text, `None` when it does not exist.
 fn read(path: &Path) -> Result<Option<String>, ConfigError> {
     match std::fs::read(path) {
@@ -715,7 +740,7 @@ fn write(path: &Path, original: Option<&str>, text: &str) -> Result<Option<PathB
         reason: e.to_string(),
     };
     // Follow a symbolic link: the file people keep in a dotfiles folder stays there.
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let path = resolved(path);
     let path = path.as_path();
     let dir = path
         .parent()
@@ -904,7 +929,7 @@ fn this_proxy() -> String {
     };
     std::env::current_exe()
         .ok()
-        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| resolved(&p))
         .and_then(|p| p.parent().map(|d| d.join(name)))
         .filter(|p| p.is_file())
         .map(|p| p.to_string_lossy().into_owned())
@@ -1138,6 +1163,16 @@ mod tests {
             v["args"],
             json!(["/c", "npx", "-y", PACKAGE, "https://example.com/mcp"])
         );
+        let with_query = Entry {
+            url: "https://example.com/mcp?a=1&b=2".into(),
+            ..entry.clone()
+        };
+        let refused = with_query
+            .to_json(Client::Cursor, true)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("--via uvx"), "{refused}");
+        assert!(with_query.to_json(Client::Cursor, false).is_ok());
         let v = entry.to_json(Client::Vscode, false).unwrap();
         assert_eq!(
             v,

@@ -91,29 +91,40 @@ pub fn start_proxy(settings: &Settings, seed: u64) -> Result<Core, HttpSetupErro
     Ok(core)
 }
 
-/// SIGINT and SIGTERM (Ctrl-C on Windows) start the orderly shutdown.
+/// SIGINT, SIGTERM and SIGHUP (Ctrl-C, Ctrl-Break and the console closing on Windows)
+/// start the orderly shutdown.
 pub fn watch_signals(session: Recipient<Shutdown>) {
     actix::spawn(async move {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
                 signal(SignalKind::terminate()),
                 signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
             ) else {
                 return;
             };
             let reason = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",
+                _ = hup.recv() => "SIGHUP",
             };
             session.do_send(Shutdown { reason });
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
         {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                session.do_send(Shutdown { reason: "Ctrl-C" });
-            }
+            use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+            let (Ok(mut c), Ok(mut brk), Ok(mut close)) = (ctrl_c(), ctrl_break(), ctrl_close())
+            else {
+                return;
+            };
+            let reason = tokio::select! {
+                _ = c.recv() => "Ctrl-C",
+                _ = brk.recv() => "Ctrl-Break",
+                _ = close.recv() => "the console closing",
+            };
+            session.do_send(Shutdown { reason });
         }
     });
 }

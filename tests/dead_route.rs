@@ -14,6 +14,9 @@
 //! otherwise wait for): resumed with `Last-Event-ID` where the response stream has
 //! event ids, an error saying its fate is unknown where it has none (plain JSON).
 
+// Linux: it reads /proc and uses Unix signals and modes.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::{call, Proxy};

@@ -14,6 +14,9 @@
 //! Tools come from `tests/interop/setup.sh` (run when missing); logs in
 //! `target/tmp/install-*`.
 
+// Linux: it reads /proc and uses Unix signals and modes.
+#![cfg(target_os = "linux")]
+
 mod common;
 mod interop_common;
 

@@ -11,6 +11,9 @@
 //! maturin and uv come from `tests/interop/setup.sh` (run when missing); logs and the
 //! wheel in `target/tmp/install-wheel`.
 
+// Linux: it reads /proc and uses Unix signals and modes.
+#![cfg(target_os = "linux")]
+
 mod common;
 mod interop_common;
 

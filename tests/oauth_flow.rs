@@ -442,3 +442,55 @@ async fn mcp_remote_client_runs_the_whole_sign_in() {
     );
     assert_eq!(env.launches(), 1, "one browser sign-in");
 }
+
+/// A browser started for sign-in may outlive the proxy (it is the user's browser). It
+/// must not hold the host's stdout pipe: after the proxy exits the host sees the end of
+/// stdout at once, not when the browser quits (a host waiting for it would hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_outlives_the_proxy_does_not_hold_the_hosts_stdout_open() {
+    use tokio::io::AsyncReadExt;
+    let tb = protected(AuthConfig::default()).await;
+    let env = Env::new("browser-outlives");
+    let script = env.dir.join("lingering-browser.sh");
+    let pid_file = env.dir.join("browser.pid");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\necho $$ > '{}'\nexec sleep 30\n",
+            env.log.display(),
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = env.config();
+    let mut p = Proxy::spawn_with_env(
+        &[&tb.url()],
+        &[
+            ("MCP_REMOTE_CONFIG_DIR", config.as_str()),
+            ("BROWSER", script.to_str().unwrap()),
+        ],
+    );
+    p.send(common::oauth::initialize_request()).await;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n')) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let browser_pid = std::fs::read_to_string(&pid_file).expect("the browser was started");
+    drop(p.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+        .await
+        .expect("the proxy exits when stdin closes")
+        .unwrap();
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(5), p.stdout.read_to_end(&mut rest)).await;
+    let _ = std::process::Command::new("kill")
+        .arg(browser_pid.trim())
+        .status();
+    assert!(
+        eof.is_ok(),
+        "stdout stayed open after the proxy exited ({status}): the browser holds it"
+    );
+}

@@ -71,15 +71,14 @@ impl HostOutput {
         widen_pipe(1);
         #[cfg(unix)]
         {
-            use std::os::fd::FromRawFd;
+            use std::os::fd::AsFd;
             // Written as it is, not through std's line buffer (which looks for the last
             // newline in each write: a scan of every large message). A copy of the
-            // descriptor, so the thread owns what it closes.
-            // SAFETY: dup of this process's stdout; the File owns the new descriptor.
-            let fd = unsafe { libc::dup(1) };
-            if fd >= 0 {
-                let file = unsafe { std::fs::File::from_raw_fd(fd) };
-                return Self::start_on(file, limit, held_limit, Some(1));
+            // descriptor, so the thread owns what it closes; close-on-exec, so a
+            // program this process starts (the browser) does not hold the host's pipe
+            // open after the proxy exits.
+            if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+                return Self::start_on(std::fs::File::from(fd), limit, held_limit, Some(1));
             }
         }
         Self::start_on(std::io::stdout(), limit, held_limit, None)
@@ -232,10 +231,13 @@ pub fn widen_pipe(fd: i32) {
 }
 
 /// The longest line written from the caller's thread: a pipe that polls writable has
-/// room for this much (PIPE_BUF), so the write cannot block.
+/// room for this much on Linux (PIPE_BUF), so the write cannot block. (Elsewhere a pipe
+/// or socket may poll writable with 512 bytes free: every line goes through the queue.)
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const DIRECT_MAX: usize = 4095;
 
 /// What [`write_now`] got out.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 enum Written {
     /// The line and its newline.
     All,
@@ -247,7 +249,7 @@ enum Written {
 }
 
 /// Writes `line` and a newline to `fd` if that cannot block.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn write_now(fd: i32, line: &[u8]) -> Written {
     if line.len() > DIRECT_MAX {
         return Written::None;
@@ -281,7 +283,7 @@ fn write_now(fd: i32, line: &[u8]) -> Written {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(target_os = "linux"))]
 fn write_now(_: i32, _: &[u8]) -> Written {
     Written::None
 }

@@ -254,22 +254,11 @@ pub fn secure_folder(dir: &Path) -> Result<Option<u32>, FolderError> {
     Ok(None)
 }
 
-/// This process's user id, without `unsafe`: the owner of what it creates.
+/// This process's user id: the owner of what it creates.
 #[cfg(unix)]
 fn current_uid() -> std::io::Result<u32> {
-    use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata("/proc/self") {
-        return Ok(meta.uid());
-    }
-    let probe = std::env::temp_dir().join(format!(".mcp-remote-uid-{:016x}", unpredictable()));
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
-    let uid = file.metadata()?.uid();
-    drop(file);
-    let _ = std::fs::remove_file(&probe);
-    Ok(uid)
+    // SAFETY: getuid has no preconditions and cannot fail.
+    Ok(unsafe { libc::getuid() })
 }
 
 #[cfg(test)]
