@@ -64,11 +64,25 @@ pub fn open(url: &Url, allow_http: bool) -> Result<(), BrowserError> {
 }
 
 fn opener(url: &str) -> (String, Vec<String>) {
-    if let Some(browser) = std::env::var("BROWSER")
-        .ok()
-        .filter(|b| !b.trim().is_empty())
-    {
-        let first = browser.split(':').next().unwrap_or("").trim().to_owned();
+    opener_for(std::env::var("BROWSER").ok().as_deref(), url, cfg!(windows))
+}
+
+/// The program and arguments for `url`, from `$BROWSER` (`browser`) or the platform's
+/// opener. On Windows `$BROWSER`'s entries are separated by `;` (a `:` is in every
+/// drive letter) and an entry that names an existing program is taken whole (its
+/// path may hold spaces: `C:\Program Files\…\firefox.exe`).
+fn opener_for(browser: Option<&str>, url: &str, windows: bool) -> (String, Vec<String>) {
+    if let Some(browser) = browser.filter(|b| !b.trim().is_empty()) {
+        let first = browser
+            .split(if windows { ';' } else { ':' })
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let whole = first.trim_matches('"');
+        if windows && std::path::Path::new(whole).is_file() {
+            return (whole.to_owned(), vec![url.to_owned()]);
+        }
         let mut parts: Vec<String> = first.split_whitespace().map(str::to_owned).collect();
         if !parts.is_empty() {
             let program = parts.remove(0);
@@ -82,7 +96,7 @@ fn opener(url: &str) -> (String, Vec<String>) {
     }
     if cfg!(target_os = "macos") {
         ("open".into(), vec![url.into()])
-    } else if cfg!(windows) {
+    } else if windows {
         (
             "rundll32".into(),
             vec!["url.dll,FileProtocolHandler".into(), url.into()],
@@ -109,6 +123,35 @@ mod tests {
         assert!(with(&["SSH_CONNECTION", "DISPLAY"]), "X forwarding");
         assert!(with(&["WAYLAND_DISPLAY"]));
         assert!(with(&["BROWSER"]), "a browser the user named");
+    }
+
+    #[test]
+    fn browser_names_each_platform_way() {
+        let url = "https://as.example/authorize?a=1&b=2";
+        assert_eq!(
+            opener_for(Some("firefox --new-window %s:chromium"), url, false),
+            ("firefox".into(), vec!["--new-window".into(), url.into()])
+        );
+        // A Windows path with a space, taken whole when it names a program.
+        let dir = std::env::temp_dir().join(format!("mcp remote browser {}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("fire fox.exe");
+        std::fs::write(&exe, b"").unwrap();
+        let named = format!("{};other.exe", exe.display());
+        assert_eq!(
+            opener_for(Some(&named), url, true),
+            (exe.display().to_string(), vec![url.into()])
+        );
+        if !cfg!(target_os = "macos") {
+            assert_eq!(
+                opener_for(None, url, true),
+                (
+                    "rundll32".into(),
+                    vec!["url.dll,FileProtocolHandler".into(), url.into()]
+                )
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

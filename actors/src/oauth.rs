@@ -643,16 +643,31 @@ pub mod paste {
     /// The pasted file's text, once: it is removed as soon as it is read.
     fn take_file(file: &Path) -> Option<String> {
         let f = std::fs::File::open(file).ok()?;
-        let mut text = String::new();
-        let read = f.take(MAX_PASTE).read_to_string(&mut text);
+        let mut bytes = Vec::new();
+        let read = f.take(MAX_PASTE).read_to_end(&mut bytes);
         let _ = std::fs::remove_file(file);
-        match read {
-            Ok(_) if !text.trim().is_empty() => Some(text),
-            Ok(_) => None,
-            Err(_) => {
+        match read.ok().and_then(|_| file_text(&bytes)) {
+            Some(text) if !text.trim().is_empty() => Some(text),
+            Some(_) => None,
+            None => {
                 tracing::warn!("the pasted file is not text; paste the address again");
                 None
             }
+        }
+    }
+
+    /// A text file's text: UTF-8 (with or without a byte-order mark), or UTF-16 with
+    /// its mark — what Windows PowerShell 5's `>` and `Out-File` write.
+    pub fn file_text(bytes: &[u8]) -> Option<String> {
+        let utf16 = |bytes: &[u8], unit: fn([u8; 2]) -> u16| {
+            let units: Vec<u16> = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
+            String::from_utf16(&units).ok()
+        };
+        match bytes {
+            [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec()).ok(),
+            [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+            [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+            _ => String::from_utf8(bytes.to_vec()).ok(),
         }
     }
 
@@ -677,6 +692,34 @@ pub mod paste {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn pasted_files_in_windows_encodings_are_read() {
+            let address = "http://localhost:3334/oauth/callback?code=c&state=s1";
+            let utf16le: Vec<u8> = [0xFF, 0xFE]
+                .into_iter()
+                .chain(
+                    format!("{address}\r\n")
+                        .encode_utf16()
+                        .flat_map(u16::to_le_bytes),
+                )
+                .collect();
+            let utf16be: Vec<u8> = [0xFE, 0xFF]
+                .into_iter()
+                .chain(address.encode_utf16().flat_map(u16::to_be_bytes))
+                .collect();
+            let bom8 = [&[0xEF, 0xBB, 0xBF][..], address.as_bytes()].concat();
+            for bytes in [utf16le, utf16be, bom8, address.as_bytes().to_vec()] {
+                let text = file_text(&bytes).expect("text");
+                assert!(check(&text, "/oauth/callback", "s1").is_ok(), "{text:?}");
+            }
+            assert_eq!(
+                file_text(&[0xFF, 0xFE, 0x00, 0xD8]),
+                None,
+                "a lone surrogate"
+            );
+            assert_eq!(file_text(&[0xC3, 0x28]), None, "not UTF-8");
+        }
 
         #[test]
         fn only_this_flows_callback_is_taken() {
