@@ -303,7 +303,7 @@ pub fn add(
             "{{{nl}{unit}{}: {{{nl}{unit}{unit}{}: {}{nl}{unit}}}{nl}}}{nl}",
             json!(servers_key),
             json!(name),
-            reindent_all(&rendered, &format!("{unit}{unit}"))
+            jsonc::reindent(&rendered, &format!("{unit}{unit}"), "\n")
         );
         (doc, Change::Added, vec![])
     } else {
@@ -316,7 +316,7 @@ pub fn add(
                 let value = format!(
                     "{{\n{unit}{}: {}\n}}",
                     json!(name),
-                    reindent_all(&rendered, &unit)
+                    jsonc::reindent(&rendered, &unit, "\n")
                 );
                 let t = jsonc::insert_member(text, &root, servers_key, &value);
                 (t, Change::Added, vec![])
@@ -613,7 +613,7 @@ fn render(entry: &Value, unit: &str) -> String {
                     let items: Vec<String> = items.iter().map(Value::to_string).collect();
                     format!("[{}]", items.join(", "))
                 }
-                _ => reindent_all(&pretty(value, unit), unit),
+                _ => jsonc::reindent(&pretty(value, unit), unit, "\n"),
             };
             format!("{unit}{}: {text}", Value::String(key.to_owned()))
         })
@@ -627,20 +627,6 @@ fn pretty(value: &Value, unit: &str) -> String {
     let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
     serde::Serialize::serialize(value, &mut ser).expect("a JSON value serializes");
     String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-fn reindent_all(text: &str, indent: &str) -> String {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                l.to_owned()
-            } else {
-                format!("{indent}{l}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A value's text without comments and trailing commas, for serde.

@@ -438,8 +438,8 @@ pub fn remove_member(text: &str, object: &Value, index: usize) -> String {
     edit.apply(text)
 }
 
-/// Indent every line after the first of a rendered value by `indent`.
-fn reindent(value_text: &str, indent: &str, nl: &str) -> String {
+/// Indent every line after the first of a rendered value by `indent`, lines joined by `nl`.
+pub fn reindent(value_text: &str, indent: &str, nl: &str) -> String {
     value_text
         .lines()
         .enumerate()

@@ -20,9 +20,8 @@
 mod common;
 mod interop_common;
 
-use common::{call, text, Proxy};
+use common::{echo_line, run_bounded, Proxy};
 use interop_common::{ensure_installed, free_port, interop_prefix, log_dir, node_bin, repo_root};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,61 +49,6 @@ fn work_dir(name: &str) -> PathBuf {
         };
     }
     dir
-}
-
-/// Run to completion (bounded), panicking with its output when it fails.
-fn run(cmd: &mut Command, what: &str, limit: Duration) -> String {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{what}: timed out\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The `echo` answer's raw line for `text`, through `proxy`: initialize, the call,
-/// stdin closed; asserts the exit code is 0.
-async fn echo_line(mut proxy: Proxy, say: &str) -> String {
-    proxy.initialize("2025-06-18").await;
-    let request = call(7, "echo", json!({ "text": say }));
-    proxy.send(request).await;
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::io::AsyncBufReadExt::read_line(&mut proxy.stdout, &mut line),
-    )
-    .await
-    .expect("an answer in time")
-    .expect("read stdout");
-    let answer: serde_json::Value = serde_json::from_str(&line).expect("JSON on stdout");
-    assert_eq!(text(&answer), say, "{line}");
-    let (code, stderr) = proxy.close().await;
-    assert_eq!(code, Some(0), "{stderr}");
-    line
 }
 
 /// What every exchange says: quotes, escapes, a line separator and non-ASCII, so a
@@ -229,7 +173,7 @@ async fn npx_runs_the_binary_from_a_registry_as_a_host_would() {
     let stage = repo_root().join("packaging/npm/stage.mjs");
     let bin_dir = Path::new(PROXY).parent().unwrap();
     let (launcher, platform) = (dir.join("launcher"), dir.join("linux-x64"));
-    run(
+    run_bounded(
         Command::new(node_bin())
             .arg(&stage)
             .arg("launcher")
@@ -237,7 +181,7 @@ async fn npx_runs_the_binary_from_a_registry_as_a_host_would() {
         "stage the launcher",
         Duration::from_secs(30),
     );
-    run(
+    run_bounded(
         Command::new(node_bin())
             .arg(&stage)
             .args(["platform", "linux-x64"])
@@ -251,7 +195,7 @@ async fn npx_runs_the_binary_from_a_registry_as_a_host_would() {
     let registry = Registry::start(&dir);
     let env = npm_env(&dir, &registry.url);
     for package in [&platform, &launcher] {
-        run(
+        run_bounded(
             Command::new("npm")
                 .arg("publish")
                 .arg(package)
@@ -304,7 +248,7 @@ async fn npx_runs_the_binary_from_a_registry_as_a_host_would() {
     let app = dir.join("app");
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(app.join("package.json"), r#"{"name":"app","private":true}"#).unwrap();
-    run(
+    run_bounded(
         Command::new("npm")
             .args(["install", "--registry", &registry.url, "mcp-remote-rs"])
             .current_dir(&app)
@@ -366,12 +310,12 @@ async fn the_claude_desktop_bundle_validates_packs_and_runs_as_claude_would() {
         for a in args {
             cmd.arg(a);
         }
-        run(&mut cmd, what, Duration::from_secs(120))
+        run_bounded(&mut cmd, what, Duration::from_secs(120))
     };
 
     let bundle = dir.join("bundle");
     let bin_dir = Path::new(PROXY).parent().unwrap();
-    run(
+    run_bounded(
         Command::new(node_bin())
             .arg(repo_root().join("packaging/mcpb/stage.mjs"))
             .arg("linux")

@@ -17,66 +17,15 @@
 mod common;
 mod interop_common;
 
-use common::{call, text, Proxy};
+use common::{echo_line, run_bounded, Proxy};
 use interop_common::{ensure_installed, interop_prefix, log_dir, repo_root};
-use serde_json::json;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use testbed::{Config, Testbed};
-
-/// Run to completion (bounded), panicking with its output when it fails.
-fn run(cmd: &mut Command, what: &str, limit: Duration) -> String {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{what}: timed out\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// What every exchange says: quotes, escapes, a line separator and non-ASCII.
 const SAY: &str = "héllo \"uvx\" \\ \u{2028} ✓ 𝄞";
-
-/// The `echo` answer's raw line, through `proxy`; asserts exit code 0 after stdin closes.
-async fn echo_line(mut proxy: Proxy) -> String {
-    proxy.initialize("2025-06-18").await;
-    proxy.send(call(7, "echo", json!({ "text": SAY }))).await;
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        tokio::io::AsyncBufReadExt::read_line(&mut proxy.stdout, &mut line),
-    )
-    .await
-    .expect("an answer in time")
-    .expect("read stdout");
-    let answer: serde_json::Value = serde_json::from_str(&line).expect("JSON on stdout");
-    assert_eq!(text(&answer), SAY, "{line}");
-    let (code, stderr) = proxy.close().await;
-    assert_eq!(code, Some(0), "{stderr}");
-    line
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
@@ -90,7 +39,7 @@ async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
 
     // The test build's profile (its dependencies are built already); stripped, as a
     // release wheel's programs are.
-    run(
+    run_bounded(
         Command::new(&maturin)
             .args(["build", "--profile", "dev", "--strip", "--out"])
             .arg(dir.join("wheels"))
@@ -113,12 +62,12 @@ async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
 
     // pip, into a fresh venv, from the file alone.
     let venv = dir.join("venv");
-    run(
+    run_bounded(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
         "venv",
         Duration::from_secs(120),
     );
-    run(
+    run_bounded(
         Command::new(venv.join("bin/python"))
             .args([
                 "-m",
@@ -133,7 +82,7 @@ async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
         Duration::from_secs(120),
     );
     for program in ["mcp-remote-rs", "mcp-remote", "mcp-remote-client"] {
-        let version = run(
+        let version = run_bounded(
             Command::new(venv.join("bin").join(program)).arg("--version"),
             program,
             Duration::from_secs(30),
@@ -147,13 +96,9 @@ async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
     let tb = Testbed::start(Config::default()).await.expect("testbed");
     let url = tb.url();
     let installed = venv.join("bin/mcp-remote-rs");
-    let pip_line = echo_line(Proxy::spawn_program(
-        installed.to_str().unwrap(),
-        &[&url],
-        &[],
-    ))
-    .await;
-    let direct_line = echo_line(Proxy::spawn(&[&url])).await;
+    let pip = Proxy::spawn_program(installed.to_str().unwrap(), &[&url], &[]);
+    let pip_line = echo_line(pip, SAY).await;
+    let direct_line = echo_line(Proxy::spawn(&[&url]), SAY).await;
     assert_eq!(
         pip_line, direct_line,
         "the installed program answers byte for byte"
@@ -162,7 +107,7 @@ async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
     // uvx, as a host's config runs it, offline: everything from the wheel.
     let uv_cache = dir.join("uv-cache");
     let wheel_arg = wheel.to_str().unwrap();
-    let uvx_line = echo_line(Proxy::spawn_program(
+    let through_uvx = Proxy::spawn_program(
         uvx.to_str().unwrap(),
         &["--offline", "--from", wheel_arg, "mcp-remote-rs", &url],
         &[
@@ -170,7 +115,7 @@ async fn the_wheel_installs_in_a_fresh_venv_and_runs_through_uvx() {
             ("UV_NO_CONFIG", "1"),
             ("UV_PYTHON_DOWNLOADS", "never"),
         ],
-    ))
-    .await;
+    );
+    let uvx_line = echo_line(through_uvx, SAY).await;
     assert_eq!(uvx_line, direct_line, "uvx runs the same program");
 }

@@ -199,3 +199,53 @@ pub fn text(response: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no text in {response}"))
 }
+
+/// Run a command to completion within `limit`, panicking with its output when it
+/// fails or takes longer; returns its stdout.
+pub fn run_bounded(cmd: &mut std::process::Command, what: &str, limit: Duration) -> String {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what}: timed out\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Through `proxy` (however it was installed): initialize, an `echo` of `say`, stdin
+/// closed; asserts the text came back and the exit code is 0. Returns the answer's
+/// raw line, to compare byte for byte with another way of running the proxy.
+pub async fn echo_line(mut proxy: Proxy, say: &str) -> String {
+    proxy.initialize("2025-06-18").await;
+    proxy.send(call(7, "echo", json!({ "text": say }))).await;
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(20), proxy.stdout.read_line(&mut line))
+        .await
+        .expect("an answer in time")
+        .expect("read stdout");
+    let answer: Value = serde_json::from_str(&line).expect("JSON on stdout");
+    assert_eq!(text(&answer), say, "{line}");
+    let (code, stderr) = proxy.close().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    line
+}
