@@ -9,6 +9,12 @@
 //! - echoes of 1 KiB … 16 MiB (the largest message the default limit accepts);
 //! - idle and peak RSS (`VmRSS`, `VmHWM`), CPU per request (`/proc/<pid>/stat`).
 //!
+//! It also measures stdio alone: `cat` in the proxy's place (each line straight back).
+//! Beside the sequential and 8 MiB budgets it shows direct + cat: what a proxy that
+//! added only the two pipe hops would take. For the 8 MiB line (copied through two
+//! pipes) that is close to a bound; for a small round trip it is not (the wake-ups
+//! of two processes overlap differently), so a proxy can come in under it.
+//!
 //! It prints the machine (cores, load), a table per transport with the ratios, the
 //! budgets of issue #15 with the measured figures, and one JSON line. Nothing is
 //! asserted: timings are benchmarks, not tests.
@@ -333,6 +339,68 @@ async fn in_flight_sweep(
     p.end().await;
     let _ = std::fs::remove_dir_all(&dir);
     rows
+}
+
+/// stdio alone: `cat` in the proxy's place, each request line coming straight back.
+/// What two pipe hops and a process woken twice cost in this harness: the sequential
+/// p50, and the time of the 8 MiB echo's line (through stdin and stdout once each).
+/// `None` where there is no `cat`.
+struct Cat {
+    p50: Option<Duration>,
+    echo8: Option<Duration>,
+}
+
+async fn stdio_alone(calls: usize) -> Cat {
+    let none = Cat {
+        p50: None,
+        echo8: None,
+    };
+    let Ok(mut child) = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    else {
+        return none;
+    };
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return none;
+    };
+    let mut p = Stdio_ {
+        stdin,
+        stdout: BufReader::with_capacity(256 * KIB, stdout),
+        child,
+        line: Vec::new(),
+    };
+    let request = line(&echo(1, "ping"));
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        p.send(&request).await;
+        if p.try_recv().await.is_none() {
+            return none;
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let large = line(&echo(2, &"x".repeat(8 * MIB)));
+    let t = Instant::now();
+    // Written and read at once: `cat` holds no more than a pipe's worth.
+    p.line.clear();
+    let (sent, read) = tokio::join!(
+        p.stdin.write_all(&large),
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            p.stdout.read_until(b'\n', &mut p.line)
+        )
+    );
+    let echo8 =
+        (sent.is_ok() && matches!(read, Ok(Ok(n)) if n == large.len())).then(|| t.elapsed());
+    p.end().await;
+    Cat {
+        p50: Some(percentile(&times, 50)),
+        echo8,
+    }
 }
 
 fn memchr(haystack: &[u8], needle: &[u8]) -> bool {
@@ -720,22 +788,37 @@ fn budgets(
     direct: &Figures,
     ours: &Figures,
     node: &Figures,
+    cat: &Cat,
 ) -> Vec<(String, String, Option<bool>)> {
     let echo8 = ECHOES.iter().position(|(l, _)| *l == "8 MiB").unwrap();
     let r = |a: Option<f64>, b: Option<f64>| ratio(a, b);
     let p50 = r(secs(ours.p50), secs(direct.p50));
+    // The direct round trip plus `cat`'s (see the module's comment).
+    let p50_cat = r(
+        direct.p50.zip(cat.p50).map(|(d, f)| (d + f).as_secs_f64()),
+        secs(direct.p50),
+    );
     let tput = r(ours.per_second, direct.per_second);
     let cpu = r(node.cpu_pipelined_us, ours.cpu_pipelined_us);
     let start = r(secs(node.cold_start), secs(ours.cold_start));
+    let direct8 = direct.echoes.get(echo8).copied().flatten();
     let e8 = r(
         secs(ours.echoes.get(echo8).copied().flatten()),
-        secs(direct.echoes.get(echo8).copied().flatten()),
+        secs(direct8),
+    );
+    let e8_cat = r(
+        direct8.zip(cat.echo8).map(|(d, f)| (d + f).as_secs_f64()),
+        secs(direct8),
     );
     let kib = |k: Option<u64>| k.map(|k| k as f64 / 1024.0);
     vec![
         (
             "sequential p50 ≤ 1.0× direct".into(),
-            p50.map_or("n/a".into(), |v| format!("{v:.2}×")),
+            match (p50, p50_cat) {
+                (Some(v), Some(f)) => format!("{v:.2}× (direct + cat {f:.2}×)"),
+                (Some(v), None) => format!("{v:.2}×"),
+                _ => "n/a".into(),
+            },
             p50.map(|v| v <= 1.0),
         ),
         (
@@ -759,7 +842,11 @@ fn budgets(
         ),
         (
             "8 MiB echo ≤ 1.2× direct".into(),
-            e8.map_or("n/a".into(), |v| format!("{v:.2}×")),
+            match (e8, e8_cat) {
+                (Some(v), Some(f)) => format!("{v:.2}× (direct + cat {f:.2}×)"),
+                (Some(v), None) => format!("{v:.2}×"),
+                _ => "n/a".into(),
+            },
             e8.map(|v| v <= 1.2),
         ),
         (
@@ -821,6 +908,12 @@ async fn main() {
             "Node proxy: not found (run tests/interop/setup.sh or set MCP_REMOTE_NODE_BIN)"
         ),
     }
+    let cat = stdio_alone(counts.sequential).await;
+    println!(
+        "`cat` in the proxy's place (stdio alone): sequential p50 {}, an 8 MiB line {}",
+        us(cat.p50),
+        ms(cat.echo8)
+    );
     let mut report = serde_json::Map::new();
     let mut all_budgets = Vec::new();
     for (name, url, transport, legacy) in [
@@ -859,7 +952,7 @@ async fn main() {
                 "ours_in_flight": sweep.iter().map(|(level, per_second, cpu, peak)| json!({
                     "in_flight": level, "per_s": per_second.round(), "cpu_us": cpu.map(f64::round), "peak_rss_kib": peak})).collect::<Vec<_>>()}),
         );
-        all_budgets.push((name, budgets(&d, &o, &n)));
+        all_budgets.push((name, budgets(&d, &o, &n, &cat)));
     }
     println!();
     println!("budgets (issue #15), measured in this run:");
@@ -871,7 +964,7 @@ async fn main() {
                 Some(false) => "MISSED",
                 None => "n/a",
             };
-            println!("  {transport:<16} {budget:<44} {figure:>14}  {mark}");
+            println!("  {transport:<16} {budget:<44} {figure:>30}  {mark}");
             json_budgets.push(
                 json!({"transport": transport, "budget": budget, "measured": figure, "met": met}),
             );
@@ -882,6 +975,8 @@ async fn main() {
         "cores": cores,
         "load": load,
         "quick": quick,
+        "cat": {"p50_us": cat.p50.map(|f| (f.as_secs_f64() * 1e6).round()),
+            "echo_8mib_us": cat.echo8.map(|f| (f.as_secs_f64() * 1e6).round())},
         "counts": {"sequential": counts.sequential, "pipelined": counts.pipelined, "starts": counts.starts, "in_flight": IN_FLIGHT},
         "transports": report,
         "budgets": json_budgets,

@@ -305,6 +305,7 @@ pub fn init(settings: &Settings) -> LogGuard {
     let stderr_layer = stderr.clone().map(|sink| {
         fmt::layer()
             .with_writer(sink)
+            .with_timer(Clock)
             .with_ansi(false)
             .with_target(false)
             .with_filter(ours(level))
@@ -327,6 +328,7 @@ pub fn init(settings: &Settings) -> LogGuard {
     let file_layer = file.clone().map(|sink| {
         fmt::layer()
             .with_writer(sink)
+            .with_timer(Clock)
             .with_ansi(false)
             .with_filter(ours(LevelFilter::DEBUG))
     });
@@ -335,6 +337,55 @@ pub fn init(settings: &Settings) -> LogGuard {
         .with(file_layer)
         .init();
     LogGuard { stderr, file }
+}
+
+/// Each line's time, as tracing's default shows it (`2026-12-06T03:20:11.123456Z`,
+/// UTC), with the date and the second formatted once per second: at info level every
+/// relayed message is a line, and the full calendar arithmetic each time was a
+/// visible part of relaying one.
+struct Clock;
+
+impl fmt::time::FormatTime for Clock {
+    fn format_time(&self, w: &mut fmt::format::Writer<'_>) -> std::fmt::Result {
+        use std::cell::RefCell;
+        thread_local! {
+            static LAST: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = now.as_secs();
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != secs {
+                last.1 = second_of(secs);
+                last.0 = secs;
+            }
+            write!(w, "{}.{:06}Z", last.1, now.subsec_micros())
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC, proleptic Gregorian calendar).
+fn second_of(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rest = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// Our crates at `level`; other crates (HTTP, TLS) only at warnings, so their
@@ -371,6 +422,25 @@ fn open_debug_log(settings: &Settings) -> std::io::Result<std::fs::File> {
 mod tests {
     use super::*;
     use std::sync::mpsc;
+
+    #[test]
+    fn the_log_clock_writes_the_calendar_second() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_796_521_211, "2026-12-06T01:40:11"),
+            (4_107_542_399, "2100-02-28T23:59:59"),
+            (253_402_300_799, "9999-12-31T23:59:59"),
+        ] {
+            assert_eq!(second_of(secs), text);
+        }
+        let mut line = String::new();
+        fmt::time::FormatTime::format_time(&Clock, &mut fmt::format::Writer::new(&mut line))
+            .unwrap();
+        let (second, micros) = line.split_once('.').unwrap();
+        assert_eq!(second.len(), 19, "{line}");
+        assert!(micros.len() == 7 && micros.ends_with('Z'), "{line}");
+    }
 
     /// A destination whose writes block until the test lets them through, like a pipe
     /// nobody reads.

@@ -8,10 +8,12 @@
 //! - every frame from the StdinReader goes into the engine (one line per message
 //!   at info level in the log: direction, method and id, never a body);
 //! - every [`Transmit::Start`] becomes a reqwest request (plus the `--header` values
-//!   and `Authorization`, which the engine never sees) run as a stream owned by this
-//!   actor; its head, body chunks and end go back into the engine in place, with no
-//!   mailbox hop (`ActorStreamExt::map` runs with `&mut Session`);
-//! - [`Transmit::Abort`] drops that stream;
+//!   and `Authorization`, which the engine never sees) run as a task of its own on
+//!   this thread; its head, body chunks and end come back through one channel, and
+//!   what waits there when the actor wakes goes into the engine as one batch, then
+//!   one drive (not an actix future per exchange: actix polls every one of them at
+//!   each wake);
+//! - [`Transmit::Abort`] aborts that task (a report of it still in the channel is dropped);
 //! - events go to the StdoutWriter (lines for the host), to the Authorizer (token
 //!   requests), to the transport memory file and to the log;
 //! - one actix timer is kept at [`Engine::poll_timeout`].
@@ -26,9 +28,9 @@ use crate::messages::{
     TokenReady, TokenWorked,
 };
 use crate::stdout_writer::HostOutput;
-use actix::fut::{wrap_stream, ActorStreamExt};
 use actix::prelude::*;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use machines::auth::AuthError;
 use machines::engine::{
     Engine, EngineConfig, Event, Exchange, ExchangeId, HostConfig, Level, Method, NetworkError,
@@ -43,6 +45,7 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use url::Url;
 
 /// Whatever happens, the process ends this long after shutdown began (with the
@@ -107,8 +110,14 @@ pub struct Session {
     authorizer: Option<(Recipient<NeedToken>, Recipient<TokenWorked>)>,
     /// `Authorization: Bearer …` for every exchange (marked sensitive).
     authorization: Option<HeaderValue>,
-    /// The exchanges running, to drop one the engine aborts.
-    running: HashMap<ExchangeId, SpawnHandle>,
+    /// The exchanges running, each its own task, to abort one the engine drops.
+    running: HashMap<ExchangeId, tokio::task::AbortHandle>,
+    /// Where the exchanges' tasks send their reports; [`Session::started`] takes the
+    /// receiving end. One stream in the actor, not one per exchange: actix polls every
+    /// future of an actor at each wake, so 64 exchanges in flight made every report
+    /// cost 64 polls.
+    reports: mpsc::UnboundedSender<Report>,
+    reports_rx: Option<mpsc::UnboundedReceiver<Report>>,
     /// The one timer, and when it fires.
     timer: Option<(Instant, SpawnHandle)>,
     /// Shutdown has begun.
@@ -148,8 +157,11 @@ impl Session {
             },
             Instant::now(),
         );
+        let (reports, reports_rx) = mpsc::unbounded_channel();
         Self {
             engine,
+            reports,
+            reports_rx: Some(reports_rx),
             headers: config.headers,
             cookies: config.cookies.then(crate::cookies::CookieJar::default),
             transport_memory: config.transport_memory,
@@ -183,10 +195,10 @@ impl Session {
             while let Some(transmit) = self.engine.poll_transmit() {
                 idle = false;
                 match transmit {
-                    Transmit::Start(exchange) => self.start(exchange, ctx),
+                    Transmit::Start(exchange) => self.start(exchange),
                     Transmit::Abort(id) => {
                         if let Some(handle) = self.running.remove(&id) {
-                            ctx.cancel_future(handle);
+                            handle.abort();
                         }
                         if let Some(t) = &mut self.tracing {
                             t.exchange_ended(id, Err(None));
@@ -292,7 +304,7 @@ impl Session {
     }
 
     /// Start one exchange as a stream of progress reports fed back into the engine.
-    fn start(&mut self, exchange: Exchange, ctx: &mut Context<Self>) {
+    fn start(&mut self, exchange: Exchange) {
         if let Some(t) = &mut self.tracing {
             t.exchange_started(&exchange, &self.headers, self.authorization.is_some());
         }
@@ -346,46 +358,67 @@ impl Session {
         }
         let traced = self.tracing.is_some();
         let room = self.host_link.output().cloned();
-        let reports = wrap_stream::<_, Self>(progress(request, traced, room, id.0)).map(
-            move |report, act, ctx| {
-                let now = Instant::now();
-                match report {
-                    Progress::Head(head, seen) => {
-                        if let (Some(t), Some(seen)) = (&mut act.tracing, seen) {
-                            t.head(id, head.status, seen, now);
-                        }
-                        if jar_applies {
-                            if let Some(jar) = act.cookies.as_mut() {
-                                jar.store(&head.set_cookie, now);
-                            }
-                        }
-                        act.engine.handle_head(id, head, now)
-                    }
-                    Progress::Chunk(chunk) => {
-                        if let Some(t) = &mut act.tracing {
-                            t.chunk(id, chunk.len());
-                        }
-                        act.engine.handle_body(id, &chunk, now);
-                        act.update_held(id);
-                    }
-                    Progress::Backlog => act.host_backlog(ctx, now),
-                    Progress::End(result) => {
-                        act.running.remove(&id);
-                        if let Some(t) = &mut act.tracing {
-                            t.exchange_ended(
-                                id,
-                                result.as_ref().map(|_| ()).map_err(|e| Some(e.to_string())),
-                            );
-                        }
-                        act.engine.handle_end(id, result, now);
-                        act.update_held(id);
+        let reports = self.reports.clone();
+        let task = actix::spawn(async move {
+            let steps = progress(request, traced, room, id.0);
+            futures_util::pin_mut!(steps);
+            while let Some(mut step) = steps.next().await {
+                if let Progress::Head(head, _) = &mut step {
+                    if !jar_applies {
+                        // Not the server origin's, or the user's `Cookie` wins.
+                        head.set_cookie.clear();
                     }
                 }
-                act.drive(ctx);
-            },
-        );
-        let handle = ctx.spawn(reports.finish());
-        self.running.insert(id, handle);
+                if reports.send((id, step)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.running.insert(id, task.abort_handle());
+    }
+
+    /// What the exchanges reported since the last wake, in order; then one drive.
+    fn reported(&mut self, batch: Vec<Report>, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for (id, report) in batch {
+            // A report of an exchange the engine aborted may still be in the channel.
+            if !self.running.contains_key(&id) {
+                continue;
+            }
+            match report {
+                Progress::Head(head, seen) => {
+                    if let (Some(t), Some(seen)) = (&mut self.tracing, seen) {
+                        t.head(id, head.status, seen, now);
+                    }
+                    if let Some(jar) = self.cookies.as_mut() {
+                        if !head.set_cookie.is_empty() {
+                            jar.store(&head.set_cookie, now);
+                        }
+                    }
+                    self.engine.handle_head(id, head, now)
+                }
+                Progress::Chunk(chunk) => {
+                    if let Some(t) = &mut self.tracing {
+                        t.chunk(id, chunk.len());
+                    }
+                    self.engine.handle_body(id, &chunk, now);
+                    self.update_held(id);
+                }
+                Progress::Backlog => self.host_backlog(ctx, now),
+                Progress::End(result) => {
+                    self.running.remove(&id);
+                    if let Some(t) = &mut self.tracing {
+                        t.exchange_ended(
+                            id,
+                            result.as_ref().map(|_| ()).map_err(|e| Some(e.to_string())),
+                        );
+                    }
+                    self.engine.handle_end(id, result, now);
+                    self.update_held(id);
+                }
+            }
+        }
+        self.drive(ctx);
     }
 
     /// After a chunk or the end of exchange `id`: what the engine holds of incomplete
@@ -425,7 +458,7 @@ impl Session {
 
     fn exit(&mut self, ctx: &mut Context<Self>) {
         for (_, handle) in self.running.drain() {
-            ctx.cancel_future(handle);
+            handle.abort();
         }
         let output = self.host_link.output().cloned();
         ctx.spawn(
@@ -580,6 +613,49 @@ impl HostLink {
 
 impl Actor for Session {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(rx) = self.reports_rx.take() {
+            ctx.add_stream(Batches(rx));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        for (_, handle) in self.running.drain() {
+            handle.abort();
+        }
+    }
+}
+
+/// One exchange's report.
+type Report = (ExchangeId, Progress);
+
+/// The reports waiting in the channel, as one item (at most 256).
+struct Batches(mpsc::UnboundedReceiver<Report>);
+
+impl futures_util::Stream for Batches {
+    type Item = Vec<Report>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Vec<Report>>> {
+        let mut batch = Vec::new();
+        match self.get_mut().0.poll_recv_many(cx, &mut batch, 256) {
+            std::task::Poll::Ready(0) => std::task::Poll::Ready(None),
+            std::task::Poll::Ready(_) => std::task::Poll::Ready(Some(batch)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl StreamHandler<Vec<Report>> for Session {
+    fn handle(&mut self, batch: Vec<Report>, ctx: &mut Context<Self>) {
+        self.reported(batch, ctx);
+    }
+
+    /// The Session holds a sender itself: the stream ends only with the actor.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<TokenReady> for Session {

@@ -75,6 +75,10 @@ pub(crate) async fn serve(
             _ = until_shutdown(&mut shutdown) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // As real servers do (Node's http, uvicorn): without it, a small event
+                    // written while the last one is unacknowledged waits for the client's
+                    // delayed ACK, up to 40 ms (Nagle).
+                    let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
                     match &tls {
                         None => connections.spawn(serve_connection(stream, shared, role)),
