@@ -3,6 +3,8 @@
 //!
 //! - TLS is rustls with the ring provider and the platform verifier (the OS trust
 //!   store), plus the PEM bundle of `NODE_EXTRA_CA_CERTS` / `--extra-ca-certs` when given.
+//!   One verifier serves every client of the process, and it reads the trust store at
+//!   the first TLS handshake (a server reached over plain HTTP never needs it).
 //! - Proxies from `HTTP(S)_PROXY`/`NO_PROXY` are used only with `--enable-proxy`, as in mcp-remote.
 //! - Redirects are followed only within the server's origin: a cross-origin hop would
 //!   carry `Mcp-Session-Id` and credentials to another host (MCP authorization §Token Handling).
@@ -11,8 +13,14 @@ pub use reqwest::header;
 
 use machines::auth::discovery::{ip_class, AddressClass};
 use machines::transport::{self, same_origin};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// How the HTTP client is built.
@@ -74,19 +82,140 @@ fn base_builder(options: &HttpOptions) -> Result<reqwest::ClientBuilder, HttpSet
     if options.ipv4 {
         builder = builder.local_address(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     }
-    if let Some(path) = &options.extra_ca_certs {
-        let fail = |reason: String| HttpSetupError::ExtraCa {
-            path: path.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| fail(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(fail("no certificate found in the file".into()));
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
+    builder = builder.tls_backend_preconfigured(tls_config(options)?);
     Ok(builder)
+}
+
+/// The TLS set-up every client of the process shares: TLS 1.2 and 1.3 with ring, ALPN
+/// `h2` then `http/1.1` (what reqwest offers by itself), and one [`LazyVerifier`].
+fn tls_config(options: &HttpOptions) -> Result<rustls::ClientConfig, HttpSetupError> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let verifier = shared_verifier(options.extra_ca_certs.as_deref(), provider.clone())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+        .map_err(|e| HttpSetupError::Client(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The process's verifier for these extra CAs: made once, shared by every client
+/// (the MCP server's, the OAuth one, the diagnostic one).
+fn shared_verifier(
+    extra_ca_certs: Option<&std::path::Path>,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<LazyVerifier>, HttpSetupError> {
+    static SHARED: Mutex<Option<(Option<PathBuf>, Arc<LazyVerifier>)>> = Mutex::new(None);
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((path, verifier)) = shared.as_ref() {
+        if path.as_deref() == extra_ca_certs {
+            return Ok(verifier.clone());
+        }
+    }
+    let extra = match extra_ca_certs {
+        Some(path) => read_extra_ca(path)?,
+        None => Vec::new(),
+    };
+    let verifier = Arc::new(LazyVerifier {
+        extra,
+        provider,
+        loaded: OnceLock::new(),
+    });
+    *shared = Some((extra_ca_certs.map(PathBuf::from), verifier.clone()));
+    Ok(verifier)
+}
+
+/// The certificates of a PEM bundle, each checked to make a trust anchor, so a bad file
+/// is reported at start-up, not at the first connection.
+fn read_extra_ca(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, HttpSetupError> {
+    let fail = |reason: String| HttpSetupError::ExtraCa {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no certificate found in the file".into()));
+    }
+    let mut probe = rustls::RootCertStore::empty();
+    for cert in &certs {
+        probe.add(cert.clone()).map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(certs)
+}
+
+/// The platform's certificate check (the OS trust store, plus the extra CAs), made at
+/// the first TLS handshake: reading the system's CA files took most of the start-up,
+/// and was done once per client, for servers reached over plain HTTP too.
+#[derive(Debug)]
+struct LazyVerifier {
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+    loaded: OnceLock<Result<rustls_platform_verifier::Verifier, rustls::Error>>,
+}
+
+impl LazyVerifier {
+    fn get(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.loaded
+            .get_or_init(|| {
+                rustls_platform_verifier::Verifier::new_with_extra_roots(
+                    self.extra.iter().cloned(),
+                    self.provider.clone(),
+                )
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Whether the trust store has been read (tests).
+    #[cfg(test)]
+    fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+}
+
+impl ServerCertVerifier for LazyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.get()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.get()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 fn finish(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, HttpSetupError> {
@@ -236,6 +365,74 @@ mod tests {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+
+    #[test]
+    fn every_client_shares_one_verifier_that_reads_the_trust_store_at_the_first_handshake() {
+        let options = HttpOptions {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: None,
+            enable_proxy: false,
+            ipv4: false,
+            extra_ca_certs: None,
+        };
+        build_client(&options).unwrap();
+        build_diagnostic_client(&options).unwrap();
+        build_oauth_client(&options, true).unwrap();
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .unwrap()
+            .clone();
+        let first = shared_verifier(None, provider.clone()).unwrap();
+        let again = shared_verifier(None, provider.clone()).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one verifier for the process");
+        // No test in this crate makes a TLS handshake: nothing has read the store yet.
+        assert!(!first.is_loaded());
+        // What a handshake asks for first loads it, once.
+        assert!(!first.supported_verify_schemes().is_empty());
+        assert!(!first.is_loaded(), "offering schemes needs no trust store");
+        assert!(first.get().is_ok(), "this machine has a CA store");
+        assert!(first.is_loaded());
+    }
+
+    #[test]
+    fn a_bad_extra_ca_file_is_reported_when_the_client_is_built() {
+        let dir = std::env::temp_dir().join(format!("mcp-remote-extra-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = |path: &std::path::Path| HttpOptions {
+            connect_timeout: Duration::from_secs(2),
+            read_timeout: None,
+            enable_proxy: false,
+            ipv4: false,
+            extra_ca_certs: Some(path.to_owned()),
+        };
+        for (name, content, says) in [
+            ("empty.pem", &b""[..], "no certificate found"),
+            (
+                "garbage.pem",
+                &b"-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n"[..],
+                "",
+            ),
+            (
+                "not-a-cert.pem",
+                &b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"[..],
+                "",
+            ),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, content).unwrap();
+            let error = build_client(&options(&path)).expect_err(name).to_string();
+            assert!(
+                error.starts_with("could not load extra CA certificates from")
+                    && error.contains(says),
+                "{name}: {error}"
+            );
+        }
+        let missing = dir.join("missing.pem");
+        let error = build_client(&options(&missing))
+            .expect_err("missing")
+            .to_string();
+        assert!(error.contains("missing.pem"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[tokio::test]
     async fn a_name_that_resolves_only_to_loopback_is_refused_for_a_public_server() {
