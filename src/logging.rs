@@ -366,26 +366,12 @@ impl fmt::time::FormatTime for Clock {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC, proleptic Gregorian calendar).
+/// `YYYY-MM-DDTHH:MM:SS` of a Unix time (UTC): the trace's wall-clock format, cut at the second.
 fn second_of(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rest = secs % 86_400;
-    // Days since 1970-01-01 to a civil date (H. Hinnant's `civil_from_days`).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
+    let mut text =
+        actors::trace::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    text.truncate("YYYY-MM-DDTHH:MM:SS".len());
+    text
 }
 
 /// Our crates at `level`; other crates (HTTP, TLS) only at warnings, so their
